@@ -1,0 +1,118 @@
+"""Where the router's configuration, rules and state live.
+
+Retrospect starts the handler with an unknown working directory and a bare
+environment, so nothing here looks at the working directory, and the only
+environment variables read are the documented ``ROUTER_*`` ones.
+
+Order (DESIGN.md): ``--config`` / ``ROUTER_CONFIG``; ``router.toml`` beside
+the resolved handler executable; the platform default directory. With no
+file at all, a checkout uses its own ``rules/`` and a per-user state
+directory.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Optional
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.9/3.10 in CI
+    import tomli as tomllib
+
+from router.events import DATE_ORDERS
+
+CONFIG_NAME = "router.toml"
+#: The checkout this module was loaded from (its rules/ is the fallback).
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(Exception):
+    """The configuration file exists but cannot be used."""
+
+
+def platform_config_dir() -> Path:
+    if sys.platform == "darwin":
+        return Path("/Library/Application Support/RetroRouter")
+    if sys.platform.startswith("win"):
+        return Path(os.environ.get("PROGRAMDATA", r"C:\ProgramData")) / "RetroRouter"
+    return Path("/etc/retro-router")
+
+
+def default_state_dir() -> Path:
+    """A per-user data directory, as each platform names it."""
+    home = Path.home()
+    if sys.platform == "darwin":
+        return home / "Library" / "Application Support" / "RetroRouter"
+    if sys.platform.startswith("win"):
+        base = os.environ.get("LOCALAPPDATA") or str(home / "AppData" / "Local")
+        return Path(base) / "RetroRouter"
+    base = os.environ.get("XDG_DATA_HOME") or str(home / ".local" / "share")
+    return Path(base) / "retro-router"
+
+
+@dataclass(frozen=True)
+class Config:
+    """The settings every part of the router reads. Paths are absolute."""
+
+    rules_dir: Path
+    state_dir: Path
+    date_order: str = "mdy"
+    #: Where the settings came from, for messages ("built-in defaults" or a path).
+    source: str = "built-in defaults"
+    #: The whole parsed file, for sections later stages read (delivery, service).
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+def find_config_file(explicit: Optional[str] = None) -> Optional[Path]:
+    """The configuration file to use, or None when there is none."""
+    chosen = explicit or os.environ.get("ROUTER_CONFIG")
+    if chosen:
+        return Path(chosen).expanduser().resolve()
+    beside = Path(sys.argv[0]).resolve().parent / CONFIG_NAME if sys.argv and sys.argv[0] else None
+    for candidate in (beside, platform_config_dir() / CONFIG_NAME):
+        if candidate is not None and candidate.is_file():
+            return candidate
+    return None
+
+
+def load_config(explicit: Optional[str] = None) -> Config:
+    """Read the configuration in DESIGN.md's order, then apply environment overrides."""
+    path = find_config_file(explicit)
+    raw: dict[str, Any] = {}
+    base = PROJECT_ROOT
+    if path is not None:
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"{path}: configuration file not found") from exc
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+        base = path.parent
+
+    def resolve(value: Any, fallback: Path) -> Path:
+        if value is None:
+            return fallback
+        return (base / Path(str(value)).expanduser()).resolve()
+
+    config = Config(
+        rules_dir=resolve(raw.get("rules_dir"), PROJECT_ROOT / "rules"),
+        state_dir=resolve(raw.get("state_dir"), default_state_dir()),
+        date_order=str(raw.get("date_order", "mdy")),
+        source=str(path) if path else "built-in defaults",
+        raw=raw,
+    )
+    if config.date_order not in DATE_ORDERS:
+        raise ConfigError(
+            f"{config.source}: date_order must be one of {', '.join(DATE_ORDERS)},"
+            f" not {config.date_order!r}"
+        )
+    overrides: dict[str, Any] = {}
+    if os.environ.get("ROUTER_RULES_DIR"):
+        overrides["rules_dir"] = Path(os.environ["ROUTER_RULES_DIR"]).expanduser().resolve()
+    if os.environ.get("ROUTER_STATE_DIR"):
+        overrides["state_dir"] = Path(os.environ["ROUTER_STATE_DIR"]).expanduser().resolve()
+    return replace(config, **overrides) if overrides else config

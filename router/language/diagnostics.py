@@ -1,0 +1,107 @@
+"""Problems found in rule files, and how they are shown.
+
+One record type serves the parser, the checker and ``router check``'s two
+output formats, so a problem reads the same wherever it comes from.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Optional
+
+from router.language.nodes import Span
+
+ERROR = "error"
+WARNING = "warning"
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One problem at one place. Lines and columns are 1-based; the end is exclusive."""
+
+    path: str
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+    severity: str
+    code: str
+    message: str
+    hint: Optional[str] = None
+
+    @classmethod
+    def at(
+        cls, span: Span, severity: str, code: str, message: str, hint: Optional[str] = None
+    ) -> Diagnostic:
+        return cls(
+            span.file,
+            span.line,
+            span.column,
+            span.end_line,
+            span.end_column,
+            severity,
+            code,
+            message,
+            hint,
+        )
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity == ERROR
+
+    def sort_key(self) -> tuple:
+        return (self.path, self.line, self.column, self.code)
+
+    def as_json(self) -> dict[str, object]:
+        data = asdict(self)
+        end_line, end_column = data.pop("end_line"), data.pop("end_column")
+        data["end"] = {"line": end_line, "column": end_column}
+        return data
+
+
+def format_text(diag: Diagnostic, lines: Optional[Sequence[str]]) -> str:
+    """The compiler-style form: ``path:line:col: severity: message``, the
+    source line, a caret under the span, then the hint."""
+    head = f"{diag.path}:{diag.line}:{diag.column}: {diag.severity}: {diag.message}"
+    out = [head]
+    if lines is not None and 1 <= diag.line <= len(lines):
+        source = lines[diag.line - 1].rstrip("\n").expandtabs(1)
+        start = max(diag.column - 1, 0)
+        end = diag.end_column - 1 if diag.end_line == diag.line else len(source)
+        width = max(end - start, 1)
+        out.append(f"    {source}")
+        out.append("    " + " " * start + "^" + "~" * (width - 1))
+    if diag.hint:
+        out.append(f"    hint: {diag.hint}")
+    return "\n".join(out)
+
+
+def render_text(diagnostics: Iterable[Diagnostic], sources: dict[str, list[str]]) -> str:
+    return "\n".join(format_text(d, sources.get(d.path)) for d in diagnostics)
+
+
+def render_json(diagnostics: Iterable[Diagnostic]) -> str:
+    return json.dumps([d.as_json() for d in diagnostics], indent=2)
+
+
+def closest(word: str, candidates: Iterable[str]) -> Optional[str]:
+    """The candidate an admin most likely meant, for "did you mean" hints."""
+    import difflib
+
+    pool = list(candidates)
+    lowered = {c.lower(): c for c in pool}
+    if word.lower() in lowered:
+        return lowered[word.lower()]
+    found = difflib.get_close_matches(word, pool, n=1, cutoff=0.6)
+    if not found:
+        found = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
+        found = [lowered[f] for f in found]
+    return found[0] if found else None
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` or the empty string."""
+    match = closest(word, candidates)
+    return f" (did you mean '{match}'?)" if match and match != word else ""
