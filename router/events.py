@@ -10,6 +10,7 @@ malformed argument must cost a warning in the journal, never the event.
 
 from __future__ import annotations
 
+import math
 import re
 import socket
 from collections.abc import Sequence
@@ -309,6 +310,9 @@ def parse_date(text: str, order: str = "mdy") -> Optional[datetime]:
     else:
         mdy, dmy = (c, a, b), (c, b, a)
         candidates = [dmy, mdy] if order == "dmy" else [mdy, dmy]
+        if order == "ymd" and len(c) <= 2:
+            # "16/11/21" with a two-digit year first: 2016-11-21 under ymd.
+            candidates.insert(0, (a, b, c))
     for year, month, day in candidates:
         parsed = _build(year, month, day, match["H"], match["M"], match["S"], match["ampm"])
         if parsed is not None:
@@ -368,18 +372,23 @@ def _convert(spec: FieldSpec, raw: str, date_order: str) -> Any:
         if "," in text and "." not in text:
             text = text.replace(",", ".")  # a decimal comma from the locale
         try:
-            return float(text)
+            number = float(text)
         except ValueError:
             return None
+        # "nan" and "inf" are not numbers Retrospect sends; keep them as text.
+        return number if math.isfinite(number) else None
     if spec.type == "bool":
         lowered = text.lower()
         return True if lowered in _TRUE else False if lowered in _FALSE else None
     if spec.type == "duration":
         try:
             amount = float(text.replace(",", "."))
-        except ValueError:
+            if spec.unit == "minutes":
+                return timedelta(minutes=amount)
+            return timedelta(seconds=amount)
+        except (ValueError, OverflowError):
+            # not a number, or nan/inf/too large for a timedelta
             return None
-        return timedelta(minutes=amount) if spec.unit == "minutes" else timedelta(seconds=amount)
     if spec.type == "datetime":
         return parse_date(text, date_order)
     raise AssertionError(f"unknown field type {spec.type}")
@@ -392,13 +401,30 @@ def decode_arg(arg: Union[str, bytes]) -> str:
     they are turned back into bytes first so that a Windows code page name
     becomes U+FFFD instead of an error at the first print or journal write.
     """
-    if isinstance(arg, str):
-        try:
-            arg.encode("utf-8")
-            return arg
-        except UnicodeEncodeError:
-            arg = arg.encode("utf-8", "surrogateescape")
-    return arg.decode("utf-8", "replace")
+    if isinstance(arg, (bytes, bytearray)):
+        return bytes(arg).decode("utf-8", "replace")
+    if not isinstance(arg, str):
+        arg = str(arg)
+    try:
+        arg.encode("utf-8")
+        return arg
+    except UnicodeEncodeError:
+        pass
+    try:
+        return arg.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:
+        # A lone surrogate outside surrogateescape's range (U+D800-U+DC7F,
+        # U+DD00-U+DFFF; Windows can hand over unpaired UTF-16 halves).
+        raw = bytearray()
+        for char in arg:
+            code = ord(char)
+            if 0xDC80 <= code <= 0xDCFF:
+                raw.append(code - 0xDC00)
+            elif 0xD800 <= code <= 0xDFFF:
+                raw += "\ufffd".encode("utf-8")
+            else:
+                raw += char.encode("utf-8")
+        return raw.decode("utf-8", "replace")
 
 
 def compute_status(name: str, values: dict[str, Any]) -> str:
@@ -446,7 +472,8 @@ def event_from_argv(
 ) -> Event:
     """Build the Event for ``RetroEventHandler EVENT ARG...`` (argv without the program).
 
-    Never raises for any input; problems land in ``Event.warnings``.
+    Never raises for any non-empty argv; problems land in ``Event.warnings``.
+    An empty argv is a ValueError: the handler prints its usage before this.
     """
     texts = [decode_arg(a) for a in argv]
     if not texts:
