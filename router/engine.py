@@ -14,13 +14,14 @@ arriving as text); ``not`` of either is true.
 from __future__ import annotations
 
 import fnmatch
+import operator
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable, Optional
 
-from router.events import Event, parse_date
+from router.events import EVENTS, Event, fields_of, parse_date
 from router.language import nodes as n
 from router.language.checker import CheckResult
 
@@ -126,13 +127,14 @@ class ConditionCompiler:
 
     def field_vs_literal(self, ref: n.Field, op: str, literal: n.Literal) -> str:
         access = self.access(ref)
-        value = self.value(literal)
+        value = self.value(literal, ref)
         constant = self.const(value)
         if op == "==":
             return f"({access} == {constant})"
         if op == "!=":
             return f"((_v := {access}) is not M and _v != {constant})"
-        types = self.const(_ORDER_TYPES.get(self.kind(literal), (type(value),)))
+        kind = "date" if isinstance(value, datetime) else literal.kind
+        types = self.const(_ORDER_TYPES.get(kind, (type(value),)))
         return f"(type(_v := {access}) in {types} and _v {op} {constant})"
 
     def _pattern(self, cond: n.Pattern) -> str:
@@ -153,7 +155,7 @@ class ConditionCompiler:
     def _member(self, cond: n.Member) -> str:
         literals = cond.values.value
         assert isinstance(literals, tuple)
-        values = [self.value(lit) for lit in literals]
+        values = [self.value(lit, cond.field) for lit in literals]
         try:
             pool: Any = frozenset(values)
         except TypeError:
@@ -190,42 +192,45 @@ class ConditionCompiler:
         holder, name = self.holder(ref)
         return f"{holder}.get({name!r}, M)"
 
-    def kind(self, literal: n.Literal) -> str:
-        if literal.kind == "string" and isinstance(self.value(literal), datetime):
-            return "date"
-        return literal.kind
-
-    def value(self, literal: n.Literal) -> Any:
-        """A literal as the runtime value it is compared with."""
+    def value(self, literal: n.Literal, ref: Optional[n.Field] = None) -> Any:
+        """A literal as the runtime value it is compared with. A string
+        compared with a datetime field is a date, compared by value."""
         value = literal.value
         if isinstance(value, n.Size):
             return value.bytes
-        if literal.kind == "string":
-            # Strings that look like dates compare with datetime fields by value.
-            if re.match(r"^\d{1,4}[/.\-]\d{1,2}[/.\-]\d{1,4}", str(value)):
-                parsed = parse_date(str(value), self.date_order)
-                if parsed is not None:
-                    return parsed
+        if literal.kind == "string" and ref is not None and _field_type(ref) == "datetime":
+            parsed = parse_date(str(value), self.date_order)
+            if parsed is not None:
+                return parsed
         return value
 
 
+def _field_type(ref: n.Field) -> Optional[str]:
+    """A field's type, which the catalog keeps the same in every event."""
+    return _FIELD_TYPES.get(ref.path[-1])
+
+
+_FIELD_TYPES: dict[str, str] = {
+    name: spec.type for event in EVENTS for name, spec in fields_of(event).items()
+}
+
+
 def _apply(op: str, a: Any, b: Any) -> bool:
+    """``a op b`` for a comparison of two constants (decided at compile time)."""
     try:
-        return (
-            {
-                "==": a == b,
-                "!=": a != b,
-            }[op]
-            if op in ("==", "!=")
-            else {
-                "<": lambda: a < b,
-                "<=": lambda: a <= b,
-                ">": lambda: a > b,
-                ">=": lambda: a >= b,
-            }[op]()
-        )
+        return bool(_OPERATORS[op](a, b))
     except TypeError:
         return False
+
+
+_OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
 
 
 # ---------------------------------------------------------------------------
