@@ -68,7 +68,11 @@ class ConditionCompiler:
     def __init__(self, defines: Mapping[str, n.Define], date_order: str = "mdy") -> None:
         self.defines = defines
         self.date_order = date_order
-        self.constants: dict[str, Any] = {"M": MISSING, "re": re}
+        self.constants: dict[str, Any] = {
+            "M": MISSING,
+            "timedelta": timedelta,
+            "datetime": datetime,
+        }
         self.uses_history = False
 
     def const(self, value: Any) -> str:
@@ -113,17 +117,14 @@ class ConditionCompiler:
                 return f"((_a := {a}) is not M and (_b := {b}) is not M and _a {op} _b)"
             return (
                 f"(type(_a := {a}) in (int, float, timedelta, datetime) and "
-                f"type(_b := {b}) is type(_a) and _a {op} _b)"
-            ).replace("timedelta, datetime", self._temporal())
+                f"type(_b := {b}) in (int, float, timedelta, datetime) and "
+                f"(type(_a) is type(_b) or type(_a) in (int, float) and type(_b) in (int, float))"
+                f" and _a {op} _b)"
+            )
         if isinstance(left, n.Literal):
             left, right, op = right, left, _FLIPPED[op]
         assert isinstance(left, n.Field) and isinstance(right, n.Literal)
         return self.field_vs_literal(left, op, right)
-
-    def _temporal(self) -> str:
-        self.constants["timedelta"] = timedelta
-        self.constants["datetime"] = datetime
-        return "timedelta, datetime"
 
     def field_vs_literal(self, ref: n.Field, op: str, literal: n.Literal) -> str:
         access = self.access(ref)
