@@ -472,27 +472,66 @@ def reserved_words() -> frozenset:
     )
 
 
+def _expected_terminals(exc: UnexpectedInput) -> set:
+    """What the parser could have taken where ``exc`` happened.
+
+    Lark's ``expected`` comes from the LALR table, whose merged states also
+    list terminals that only fit in another context (``every`` after an
+    ``on`` rule's condition, ``)`` after an action's string); asking the
+    parser which terminals it would really accept there gives the true set.
+    """
+    interactive = getattr(exc, "interactive_parser", None)
+    if interactive is not None:
+        try:
+            return set(interactive.accepts())
+        except Exception:  # pragma: no cover - fall back to Lark's table
+            pass
+    return set(
+        getattr(exc, "expected", None)
+        or getattr(exc, "allowed", None)
+        or getattr(exc, "accepts", None)
+        or ()
+    )
+
+
+#: A number glued to letters that make it no literal: ``5x``, ``90sec``, ``2GiB``.
+_BAD_LITERAL = re.compile(r"-?\d+(?:\.\d+)?[A-Za-z_]\w*")
+
+
 def syntax_diagnostic(path: str, text: str, exc: UnexpectedInput) -> Diagnostic:
     parser = lark_parser()
     line, column = exc.line, exc.column
     if isinstance(exc, UnexpectedCharacters):
         char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
         hint = None
+        bad_literal = _BAD_LITERAL.match(text, exc.pos_in_stream)
+        if bad_literal:
+            word = bad_literal.group(0)
+            message = f"'{word}' is not a number, duration or size"
+            hint = "durations: 90s, 5m, 2h, 1d, 1w; sizes: 500KB, 20MB, 2GB, 1TB"
+            end_column = column + len(word)
+            return Diagnostic(path, line, column, line, end_column, ERROR, "syntax", message, hint)
         if char == '"':
             message = "unterminated string"
             hint = 'a string closes on the same line; use """...""" for text over several lines'
-            end = text.find("\n", exc.pos_in_stream)
-            end_column = column + ((end if end >= 0 else len(text)) - exc.pos_in_stream)
+            start = exc.pos_in_stream
+            if text.startswith('"""', start - 2):
+                # The lexer took the first two quotes as an empty string.
+                start, column = start - 2, column - 2
+                hint = 'a """ string ends with """'
+            end = text.find("\n", start)
+            end_column = column + ((end if end >= 0 else len(text)) - start)
             return Diagnostic(path, line, column, line, end_column, ERROR, "syntax", message, hint)
         if char == "'":
             hint = "strings are written in double quotes"
         message = f"unexpected character {char!r}"
-        if exc.allowed:
-            message += f", expected {describe_expected(parser, exc.allowed)}"
+        allowed = _expected_terminals(exc)
+        if allowed:
+            message += f", expected {describe_expected(parser, allowed)}"
         return Diagnostic(path, line, column, line, column + 1, ERROR, "syntax", message, hint)
 
     token = getattr(exc, "token", None)
-    expected = set(getattr(exc, "expected", None) or getattr(exc, "accepts", None) or ())
+    expected = _expected_terminals(exc)
     if isinstance(exc, UnexpectedEOF) or token is None or token.type == "$END":
         lines = text.rstrip().splitlines() or [""]
         line, column = len(lines), len(lines[-1]) + 1
@@ -502,7 +541,10 @@ def syntax_diagnostic(path: str, text: str, exc: UnexpectedInput) -> Diagnostic:
     found = token.value if len(token.value) <= 40 else token.value[:37] + "..."
     message = f"unexpected '{found}', expected {describe_expected(parser, expected)}"
     hint = None
-    if token.value in reserved_words() and "NAME" in expected:
+    if token.type in _ACTIONS | _STATEMENTS and "NAME" in expected:
+        # `where` with nothing (or half a condition) before the next action.
+        hint = f"the condition before '{token.value}' is missing or incomplete"
+    elif token.value in reserved_words() and "NAME" in expected:
         hint = f"'{token.value}' is a reserved word; it cannot be used as a name"
     elif (
         token.type == "NAME"
