@@ -403,6 +403,15 @@ class Checker:
                     f"define '{ref.name}' refers to itself (through {' -> '.join(stack)})",
                 )
                 return
+            cycle = self.define_cycle(ref.name, stack)
+            if cycle:
+                self.error(
+                    ref.span,
+                    "recursive-define",
+                    f"define '{ref.name}' refers back to '{cycle[-1]}'"
+                    f" ({' -> '.join([*stack[-1:], *cycle])})",
+                )
+                return
             if scope.events:
                 # The define was checked on its own; here only: do this rule's
                 # events carry the fields it tests?
@@ -439,6 +448,25 @@ class Checker:
             f"unknown name '{ref.name}'" + did_you_mean(ref.name, candidates),
             "a bare name must be a define or a true/false field",
         )
+
+    def define_cycle(self, name: str, stack: tuple[str, ...]) -> Optional[list[str]]:
+        """The chain of defines from ``name`` back into ``stack`` (``a = b``,
+        ``b = a``), or None. Direct self-reference is caught by the caller."""
+        if not stack:
+            return None
+        pending, seen = [[name]], {name}
+        while pending:
+            chain = pending.pop()
+            define = self.defines.get(chain[-1])
+            if define is None:
+                continue
+            for ref in _references(define.condition):
+                if ref in stack:
+                    return chain + [ref]
+                if ref not in seen and ref in self.defines:
+                    seen.add(ref)
+                    pending.append(chain + [ref])
+        return None
 
     def check_field(
         self, ref: n.Field, scope: Scope, report_missing: bool = True
@@ -972,6 +1000,17 @@ def program_problem(program: str) -> Optional[str]:
     if shutil.which(program) is None:
         return f"program '{program}' is not found on PATH"
     return None
+
+
+def _references(condition: n.Condition) -> Iterable[str]:
+    """The bare names (defines or boolean fields) a condition mentions."""
+    if isinstance(condition, n.Reference):
+        yield condition.name
+    elif isinstance(condition, n.Not):
+        yield from _references(condition.operand)
+    elif isinstance(condition, n.BoolOp):
+        for operand in condition.operands:
+            yield from _references(operand)
 
 
 def pinned_fields(condition: Optional[n.Condition]) -> Iterable[str]:
