@@ -798,7 +798,7 @@ class Checker:
         for base, attr, line in refs.attributes:
             if base == "previous" and variables.scope.lookup(attr) is None:
                 self.error(
-                    location.span_for(line, attr),
+                    location.span_for(line, f"previous.{attr}"),
                     "unknown-variable",
                     f"unknown field 'previous.{attr}'"
                     + did_you_mean(attr, variables.scope.all_fields),
