@@ -952,7 +952,7 @@ def _literal_problem(
         if parse_date(str(literal.value)) is not None:
             return None
         return (
-            f"{literal.value!r} is not a date {name} can be compared with",
+            f"{literal.value!r} is not a date, so it cannot be compared with {name}",
             'write dates as "2024-01-31 18:00" or as Retrospect prints them',
         )
     hint = None
