@@ -1,0 +1,505 @@
+"""The state directory's SQLite database: journal, outbox, throttle state.
+
+One file, WAL mode, a busy timeout: safe for many short-lived handlers and
+the service at once. Every event is journaled together with its outbox rows
+in one transaction, before any delivery is attempted, so an event that was
+received is never lost, and a notification that was decided is never lost.
+
+``previous`` and ``streak`` need no table of their own: they are the
+latest journal entry of the same event name and identity.
+
+The URL an outbox row is sent to is a secret (it carries credentials); it
+is stored because a retry needs it, in a file only the router's user can
+read, and every display goes through ``url_masked``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import stat
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Optional
+
+from router.engine import History, ThrottleState
+
+DB_NAME = "router.sqlite3"
+BUSY_TIMEOUT_MS = 10_000
+PENDING, SENT, DEAD = "pending", "sent", "dead"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    received TEXT NOT NULL,
+    name TEXT NOT NULL,
+    identity TEXT NOT NULL,
+    status TEXT NOT NULL,
+    streak INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    fields TEXT NOT NULL,
+    args TEXT NOT NULL,
+    warnings TEXT NOT NULL,
+    decisions TEXT NOT NULL,
+    steps TEXT NOT NULL,
+    errors TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_identity ON events (name, identity, id);
+CREATE INDEX IF NOT EXISTS events_by_received ON events (received);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY,
+    event_id INTEGER NOT NULL REFERENCES events (id),
+    rule TEXT NOT NULL,
+    target TEXT NOT NULL,
+    url TEXT NOT NULL,
+    url_masked TEXT NOT NULL,
+    title TEXT NOT NULL,
+    body TEXT NOT NULL,
+    type TEXT NOT NULL,
+    format TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
+    next_attempt REAL NOT NULL,
+    claimed_until REAL NOT NULL DEFAULT 0,
+    last_error TEXT,
+    sent_at REAL
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt);
+CREATE TABLE IF NOT EXISTS throttle (
+    rule TEXT NOT NULL,
+    key TEXT NOT NULL,
+    last_acted REAL,
+    suppressed INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (rule, key)
+);
+"""
+
+
+# ---------------------------------------------------------------------------
+# Typed values <-> JSON
+# ---------------------------------------------------------------------------
+
+
+def encode_value(value: Any) -> Any:
+    """Field values as JSON, keeping datetimes and durations recognisable."""
+    if isinstance(value, datetime):
+        return {"$datetime": value.isoformat()}
+    if isinstance(value, timedelta):
+        return {"$seconds": value.total_seconds()}
+    if isinstance(value, (list, tuple)):
+        return [encode_value(v) for v in value]
+    return value
+
+
+def decode_value(value: Any) -> Any:
+    if isinstance(value, dict):
+        if "$datetime" in value:
+            return datetime.fromisoformat(value["$datetime"])
+        if "$seconds" in value:
+            return timedelta(seconds=value["$seconds"])
+    if isinstance(value, list):
+        return [decode_value(v) for v in value]
+    return value
+
+
+def encode_fields(fields: dict[str, Any]) -> str:
+    return json.dumps({k: encode_value(v) for k, v in fields.items()}, ensure_ascii=False)
+
+
+def decode_fields(text: str) -> dict[str, Any]:
+    return {k: decode_value(v) for k, v in json.loads(text).items()}
+
+
+# ---------------------------------------------------------------------------
+# Records
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class JournalEntry:
+    """One event as journaled: what arrived, what was decided, what happened."""
+
+    received: datetime
+    name: str
+    identity: str
+    status: str
+    streak: int
+    host: str
+    fields: dict[str, Any]
+    args: list[str]
+    warnings: list[str] = field(default_factory=list)
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    #: Who received it: "handler", "service", "http".
+    origin: str = "handler"
+    id: Optional[int] = None
+
+
+@dataclass
+class OutboxItem:
+    """A notification to queue: one destination URL."""
+
+    rule: str
+    target: str
+    url: str
+    url_masked: str
+    title: str
+    body: str
+    type: str
+    format: str
+
+
+@dataclass
+class OutboxRow(OutboxItem):
+    id: int = 0
+    event_id: int = 0
+    state: str = PENDING
+    attempts: int = 0
+    created: float = 0.0
+    next_attempt: float = 0.0
+    last_error: Optional[str] = None
+    sent_at: Optional[float] = None
+
+
+@dataclass
+class ThrottleUpdate:
+    """What a throttled rule's state becomes after this event."""
+
+    rule: str
+    key: str
+    acted: bool
+    at: float
+
+
+_OUTBOX_COLUMNS = (
+    "rule, target, url, url_masked, title, body, type, format, id, event_id, state,"
+    " attempts, created, next_attempt, last_error, sent_at"
+)
+
+
+def _outbox_row(row: tuple) -> OutboxRow:
+    return OutboxRow(*row)
+
+
+# ---------------------------------------------------------------------------
+# The store
+# ---------------------------------------------------------------------------
+
+
+def ensure_private_dir(path: Path) -> None:
+    """Create ``path`` as 0700 (and tighten it if it exists)."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if os.name == "posix" and stat.S_IMODE(path.stat().st_mode) != 0o700:
+        os.chmod(path, 0o700)
+
+
+class Store:
+    """The journal, outbox and throttle state in ``state_dir``."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = Path(state_dir)
+        ensure_private_dir(self.state_dir)
+        self.path = self.state_dir / DB_NAME
+        old_umask = os.umask(0o077)  # the database and its -wal/-shm files: 0600
+        try:
+            self.db = sqlite3.connect(
+                str(self.path),
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self.db.execute("PRAGMA journal_mode = WAL")
+            self.db.execute("PRAGMA synchronous = NORMAL")
+            self.db.executescript(_SCHEMA)
+        finally:
+            os.umask(old_umask)
+        for name in (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm"):
+            target = self.state_dir / name
+            if os.name == "posix" and target.exists():
+                os.chmod(target, 0o600)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def transaction(self) -> _Transaction:
+        return _Transaction(self.db)
+
+    # -- reads for evaluation
+
+    def history(self, name: str, identity: str) -> History:
+        row = self.db.execute(
+            "SELECT fields, streak FROM events WHERE name = ? AND identity = ?"
+            " ORDER BY id DESC LIMIT 1",
+            (name, identity),
+        ).fetchone()
+        if row is None:
+            return History()
+        previous = decode_fields(row[0])
+        previous["streak"] = row[1]
+        return History(previous=previous, previous_streak=row[1])
+
+    def throttle_state(self, rule: str, key: str) -> ThrottleState:
+        row = self.db.execute(
+            "SELECT last_acted, suppressed FROM throttle WHERE rule = ? AND key = ?", (rule, key)
+        ).fetchone()
+        if row is None:
+            return ThrottleState()
+        last = datetime.fromtimestamp(row[0]) if row[0] is not None else None
+        return ThrottleState(last_acted=last, suppressed=row[1])
+
+    # -- the one write per event
+
+    def record_event(
+        self,
+        entry: JournalEntry,
+        outbox: Iterable[OutboxItem] = (),
+        throttles: Iterable[ThrottleUpdate] = (),
+        now: Optional[float] = None,
+    ) -> tuple[int, list[int]]:
+        """Journal the event and queue its notifications, atomically.
+
+        Returns the event's id and the outbox rows' ids.
+        """
+        now = time.time() if now is None else now
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO events (received, name, identity, status, streak, host, origin,"
+                " fields, args, warnings, decisions, steps, errors)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    entry.received.isoformat(),
+                    entry.name,
+                    entry.identity,
+                    entry.status,
+                    entry.streak,
+                    entry.host,
+                    entry.origin,
+                    encode_fields(entry.fields),
+                    json.dumps(entry.args, ensure_ascii=False),
+                    json.dumps(entry.warnings, ensure_ascii=False),
+                    json.dumps(entry.decisions, ensure_ascii=False),
+                    json.dumps(entry.steps, ensure_ascii=False),
+                    json.dumps(entry.errors, ensure_ascii=False),
+                ),
+            )
+            event_id = int(cursor.lastrowid or 0)
+            ids = []
+            for item in outbox:
+                cursor = db.execute(
+                    "INSERT INTO outbox (event_id, rule, target, url, url_masked, title, body,"
+                    " type, format, state, created, next_attempt)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        event_id,
+                        item.rule,
+                        item.target,
+                        item.url,
+                        item.url_masked,
+                        item.title,
+                        item.body,
+                        item.type,
+                        item.format,
+                        PENDING,
+                        now,
+                        now,
+                    ),
+                )
+                ids.append(int(cursor.lastrowid or 0))
+            for update in throttles:
+                if update.acted:
+                    db.execute(
+                        "INSERT INTO throttle (rule, key, last_acted, suppressed)"
+                        " VALUES (?, ?, ?, 0) ON CONFLICT (rule, key)"
+                        " DO UPDATE SET last_acted = excluded.last_acted, suppressed = 0",
+                        (update.rule, update.key, update.at),
+                    )
+                else:
+                    db.execute(
+                        "INSERT INTO throttle (rule, key, last_acted, suppressed)"
+                        " VALUES (?, ?, NULL, 1) ON CONFLICT (rule, key)"
+                        " DO UPDATE SET suppressed = suppressed + 1",
+                        (update.rule, update.key),
+                    )
+        entry.id = event_id
+        return event_id, ids
+
+    def record_steps(self, event_id: int, steps: list[dict[str, Any]]) -> None:
+        """Store what the local steps did (they run after the event is journaled)."""
+        self.db.execute(
+            "UPDATE events SET steps = ? WHERE id = ?",
+            (json.dumps(steps, ensure_ascii=False), event_id),
+        )
+
+    def add_error(self, event_id: int, message: str) -> None:
+        with self.transaction() as db:
+            row = db.execute("SELECT errors FROM events WHERE id = ?", (event_id,)).fetchone()
+            errors = json.loads(row[0]) if row else []
+            errors.append(message)
+            db.execute(
+                "UPDATE events SET errors = ? WHERE id = ?",
+                (json.dumps(errors, ensure_ascii=False), event_id),
+            )
+
+    # -- outbox
+
+    def claim_due(
+        self,
+        now: Optional[float] = None,
+        limit: int = 100,
+        lease: float = 60.0,
+        ids: Optional[Iterable[int]] = None,
+    ) -> list[OutboxRow]:
+        """Pending rows whose time has come, leased to this caller.
+
+        The lease keeps two deliverers (two handlers, or a handler and the
+        service) from sending the same row at once; a crashed deliverer's
+        rows come due again when the lease runs out.
+        """
+        now = time.time() if now is None else now
+        query = (
+            f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE state = ? AND next_attempt <= ?"
+            " AND claimed_until <= ?"
+        )
+        params: list[Any] = [PENDING, now, now]
+        if ids is not None:
+            id_list = list(ids)
+            if not id_list:
+                return []
+            query += f" AND id IN ({','.join('?' * len(id_list))})"
+            params.extend(id_list)
+        query += " ORDER BY next_attempt, id LIMIT ?"
+        params.append(limit)
+        with self.transaction() as db:
+            rows = [_outbox_row(r) for r in db.execute(query, params).fetchall()]
+            db.executemany(
+                "UPDATE outbox SET claimed_until = ? WHERE id = ?",
+                [(now + lease, row.id) for row in rows],
+            )
+        return rows
+
+    def mark_sent(self, row_id: int, now: Optional[float] = None) -> None:
+        self.db.execute(
+            "UPDATE outbox SET state = ?, sent_at = ?, attempts = attempts + 1,"
+            " claimed_until = 0, last_error = NULL WHERE id = ?",
+            (SENT, time.time() if now is None else now, row_id),
+        )
+
+    def mark_failed(self, row_id: int, error: str, next_attempt: float) -> None:
+        self.db.execute(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt = ?,"
+            " claimed_until = 0 WHERE id = ?",
+            (error, next_attempt, row_id),
+        )
+
+    def mark_dead(self, row_id: int, error: str) -> None:
+        self.db.execute(
+            "UPDATE outbox SET state = ?, attempts = attempts + 1, last_error = ?,"
+            " claimed_until = 0 WHERE id = ?",
+            (DEAD, error, row_id),
+        )
+
+    def retry(self, row_id: Optional[int] = None, now: Optional[float] = None) -> int:
+        """Make dead or waiting rows due now (one row, or all of them). Returns the count."""
+        now = time.time() if now is None else now
+        query = "UPDATE outbox SET state = ?, next_attempt = ?, claimed_until = 0, created = ?"
+        query += " WHERE state IN (?, ?)"
+        params: list[Any] = [PENDING, now, now, PENDING, DEAD]
+        if row_id is not None:
+            query += " AND id = ?"
+            params.append(row_id)
+        return self.db.execute(query, params).rowcount
+
+    def outbox(self, state: Optional[str] = None, limit: int = 100) -> list[OutboxRow]:
+        query = f"SELECT {_OUTBOX_COLUMNS} FROM outbox"
+        params: list[Any] = []
+        if state is not None:
+            query += " WHERE state = ?"
+            params.append(state)
+        query += " ORDER BY id DESC LIMIT ?"
+        params.append(limit)
+        return [_outbox_row(r) for r in self.db.execute(query, params).fetchall()]
+
+    def outbox_depth(self) -> int:
+        return self.db.execute(
+            "SELECT COUNT(*) FROM outbox WHERE state = ?", (PENDING,)
+        ).fetchone()[0]
+
+    # -- journal
+
+    def journal(self, limit: int = 20, event: Optional[str] = None) -> list[JournalEntry]:
+        query = (
+            "SELECT id, received, name, identity, status, streak, host, origin, fields, args,"
+            " warnings, decisions, steps, errors FROM events"
+        )
+        params: list[Any] = []
+        if event is not None:
+            query += " WHERE name = ?"
+            params.append(event)
+        query += " ORDER BY id DESC LIMIT ?"
+        params.append(limit)
+        entries = []
+        for row in self.db.execute(query, params).fetchall():
+            entries.append(
+                JournalEntry(
+                    id=row[0],
+                    received=datetime.fromisoformat(row[1]),
+                    name=row[2],
+                    identity=row[3],
+                    status=row[4],
+                    streak=row[5],
+                    host=row[6],
+                    origin=row[7],
+                    fields=decode_fields(row[8]),
+                    args=json.loads(row[9]),
+                    warnings=json.loads(row[10]),
+                    decisions=json.loads(row[11]),
+                    steps=json.loads(row[12]),
+                    errors=json.loads(row[13]),
+                )
+            )
+        return entries
+
+    def prune(self, older_than: datetime) -> int:
+        """Forget journal entries (and their finished outbox rows) older than
+        ``older_than``, keeping the latest entry of every identity so that
+        ``previous`` and ``streak`` survive retention."""
+        cutoff = older_than.isoformat()
+        with self.transaction() as db:
+            doomed = (
+                "SELECT id FROM events WHERE received < ? AND id NOT IN"
+                " (SELECT MAX(id) FROM events GROUP BY name, identity)"
+                " AND id NOT IN (SELECT event_id FROM outbox WHERE state = ?)"
+            )
+            db.execute(f"DELETE FROM outbox WHERE event_id IN ({doomed})", (cutoff, PENDING))
+            return db.execute(
+                f"DELETE FROM events WHERE id IN ({doomed})", (cutoff, PENDING)
+            ).rowcount
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``: take the write lock up front, so a
+    busy database waits (busy timeout) instead of failing half-way."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
