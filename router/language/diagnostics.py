@@ -7,6 +7,7 @@ output formats, so a problem reads the same wherever it comes from.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Optional
@@ -70,12 +71,49 @@ def format_text(diag: Diagnostic, lines: Optional[Sequence[str]]) -> str:
         source = lines[diag.line - 1].rstrip("\n").expandtabs(1)
         start = max(diag.column - 1, 0)
         end = diag.end_column - 1 if diag.end_line == diag.line else len(source)
+        source, start, end = mask_source_line(source, start, end)
         width = max(end - start, 1)
         out.append(f"    {source}")
         out.append("    " + " " * start + "^" + "~" * (width - 1))
     if diag.hint:
         out.append(f"    hint: {diag.hint}")
     return "\n".join(out)
+
+
+_URL_IN_LINE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s\"]*")
+
+
+def mask_source_line(source: str, start: int, end: int) -> tuple[str, int, int]:
+    """``source`` with every URL in it masked (a target's line holds its
+    URL, password and all), and the 0-based span ``start:end`` moved to
+    stay under the same text."""
+    matches = list(_URL_IN_LINE.finditer(source))
+    if not matches:
+        return source, start, end
+    from router.urls import mask_url
+
+    pieces: list[str] = []
+    new_start, new_end, shift, last = start, end, 0, 0
+    for match in matches:
+        url, masked = match.group(0), mask_url(match.group(0))
+        if masked == url:
+            continue
+        a, b = match.span()
+        pieces.append(source[last:a] + masked)
+        last = b
+        delta = len(masked) - len(url)
+        # A position inside the URL keeps to the masked URL's extent.
+        if start >= b:
+            new_start += delta
+        elif start > a:
+            new_start = a + shift + min(start - a, len(masked))
+        if end >= b:
+            new_end += delta
+        elif end > a:
+            new_end = a + shift + min(end - a, len(masked))
+        shift += delta
+    pieces.append(source[last:])
+    return "".join(pieces), new_start, max(new_end, new_start)
 
 
 def render_text(diagnostics: Iterable[Diagnostic], sources: dict[str, list[str]]) -> str:
