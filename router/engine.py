@@ -19,11 +19,13 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from router.events import EVENTS, Event, fields_of, parse_date
 from router.language import nodes as n
-from router.language.checker import CheckResult
+
+if TYPE_CHECKING:  # the checker pulls in Lark; a cached ruleset must load without it
+    from router.language.checker import CheckResult
 
 #: Stands for "the event has no such field" inside compiled conditions.
 MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING"})()
@@ -326,10 +328,20 @@ def build_ruleset(result: CheckResult, date_order: str = "mdy") -> Ruleset:
     """Compile a checked ruleset. Raises RulesetError if it has errors."""
     if result.errors:
         raise RulesetError(result)
+    return compile_ruleset(result.rule_files, result.template_files, result.sources, date_order)
+
+
+def compile_ruleset(
+    rule_files: Iterable[n.RuleFile],
+    template_files: Mapping[n.Template, str],
+    sources: Mapping[str, list[str]],
+    date_order: str = "mdy",
+) -> Ruleset:
+    """Compile rule files that have been checked clean (or came from the cache)."""
     targets: dict[str, n.TargetDef] = {}
     defines: dict[str, n.Define] = {}
     rules: list[n.Rule] = []
-    for rule_file in result.rule_files:
+    for rule_file in rule_files:
         for statement in rule_file.statements:
             if isinstance(statement, n.TargetDef):
                 targets[statement.name] = statement
@@ -342,8 +354,8 @@ def build_ruleset(result: CheckResult, date_order: str = "mdy") -> Ruleset:
         rules=[r for r in compiled if not r.rule.is_expect],
         expects=[r for r in compiled if r.rule.is_expect],
         targets=targets,
-        template_files=dict(result.template_files),
-        sources=dict(result.sources),
+        template_files=dict(template_files),
+        sources=dict(sources),
     )
 
 

@@ -1,0 +1,133 @@
+"""Loading the ruleset a process runs with, through a cache in the state directory.
+
+The handler runs once per event, so it must not re-parse and re-check the
+rules every time: the checked syntax tree is cached (pickled) beside the
+journal, keyed by a hash of every rule file and template file. When the
+files change, they are checked again; a ruleset with errors never replaces
+the last good one, which stays in force while the errors are reported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from router import __version__
+from router.engine import Ruleset, compile_ruleset
+from router.language import nodes as n
+
+CACHE_NAME = "ruleset.pickle"
+RULE_SUFFIX = ".rules"
+
+
+@dataclass
+class LoadedRuleset:
+    """The ruleset in force, and what went wrong getting it (if anything)."""
+
+    ruleset: Ruleset
+    #: Problems with the current rule files (the ruleset may be the last good one).
+    errors: list[str] = field(default_factory=list)
+    #: True when the ruleset in force is older than the files on disk.
+    stale: bool = False
+    from_cache: bool = False
+
+
+@dataclass
+class _Cached:
+    version: str
+    fingerprint: str
+    rule_files: list[n.RuleFile]
+    template_files: dict[n.Template, str]
+    sources: dict[str, list[str]]
+
+
+def empty_ruleset() -> Ruleset:
+    return Ruleset(rules=[], expects=[], targets={}, template_files={})
+
+
+def fingerprint(rules_dir: Path) -> str:
+    """A hash of everything the ruleset is built from: names and contents of
+    the rule files, and of any other file in the directory tree that a
+    ``body file "..."`` may name (templates usually sit in a subfolder)."""
+    digest = hashlib.sha256(__version__.encode())
+    if not rules_dir.is_dir():
+        return digest.hexdigest()
+    for root, dirs, files in os.walk(rules_dir):
+        dirs.sort()
+        for name in sorted(files):
+            path = Path(root) / name
+            try:
+                data = path.read_bytes()
+                mode = path.stat().st_mode
+            except OSError:
+                continue
+            digest.update(str(path.relative_to(rules_dir)).encode("utf-8", "surrogateescape"))
+            digest.update(mode.to_bytes(4, "little"))
+            digest.update(hashlib.sha256(data).digest())
+    return digest.hexdigest()
+
+
+def load_ruleset(rules_dir: Path, state_dir: Path, date_order: str = "mdy") -> LoadedRuleset:
+    """The ruleset to run: from the cache when the files are unchanged,
+    otherwise checked afresh (and cached when good)."""
+    cache_path = state_dir / CACHE_NAME
+    current = fingerprint(rules_dir)
+    cached = _read_cache(cache_path)
+    if cached is not None and cached.fingerprint == current:
+        return LoadedRuleset(_build(cached, date_order), from_cache=True)
+
+    from router.language.checker import check_paths
+
+    if not rules_dir.is_dir():
+        errors = [f"rules directory {rules_dir} does not exist"]
+    else:
+        result = check_paths([rules_dir])
+        errors = [
+            f"{d.path}:{d.line}:{d.column}: {d.message}" for d in result.diagnostics if d.is_error
+        ]
+        if not errors:
+            fresh = _Cached(
+                __version__,
+                current,
+                result.rule_files,
+                result.template_files,
+                result.sources,
+            )
+            _write_cache(cache_path, fresh)
+            return LoadedRuleset(_build(fresh, date_order))
+    if cached is not None:
+        return LoadedRuleset(_build(cached, date_order), errors=errors, stale=True)
+    return LoadedRuleset(empty_ruleset(), errors=errors, stale=True)
+
+
+def _build(cached: _Cached, date_order: str) -> Ruleset:
+    return compile_ruleset(cached.rule_files, cached.template_files, cached.sources, date_order)
+
+
+def _read_cache(path: Path) -> Optional[_Cached]:
+    try:
+        with path.open("rb") as handle:
+            cached = pickle.load(handle)
+    except (OSError, pickle.PickleError, EOFError, AttributeError, ImportError, TypeError):
+        return None
+    if not isinstance(cached, _Cached) or cached.version != __version__:
+        return None
+    return cached
+
+
+def _write_cache(path: Path, cached: _Cached) -> None:
+    """Write atomically (temp file, then rename), so a concurrent handler
+    reads either the old cache or the new one, never half of one."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp = tempfile.mkstemp(dir=str(path.parent), prefix=".ruleset.")
+        with os.fdopen(handle, "wb") as out:
+            pickle.dump(cached, out, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(temp, path)
+    except OSError:
+        pass  # no cache is slower, never wrong
