@@ -309,7 +309,9 @@ class Checker:
 
         config = apprise.AppriseConfig()
         config.add(str(path))
-        tags = {tag for server in config.servers() for tag in server.tags}
+        # Apprise 2 renamed AppriseConfig.servers() to services().
+        entries = getattr(config, "services", None) or config.servers
+        tags = {tag for server in entries() for tag in server.tags}
         if source.tag not in tags:
             self.warning(
                 source.span,
