@@ -311,7 +311,7 @@ class Checker:
         config.add(str(path))
         # Apprise 2 renamed AppriseConfig.servers() to services().
         entries = getattr(config, "services", None) or config.servers
-        tags = {tag for server in entries() for tag in server.tags}
+        tags = {str(tag) for server in entries() for tag in server.tags}  # AppriseTag in 2.x
         if source.tag not in tags:
             self.warning(
                 source.span,
