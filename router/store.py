@@ -204,18 +204,12 @@ class Store:
     """The journal, outbox and throttle state in ``state_dir``."""
 
     def __init__(self, state_dir: Path) -> None:
-        self.state_dir = Path(state_dir)
+        self.state_dir: Optional[Path] = Path(state_dir)
         ensure_private_dir(self.state_dir)
-        self.path = self.state_dir / DB_NAME
+        self.path: Optional[Path] = self.state_dir / DB_NAME
         old_umask = os.umask(0o077)  # the database and its -wal/-shm files: 0600
         try:
-            self.db = sqlite3.connect(
-                str(self.path),
-                timeout=BUSY_TIMEOUT_MS / 1000,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-            self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self.db = _connect(str(self.path))
             self.db.execute("PRAGMA journal_mode = WAL")
             self.db.execute("PRAGMA synchronous = NORMAL")
             self.db.executescript(_SCHEMA)
@@ -225,6 +219,23 @@ class Store:
             target = self.state_dir / name
             if os.name == "posix" and target.exists():
                 os.chmod(target, 0o600)
+
+    @classmethod
+    def existing(cls, state_dir: Path) -> Optional[Store]:
+        """The store in ``state_dir`` if there is one; None instead of creating it
+        (``router test`` reads history but must write nothing)."""
+        return cls(state_dir) if (Path(state_dir) / DB_NAME).is_file() else None
+
+    @classmethod
+    def in_memory(cls) -> Store:
+        """A throwaway store, so a dry run (``router replay``) can follow
+        previous/streak/throttle from line to line without touching real state."""
+        store = cls.__new__(cls)
+        store.state_dir = None
+        store.path = None
+        store.db = _connect(":memory:")
+        store.db.executescript(_SCHEMA)
+        return store
 
     def close(self) -> None:
         self.db.close()
@@ -488,6 +499,14 @@ class Store:
             return db.execute(
                 f"DELETE FROM events WHERE id IN ({doomed})", (cutoff, PENDING)
             ).rowcount
+
+
+def _connect(database: str) -> sqlite3.Connection:
+    db = sqlite3.connect(
+        database, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+    )
+    db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    return db
 
 
 class _Transaction:
