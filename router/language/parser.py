@@ -406,7 +406,11 @@ def _keyword(parser: Lark, name: str) -> Optional[str]:
         pattern = parser.get_terminal(name).pattern
     except KeyError:
         return None
-    return pattern.value if pattern.type == "str" else None
+    if pattern.type == "str":
+        return pattern.value
+    # A keyword written as a regex so it ends at a word boundary (``not``).
+    match = re.fullmatch(r"([a-z]+)\(\?!\[A-Za-z0-9_\]\)", pattern.value)
+    return match.group(1) if match else None
 
 
 def describe_expected(parser: Lark, expected: set) -> str:
@@ -465,11 +469,9 @@ def describe_expected(parser: Lark, expected: set) -> str:
 
 def reserved_words() -> frozenset:
     """Every keyword of the grammar: the alphabetic string terminals."""
-    return frozenset(
-        t.pattern.value
-        for t in lark_parser().terminals
-        if t.pattern.type == "str" and t.pattern.value.isalpha()
-    )
+    parser = lark_parser()
+    words = (_keyword(parser, t.name) for t in parser.terminals)
+    return frozenset(w for w in words if w is not None and w.isalpha())
 
 
 def _expected_terminals(exc: UnexpectedInput) -> set:
