@@ -543,7 +543,7 @@ def syntax_diagnostic(path: str, text: str, exc: UnexpectedInput) -> Diagnostic:
     found = token.value if len(token.value) <= 40 else token.value[:37] + "..."
     message = f"unexpected '{found}', expected {describe_expected(parser, expected)}"
     hint = None
-    if token.type in _ACTIONS | _STATEMENTS and "NAME" in expected:
+    if token.type in _ACTIONS | _STATEMENTS and {"NAME", "NUMBER", "STRING"} <= expected:
         # `where` with nothing (or half a condition) before the next action.
         hint = f"the condition before '{token.value}' is missing or incomplete"
     elif token.value in reserved_words() and "NAME" in expected:
