@@ -423,6 +423,17 @@ class Store:
             (DEAD, error, row_id),
         )
 
+    def release(self, ids: Iterable[int]) -> None:
+        """Give claimed rows back unchanged, no attempt counted: a deliverer
+        that ran out of time lets the next one take them at once instead of
+        after its lease."""
+        id_list = list(ids)
+        if id_list:
+            self.db.execute(
+                f"UPDATE outbox SET claimed_until = 0 WHERE id IN ({','.join('?' * len(id_list))})",
+                id_list,
+            )
+
     def retry(self, row_id: Optional[int] = None, now: Optional[float] = None) -> int:
         """Make dead or waiting rows due now (one row, or all of them). Returns the count."""
         now = time.time() if now is None else now
