@@ -1,4 +1,5 @@
-"""Our Jinja filters and the template analysis router check relies on."""
+"""Our Jinja filters, the template analysis router check relies on, rendering,
+and the built-in messages for every Retrospect event."""
 
 from __future__ import annotations
 
@@ -6,11 +7,20 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from router.events import CATALOG, EVENTS, event_from_argv, fields_of
 from router.templates import (
+    DEFAULT_MESSAGES,
+    UNKNOWN_EVENT_MESSAGE,
+    Rendered,
+    compile_template,
     datetime_filter,
+    default_message,
     duration_filter,
     environment,
+    event_variables,
     filesize_filter,
+    render,
+    render_title,
     template_refs,
 )
 
@@ -87,3 +97,353 @@ def test_refs_report_syntax_error_line() -> None:
     refs = template_refs("line one\nline two {{ oops\n")
     assert refs.syntax_error is not None
     assert refs.syntax_error[0] == 2
+
+
+# ---------------------------------------------------------------------------
+# Rendering
+# ---------------------------------------------------------------------------
+
+RECEIVED = datetime(2017, 2, 10, 15, 40)
+IFILE = "/tmp/retrospect-intervention.txt"
+
+#: Retrospect-shaped argv for every event, as its example handlers show them.
+SAMPLE_ARGV: dict[str, list[str]] = {
+    "StartApp": ["2/10/2017 15:39", "true", IFILE],
+    "EndApp": ["2/10/2017 18:06"],
+    "StartBackupServer": ["2/10/2017 15:39", IFILE],
+    "StopBackupServer": ["2/10/2017 18:06"],
+    "StartScript": ["Daily Backup", "2/10/2017 15:39", IFILE],
+    "EndScript": ["Daily Backup", "0", "-530", "backup client not found"],
+    "StartSource": ["Daily Backup", "My Computer/Mac HD", "/Volumes/Mac HD", "My Computer", IFILE],
+    "EndSource": [
+        "Daily Backup",
+        "ws-12/C:",
+        "C:\\",
+        "ws-12",
+        "2000000",
+        "12345",
+        "312",
+        "2/10/2017 15:39",
+        "2/10/2017 15:44",
+        "2/10/2017 15:30",
+        "Backup Set A",
+        "Normal",
+        "C:",
+        "0",
+        "0",
+        "successful",
+    ],
+    "MediaRequest": ["Backup Set A", "1-Backup Set A", "false", "10", IFILE],
+    "TimedOutMediaRequest": ["Backup Set A", "1-Backup Set A", "true", "60", IFILE],
+    "ScriptCheckFailed": [
+        "Daily Backup",
+        "2/11/2017 01:00",
+        "no backup set media",
+        "-1017",
+        "insufficient permissions",
+    ],
+    "NextExec": ["Daily Backup", "2/11/2017 01:00"],
+    "StopSched": ["Daily Backup", "2/11/2017 06:00", IFILE],
+    "PasswordEntry": ["Backup Set A", "2", "-1017", "insufficient permissions"],
+    "FatalBackupError": [
+        "Daily Backup",
+        "writing to backup set",
+        "-102",
+        "trouble communicating",
+        "Backup",
+        IFILE,
+    ],
+    "AnomalyAlert": [
+        "Daily Backup",
+        "ws-12/C:",
+        "C:\\",
+        "ws-12",
+        "All Files",
+        "10000",
+        "4550",
+        "45.5",
+        IFILE,
+    ],
+}
+
+#: Facts each default message must carry, title first, then the body.
+EXPECTED: dict[str, tuple[list[str], list[str]]] = {
+    "StartApp": (
+        ["backup01", "automatically"],
+        ["2017-02-10 15:39", "Retrospect does not launch"],
+    ),
+    "EndApp": (["quit", "backup01"], ["2017-02-10 18:06"]),
+    "StartBackupServer": (["Proactive Backup", "backup01"], ["2017-02-10 15:39"]),
+    "StopBackupServer": (["Proactive Backup stopped", "backup01"], ["2017-02-10 18:06"]),
+    "StartScript": (
+        ["'Daily Backup'", "starting", "2017-02-10 15:39"],
+        ["Script: Daily Backup", "the script does not start"],
+    ),
+    "EndScript": (
+        ["Backup 'Daily Backup' failed: error -530 (backup client not found)"],
+        ["Result: failed: error -530 (backup client not found)", "Non-fatal errors: 0"],
+    ),
+    "StartSource": (
+        ["'My Computer/Mac HD'", "starting", "Daily Backup"],
+        ["Path: /Volumes/Mac HD", "Client: My Computer", "this source is skipped"],
+    ),
+    "EndSource": (
+        ["Source 'ws-12/C:' succeeded: 1.9 GB, 12,345 files, 5 minutes 12 seconds"],
+        [
+            "Script: Daily Backup",
+            "Path: C:\\",
+            "Client: ws-12",
+            "Copied: 1.9 GB (2000000 KB), 12,345 files",
+            "Duration: 5 minutes 12 seconds",
+            "Source started: 2017-02-10 15:39",
+            "Source ended: 2017-02-10 15:44",
+            "Script started: 2017-02-10 15:30",
+            "Backup set: Backup Set A",
+            "Action: Normal",
+            "Parent volume: C:",
+        ],
+    ),
+    "MediaRequest": (
+        ["needs media", "'1-Backup Set A'", "backup set 'Backup Set A'", "10 minutes"],
+        ["Known member: no, new media", "the media request fails"],
+    ),
+    "TimedOutMediaRequest": (
+        ["timed out", "1 hour", "'1-Backup Set A'", "'Backup Set A'"],
+        ["Known member: yes", "Retrospect keeps waiting"],
+    ),
+    "ScriptCheckFailed": (
+        ["'Daily Backup'", "will not be able to run", "2017-02-11 01:00", "no backup set media"],
+        ["Error: -1017 (insufficient permissions)"],
+    ),
+    "NextExec": (["'Daily Backup'", "next runs", "2017-02-11 01:00"], ["Next run: 2017-02-11"]),
+    "StopSched": (
+        ["'Daily Backup'", "scheduled stop", "2017-02-11 06:00"],
+        ["keeps running past its stop time"],
+    ),
+    "PasswordEntry": (
+        ["'Backup Set A'", "failed: error -1017 (insufficient permissions)"],
+        ["Attempts: 2"],
+    ),
+    "FatalBackupError": (
+        ["'Daily Backup'", "error -102 (trouble communicating)"],
+        ["What failed: writing to backup set", "Where: Backup", "modal error dialog"],
+    ),
+    "AnomalyAlert": (
+        ["'ws-12/C:'", "45.5% of files changed"],
+        ["Selector: All Files", "Files watched: 10000", "Files changed: 4550", "C:\\"],
+    ),
+}
+
+
+def _variables(argv: list[str], **extra) -> dict:
+    event = event_from_argv(argv, host="backup01", received=RECEIVED)
+    return event_variables(event.fields, {}, extra)
+
+
+def _render_default(argv: list[str], **extra) -> tuple[Rendered, Rendered]:
+    title, body = default_message(argv[0])
+    variables = _variables(argv, **extra)
+    return render_title(title, variables), render(body, variables)
+
+
+def test_every_catalog_event_has_a_default_message() -> None:
+    assert set(DEFAULT_MESSAGES) == {spec.name for spec in CATALOG}
+    assert set(SAMPLE_ARGV) == set(DEFAULT_MESSAGES)
+    for name, (title, body) in DEFAULT_MESSAGES.items():
+        assert "\n" not in title, name
+        assert template_refs(title).syntax_error is None, name
+        assert template_refs(body).syntax_error is None, name
+
+
+@pytest.mark.parametrize("name", list(SAMPLE_ARGV))
+def test_default_message_passes_what_router_check_demands(name: str) -> None:
+    """A built-in message reads only what the event can have, as a rule's template must."""
+    allowed = set(fields_of(name)) | {"rule", "previous", "suppressed"}  # checker.RULE_VARIABLES
+    env = environment()
+    for source in DEFAULT_MESSAGES[name]:
+        refs = template_refs(source)
+        assert {variable for variable, _ in refs.variables} <= allowed
+        for base, attr, _ in refs.attributes:
+            assert base != "previous" or attr in fields_of(name)
+        assert all(f in env.filters for f, _ in refs.filters)
+        assert all(t in env.tests for t, _ in refs.tests)
+
+
+@pytest.mark.parametrize("name", list(SAMPLE_ARGV))
+def test_default_message_states_the_facts(name: str) -> None:
+    argv = [name, *SAMPLE_ARGV[name]]
+    assert len(argv) - 1 == len(EVENTS[name].fields) or name == "NextExec"
+    title, body = _render_default(argv)
+    assert title.error is None and body.error is None
+    assert "\n" not in title.text
+    in_title, in_body = EXPECTED[name]
+    for fact in in_title:
+        assert fact in title.text, (fact, title.text)
+    for fact in in_body:
+        assert fact in body.text, (fact, body.text)
+    assert "Host: backup01, received 2017-02-10 15:40" in body.text
+    assert "None" not in title.text + body.text
+    assert "{{" not in body.text and "{%" not in body.text
+
+
+@pytest.mark.parametrize(
+    ("argv", "title"),
+    [
+        (
+            ["EndScript", "Daily", "0", "-530", "backup client not found"],
+            "Backup 'Daily' failed: error -530 (backup client not found)",
+        ),
+        (["EndScript", "Daily", "3", "0", "successful"], "Backup 'Daily' completed with 3 errors"),
+        (["EndScript", "Daily", "1", "0", "successful"], "Backup 'Daily' completed with 1 error"),
+        (["EndScript", "Daily", "0", "0", "successful"], "Backup 'Daily' succeeded"),
+    ],
+)
+def test_end_script_status_words(argv: list[str], title: str) -> None:
+    rendered, _ = _render_default(argv)
+    assert rendered.text == title
+
+
+def test_end_source_failure_names_the_client_and_error() -> None:
+    argv = ["EndSource", "Daily", "Mac HD", "/Volumes/Mac HD", "ws-12", "0", "0", "0"]
+    argv += ["2/10/2017 15:39", "2/10/2017 15:39", "2/10/2017 15:30", "Set A", "Normal", "Mac HD"]
+    argv += ["0", "-530", "backup client not found"]
+    title, body = _render_default(argv)
+    assert (
+        title.text == "Source 'Mac HD' on client ws-12 failed: error -530 (backup client not found)"
+    )
+    assert "Result: failed: error -530 (backup client not found)" in body.text
+
+
+def test_footer_reports_history_throttling_and_rule() -> None:
+    event = event_from_argv(
+        ["EndScript", "Daily", "0", "-530", "backup client not found"],
+        host="backup01",
+        received=RECEIVED,
+    )
+    fields = dict(event.fields, streak=3)
+    variables = event_variables(
+        fields, {"status": "success", "streak": 5}, {"rule": "script failed", "suppressed": 2}
+    )
+    body = render(DEFAULT_MESSAGES["EndScript"][1], variables)
+    assert "Status: failure (3 in a row)" in body.text
+    assert "Previous EndScript: success (5 in a row)" in body.text
+    assert "2 more like this were suppressed" in body.text
+    assert "Rule: script failed" in body.text
+
+
+@pytest.mark.parametrize("name", list(SAMPLE_ARGV))
+def test_default_message_with_no_arguments(name: str) -> None:
+    title, body = _render_default([name])
+    assert title.error is None and body.error is None
+    assert title.text.strip() and body.text.strip()
+    assert "None" not in title.text + body.text
+    assert "''" not in title.text  # no empty quoted names
+    assert "Host: backup01" in body.text
+    if EVENTS[name].min_args:
+        assert f"Retrospect sent 0 of the {len(EVENTS[name].fields)} arguments" in body.text
+
+
+def test_end_script_with_no_arguments_does_not_claim_success() -> None:
+    title, _ = _render_default(["EndScript"])
+    assert "succeeded" not in title.text
+    assert "finished" in title.text
+
+
+@pytest.mark.parametrize("name", list(SAMPLE_ARGV))
+def test_default_message_with_garbage_numbers_and_dates(name: str) -> None:
+    argv = [name]
+    for spec in EVENTS[name].fields:
+        argv.append("n/a" if spec.type not in ("str", "path") else "x")
+    title, body = _render_default(argv)
+    assert title.error is None and body.error is None
+    assert "None" not in title.text + body.text
+    assert "\n" not in title.text
+
+
+def test_garbage_values_are_shown_as_received() -> None:
+    argv = ["EndSource", "Daily", "ws-12/C:", "C:\\", "ws-12", "lots", "many", "long", "yesterday"]
+    title, body = _render_default(argv)
+    assert body.error is None
+    assert "lots KB" in title.text and "many files" in title.text
+    assert "Duration: long" in body.text
+    assert "Source started: yesterday" in body.text
+
+
+def test_unknown_event_shows_name_and_raw_args() -> None:
+    assert default_message("NoSuchEvent") is UNKNOWN_EVENT_MESSAGE
+    title, body = _render_default(["NoSuchEvent", "alpha", "{{ 7*7 }}"])
+    assert title.error is None and body.error is None
+    assert "NoSuchEvent" in title.text and "backup01" in title.text
+    assert "1. alpha" in body.text
+    assert "2. {{ 7*7 }}" in body.text
+    bare_title, bare_body = _render_default(["NoSuchEvent"])
+    assert "no arguments" in bare_body.text and "None" not in bare_body.text
+
+
+def test_default_message_resolves_aliases() -> None:
+    assert default_message("SchedStop") == DEFAULT_MESSAGES["StopSched"]
+    assert default_message("endscript") == DEFAULT_MESSAGES["EndScript"]
+
+
+@pytest.mark.parametrize(
+    ("source", "variables", "error_part"),
+    [
+        ("total {{ 1/0 }}", {}, "ZeroDivisionError"),
+        ("{{ x.__class__.__mro__ }}", {"x": "text"}, "SecurityError"),
+        ("{{ missing.__class__ }}", {}, "SecurityError"),
+        ("{{ missing + 1 }}", {}, "'missing' is undefined"),
+        ("line one\n{{ oops", {}, "syntax error at line 2"),
+        ("{{ kb | filesize(2) }}", {"kb": 1}, "TypeError"),
+    ],
+)
+def test_template_error_keeps_the_message(source: str, variables: dict, error_part: str) -> None:
+    rendered = render(source, variables)
+    assert rendered.error is not None and error_part in rendered.error
+    assert "\n" not in rendered.error
+    assert rendered.text == f"{source}\n[template error: {rendered.error}]"
+
+
+def test_title_error_fallback_stays_one_line() -> None:
+    rendered = render_title("Backup {{ 1/0 }}", {})
+    assert rendered.error is not None
+    assert rendered.text == f"Backup {{{{ 1/0 }}}} [template error: {rendered.error}]"
+
+
+def test_missing_variables_render_empty() -> None:
+    rendered = render(
+        "[{{ nope }}|{{ previous.status }}|{{ a.b.c }}|{{ none }}]", {"previous": {}, "none": None}
+    )
+    assert rendered == Rendered(text="[|||]", error=None)
+
+
+def test_event_values_render_literally_in_defaults() -> None:
+    argv = ["StartSource", "Daily", "{{ 7*7 }}/C:", "; rm -rf / $(id)", "{{ 7*7 }}", IFILE]
+    title, body = _render_default(argv)
+    assert title.error is None and body.error is None
+    assert "{{ 7*7 }}" in title.text and "49" not in title.text
+    assert "Client: {{ 7*7 }}" in body.text
+    assert "Path: ; rm -rf / $(id)" in body.text
+    assert render("{{ client }}", {"client": "{% for x in y %}"}).text == "{% for x in y %}"
+
+
+def test_compile_cache_returns_the_same_template() -> None:
+    source = "cached {{ script }} " + str(id(object()))
+    first = compile_template(source)
+    assert compile_template(source) is first
+    assert compile_template(source + " ") is not first
+    assert first.render(script="Daily").startswith("cached Daily")
+
+
+def test_event_variables() -> None:
+    event = event_from_argv(["EndSource", "Daily", "Mac HD"], host="h", received=RECEIVED)
+    previous = {"status": "failure"}
+    variables = event_variables(event.fields, previous, {"rule": "r", "suppressed": 4})
+    assert variables["script"] == "Daily" and variables["event"] == "EndSource"
+    assert variables["host"] == "h" and variables["weekday"] == "fri"
+    assert variables["streak"] == 1  # the first of its streak when no history says otherwise
+    assert variables["previous"] == previous and variables["previous"] is not previous
+    assert variables["rule"] == "r" and variables["suppressed"] == 4
+    none = event_variables(event.fields, {}, {})
+    assert none["previous"] == {}
+    kept = event_variables(dict(event.fields, streak=7), {}, {})
+    assert kept["streak"] == 7
