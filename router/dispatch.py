@@ -128,8 +128,14 @@ class Renderer:
         self._variables = event_variables
         self._env = program_environment(fields)
 
-    def text(self, template: Optional[n.Template], variables: dict[str, Any], default: str) -> str:
-        from router.templates import render
+    def text(
+        self,
+        template: Optional[n.Template],
+        variables: dict[str, Any],
+        default: str,
+        one_line: bool = False,
+    ) -> str:
+        from router.templates import render, render_title
 
         if template is None:
             source = default
@@ -137,7 +143,7 @@ class Renderer:
             source = self.ruleset.template_files.get(template, "")
         else:
             source = template.source
-        rendered = render(source, variables)
+        rendered = (render_title if one_line else render)(source, variables)
         if rendered.error:
             where = f"{template.span}" if template is not None else "default message"
             self.errors.append(f"template error at {where}: {rendered.error}")
@@ -147,11 +153,11 @@ class Renderer:
         return self._variables(self.fields, self.previous, planned.variables)
 
     def notifications(self, planned: PlannedAction, action: n.Notify) -> list[Notification]:
-        from router.templates import DEFAULT_MESSAGES, UNKNOWN_EVENT_MESSAGE
+        from router.templates import default_message
 
         variables = self.variables(planned)
-        default_title, default_body = DEFAULT_MESSAGES.get(self.event.name, UNKNOWN_EVENT_MESSAGE)
-        title = self.text(action.title, variables, default_title)
+        default_title, default_body = default_message(self.event.name)
+        title = self.text(action.title, variables, default_title, one_line=True)
         body = self.text(action.body, variables, default_body)
         status = str(self.fields.get("status", "info"))
         kind = action.type[0] if action.type else TYPE_FOR_STATUS.get(status, "info")
