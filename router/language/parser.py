@@ -641,6 +641,8 @@ def parse_file(path: Path, display: Optional[str] = None) -> tuple[n.RuleFile, l
     name = display or str(path)
     try:
         text = path.read_bytes().decode("utf-8")
+        # Windows editors (Notepad before 2019) start UTF-8 files with a BOM.
+        text = text[1:] if text.startswith("\ufeff") else text
     except UnicodeDecodeError as exc:
         prefix = path.read_bytes()[: exc.start]
         line = prefix.count(b"\n") + 1
