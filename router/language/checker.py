@@ -611,7 +611,7 @@ class Checker:
             try:
                 re.compile(pattern)
             except re.error as exc:
-                column = cond.pattern.span.column + 1 + (exc.pos or 0)
+                column = cond.pattern.span.column + 1 + self.source_offset(cond.pattern, exc.pos)
                 span = n.Span(
                     cond.pattern.span.file,
                     cond.pattern.span.line,
@@ -624,6 +624,23 @@ class Checker:
             problem = glob_problem(pattern)
             if problem:
                 self.error(cond.pattern.span, "bad-glob", f"invalid glob: {problem}")
+
+    def source_offset(self, literal: n.Literal, index: Optional[int]) -> int:
+        """How many source characters, after the opening quote, spell the
+        first ``index`` characters of a string literal (``\\"`` spells one)."""
+        index = index or 0
+        span = literal.span
+        lines = self.result.sources.get(span.file) or []
+        line = lines[span.line - 1] if 0 < span.line <= len(lines) else ""
+        if span.end_line != span.line or line[span.column - 1 : span.column + 2] == '"""':
+            return index
+        raw, offset = line[span.column : span.end_column - 2], 0
+        for _ in range(index):
+            if offset >= len(raw):
+                break
+            escaped = raw[offset] == "\\" and raw[offset + 1 : offset + 2] in ('"', "\\", "n", "t")
+            offset += 2 if escaped else 1
+        return offset
 
     def check_member(self, cond: n.Member, scope: Scope) -> None:
         info = self.check_field(cond.field, scope)
