@@ -874,7 +874,7 @@ class Checker:
         path = self.base_dir / template.path
         display = str(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8-sig")  # without a Windows BOM
         except (OSError, UnicodeDecodeError) as exc:
             reason = "not found" if isinstance(exc, FileNotFoundError) else str(exc)
             self.error(
