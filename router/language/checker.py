@@ -190,6 +190,9 @@ class Checker:
     # -- the whole ruleset
 
     def run(self, files: list[n.RuleFile]) -> None:
+        # A rule that did not parse may be the one using a target or define:
+        # "never used" would then send the admin after the wrong problem.
+        unparsed = any(d.code in ("syntax", "encoding") for d in self.diagnostics)
         self.collect_names(files)
         for rule_file in files:
             self.base_dir = Path(rule_file.path).parent
@@ -201,6 +204,8 @@ class Checker:
                 else:
                     self.check_rule(statement)
         self.check_rule_names(files)
+        if unparsed:
+            return
         for name, target in self.targets.items():
             if name not in self.used_targets:
                 self.warning(
