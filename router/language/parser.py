@@ -500,7 +500,12 @@ def _expected_terminals(exc: UnexpectedInput) -> set:
 _BAD_LITERAL = re.compile(r"-?\d+(?:\.\d+)?[A-Za-z_]\w*")
 
 
-def syntax_diagnostic(path: str, text: str, exc: UnexpectedInput) -> Diagnostic:
+def syntax_diagnostic(
+    path: str, text: str, exc: UnexpectedInput, following: Optional[tuple[str, int]] = None
+) -> Diagnostic:
+    """``exc`` in words. ``text`` may be one statement cut from a file; then
+    ``following`` is the keyword (and its line) that starts the next one, so
+    running out of text is not called the end of the file."""
     parser = lark_parser()
     line, column = exc.line, exc.column
     if isinstance(exc, UnexpectedCharacters):
@@ -538,6 +543,12 @@ def syntax_diagnostic(path: str, text: str, exc: UnexpectedInput) -> Diagnostic:
         lines = text.rstrip().splitlines() or [""]
         line, column = len(lines), len(lines[-1]) + 1
         message = f"unexpected end of file, expected {describe_expected(parser, expected)}"
+        if following is not None:
+            word, word_line = following
+            message = (
+                f"expected {describe_expected(parser, expected)}"
+                f" before the next statement ('{word}' on line {word_line})"
+            )
         return Diagnostic(path, line, column, line, column + 1, ERROR, "syntax", message)
     assert isinstance(exc, UnexpectedToken)
     found = token.value if len(token.value) <= 40 else token.value[:37] + "..."
@@ -630,7 +641,11 @@ def parse_text(text: str, path: str = "<rules>") -> tuple[n.RuleFile, list[Diagn
         try:
             tree = lark_parser().parse(piece)
         except UnexpectedInput as exc:
-            diagnostics.append(syntax_diagnostic(path, piece, exc))
+            following = None
+            if end < len(text):
+                word = re.match(r"\w+", text[end:])
+                following = (word.group(0) if word else text[end], text.count("\n", 0, end) + 1)
+            diagnostics.append(syntax_diagnostic(path, piece, exc, following))
             continue
         rule_file.statements.extend(builder.transform(tree))
     return rule_file, diagnostics + builder.diagnostics
