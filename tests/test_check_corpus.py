@@ -89,7 +89,16 @@ CASES = [
     Case(
         "missing-action-before-next-rule",
         'on EndScript where errors > 0\n\non EndSource\n  log "x"\n',
-        [err(1, 30, "syntax", "expected an action")],
+        [
+            err(
+                1,
+                30,
+                "syntax",
+                "expected an action",
+                "before the next statement ('on' on line 3)",
+                absent=("end of file",),
+            )
+        ],
     ),
     Case(
         "expect-without-every",
@@ -142,6 +151,13 @@ CASES = [
         [err(2, 11, "syntax", "unexpected '42'", absent=("')'", "']'"))],
     ),
     Case(
+        "notify-right-after-where",
+        # `notify` is one word, not `not` + `ify`. And ops is not "never
+        # notified": the rule that notifies it is the one that did not parse.
+        OPS + "on EndScript where\n  notify ops\n",
+        [err(3, 3, "syntax", "unexpected 'notify', expected a condition")],
+    ),
+    Case(
         "condition-without-where",
         'on EndScript errors > 0\n  log "x"\n',
         [err(1, 14, "syntax", "unexpected 'errors'", "a condition goes after 'where'")],
@@ -155,6 +171,11 @@ CASES = [
         "unclosed-parenthesis",
         'on EndScript where (errors > 0\n  log "x"\n',
         [err(2, 3, "syntax", "unexpected 'log'", "')'")],
+    ),
+    Case(
+        "rule-keyword-without-name",
+        "rule on EndScript\n  stop\n",
+        [err(1, 5, "syntax", "expected a string before the next statement ('on' on line 1)")],
     ),
     Case(
         "notify-without-target",
@@ -317,6 +338,12 @@ CASES = [
         "regex-with-unclosed-set",
         'on EndScript where script =~ "ab[c"\n  log "x"\n',
         [err(1, 33, "bad-regex", "unterminated character set")],
+    ),
+    Case(
+        "regex-column-counts-escapes",
+        # Source "\\d+(" is the pattern \d+( : the '(' is at column 35, not 34.
+        'on EndScript where script =~ "\\\\d+("\n  log "x"\n',
+        [err(1, 35, "bad-regex", "missing )")],
     ),
     # ---- names ----------------------------------------------------------------
     Case(
@@ -594,6 +621,22 @@ CASES = [
         "not-utf-8",
         b'# caf\xc3\xa9 is fine here\non EndScript\n  log "caf\xe9"\n',
         [err(3, 11, "encoding", "UTF-8")],
+    ),
+    Case(
+        "utf-8-bom-does-not-shift-columns",
+        b'\xef\xbb\xbfon EndScript where scrpt == "x"\n  stop\n',
+        [err(1, 20, "unknown-field", "did you mean 'script'?")],
+    ),
+    Case(
+        "crlf-line-endings",
+        b'on EndScript\r\n  log """\r\n    {{ script }}\r\n    {{ erors }}\r\n    """\r\n',
+        [err(4, 8, "unknown-variable", "did you mean 'errors'?")],
+    ),
+    Case(
+        "template-file-with-bom",
+        OPS + 'on EndScript\n  notify ops body file "body.j2"\n',
+        [err(1, 4, "unknown-variable", "did you mean 'script'?", file="body.j2")],
+        files={"body.j2": b"\xef\xbb\xbf{{ scrip }}\n"},
     ),
     Case(
         "rule-file-writable-by-others",
