@@ -59,6 +59,8 @@ class Case:
     mode: int = 0o644
     #: Executable files to create (path relative to the rules directory: mode).
     modes: dict[str, int] = field(default_factory=dict)
+    #: Depends on POSIX file modes or paths (skipped on Windows).
+    posix: bool = False
 
 
 CASES = [
@@ -576,6 +578,7 @@ CASES = [
         "program-does-not-exist",
         'on EndScript\n  run "@TMP@/bin/missing"\n',
         [warn(2, 7, "program-not-found", "does not exist")],
+        posix=True,
     ),
     Case(
         "program-not-executable",
@@ -588,6 +591,7 @@ CASES = [
         "log-to-a-missing-directory",
         'on EndScript\n  log "x" to "@TMP@/no/such/dir/events.log"\n',
         [warn(2, 14, "missing-directory", "does not exist")],
+        posix=True,
     ),
     Case(
         "unused-target",
@@ -731,8 +735,8 @@ def _materialise(case: Case, tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_corpus(case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    if case.mode & 0o022 and sys.platform.startswith("win"):
-        pytest.skip("file modes are POSIX")
+    if (case.posix or case.mode & 0o022 or case.modes) and sys.platform.startswith("win"):
+        pytest.skip("file modes and paths are POSIX")
     for name, value in case.env.items():
         if value is None:
             monkeypatch.delenv(name, raising=False)

@@ -143,6 +143,19 @@ def assert_clean(result, allowed: set = frozenset()) -> None:
 # ---------------------------------------------------------------------------
 
 
+def test_code_block_extraction() -> None:
+    markdown = (
+        "Intro\n\n```\non any\n  stop\n```\n\nText:\n\n"
+        "    a.rules:1:2: error: x\n        on any\n\nAfter\n"
+    )
+    assert code_blocks(markdown) == [
+        (4, "fenced", "on any\n  stop\n"),
+        (10, "indented", "a.rules:1:2: error: x\n    on any\n"),
+    ]
+    assert is_check_output(code_blocks(markdown)[1][2])
+    assert not is_check_output(code_blocks(markdown)[0][2])
+
+
 def test_spec_has_a_rule_example_and_a_check_output_example(blocks) -> None:
     kinds = [is_check_output(text) for _, _, text in blocks]
     assert kinds.count(False) >= 1, "no rule example found in LANGUAGE.md"
@@ -651,6 +664,7 @@ def test_notify_formats(fmt: str) -> None:
     check_ok(f'target ops = "json://localhost:9/"\non EndScript\n  notify ops format {fmt}\n')
 
 
+@pytest.mark.skipif(sys.platform.startswith("win"), reason="POSIX program path and mode")
 def test_run_with_args_timeout_and_fallback(tmp_path) -> None:
     program = tmp_path / "freeze"
     program.write_text("#!/bin/sh\nexit 0\n")
