@@ -1,0 +1,534 @@
+"""Delivering outbox rows through Apprise: timeouts, retries, dead letters.
+
+Each outbox row is one Apprise URL, sent on its own (DESIGN.md, "Delivery
+and state"): a row is marked sent only after Apprise reports success; a
+failure is retried with exponential backoff until the row is older than
+``max_age``, then kept as a dead letter. Rows for different URLs are sent
+concurrently and rows for the same URL one after another, so one dead or
+slow target never delays another, and a burst never opens many connections
+to one server.
+
+No process may wait on a hung server past its deadline, so every send has
+three bounds: the plugin's socket timeouts (connect and read, set on the
+plugin instance), a wall-clock bound on the whole send (a worker thread we
+stop waiting for), and the caller's absolute deadline.
+
+URLs carry credentials. Nothing here prints or logs a URL, and every error
+text that reaches the store (and so ``router outbox``) is scrubbed of the
+URL's secrets first: Apprise and requests messages may quote the full URL.
+
+Apprise is imported lazily: it costs a few hundred milliseconds that
+``router check`` and a handler with nothing to send should not pay.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import re
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Optional
+from urllib.parse import unquote, urlsplit
+
+from router.config import ConfigError
+from router.urls import MASK, mask_url, recognise
+
+if TYPE_CHECKING:
+    from router.language.nodes import TargetDef
+    from router.store import OutboxRow, Store
+
+#: Added to connect + read timeout for the wall-clock bound of one send:
+#: time for Apprise's own work around the request (building the payload,
+#: TLS setup) so the bound only cuts sends the socket timeouts missed.
+SEND_MARGIN = 1.0
+
+#: How every timeout error text starts (deliver stops sending to a URL after one).
+TIMED_OUT = "timed out"
+#: The longest claim: a crashed deliverer's rows come due again after this.
+MAX_LEASE = 900.0
+
+_DURATION = re.compile(r"(?:\d+(?:\.\d+)?[smhdw])+")
+_HTTP_STATUS = re.compile(r"\berror=(\d{3})\b")
+_SECRET_SPLIT = re.compile(r"[/:@?&=#,;+\s]+")
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    """How hard and how long to try. All durations are seconds.
+
+    The defaults follow DESIGN.md: retry 10 s doubling to 1 h, give up
+    (dead letter) after 24 h, and keep the inline handler within a few
+    seconds, because Retrospect waits for it.
+    """
+
+    #: Wait after the first failure; doubles with every further failure.
+    first_delay: float = 10.0
+    #: The backoff never waits longer than this between attempts.
+    max_delay: float = 3600.0
+    #: A row older than this (since ``created``) becomes a dead letter on
+    #: its next failure instead of being retried again.
+    max_age: float = 86400.0
+    #: Socket connect timeout of every request.
+    connect_timeout: float = 5.0
+    #: Socket read timeout of every request (time between bytes of the answer).
+    read_timeout: float = 15.0
+    #: How many sends run at once (rows for different URLs).
+    concurrency: int = 8
+    #: How long the inline handler may spend delivering before it leaves
+    #: the rest to the service, the next handler or ``router outbox retry``.
+    deadline: float = 5.0
+
+    @property
+    def send_bound(self) -> float:
+        """The wall-clock limit of one send: the socket timeouts plus a margin."""
+        return self.connect_timeout + self.read_timeout + SEND_MARGIN
+
+    @classmethod
+    def from_config(cls, raw: Mapping[str, Any]) -> DeliveryPolicy:
+        """The policy from router.toml's ``[delivery]`` table.
+
+        ``raw`` is the whole parsed file (``Config.raw``); a file without the
+        table gives the defaults. Durations may be numbers of seconds or
+        strings in the rule language's form (``"10s"``, ``"1h30m"``).
+        Unknown keys are errors: a misspelt ``max_age`` silently ignored
+        would keep dead letters coming back for a day.
+        """
+        table = raw.get("delivery") or {}
+        if not isinstance(table, Mapping):
+            raise ConfigError("[delivery] must be a table")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(table) - known)
+        if unknown:
+            raise ConfigError(
+                f"[delivery]: unknown key(s) {', '.join(unknown)}"
+                f" (known: {', '.join(sorted(known))})"
+            )
+        values: dict[str, Any] = {}
+        for key, value in table.items():
+            if key == "concurrency":
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    raise ConfigError(
+                        f"[delivery] concurrency must be a whole number >= 1, not {value!r}"
+                    )
+                values[key] = value
+            else:
+                values[key] = _seconds(key, value)
+        policy = cls(**values)
+        if policy.max_delay < policy.first_delay:
+            raise ConfigError(
+                f"[delivery] max_delay ({policy.max_delay:g} s) is shorter than"
+                f" first_delay ({policy.first_delay:g} s)"
+            )
+        return policy
+
+
+def _seconds(key: str, value: Any) -> float:
+    """A duration setting as seconds (> 0)."""
+    if isinstance(value, bool):
+        seconds = -1.0
+    elif isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str) and _DURATION.fullmatch(value.strip()):
+        from router.language.parser import parse_duration  # lark: only when needed
+
+        seconds = parse_duration(value.strip()).total_seconds()
+    else:
+        seconds = -1.0
+    if not seconds > 0:
+        raise ConfigError(
+            f"[delivery] {key} must be a duration above zero (seconds, or like"
+            f' "10s", "5m", "1h"), not {value!r}'
+        )
+    return seconds
+
+
+def next_delay(attempts: int, policy: DeliveryPolicy) -> float:
+    """Seconds to wait after the ``attempts``-th failure (1-based):
+    first_delay, doubled per further failure, capped at max_delay."""
+    exponent = max(attempts, 1) - 1
+    if exponent >= 64:  # 2**64 * anything sensible is past any cap
+        return policy.max_delay
+    return min(policy.first_delay * (2**exponent), policy.max_delay)
+
+
+# ---------------------------------------------------------------------------
+# Targets -> URLs
+# ---------------------------------------------------------------------------
+
+
+def resolve_target(
+    target: TargetDef, base_dir: Path, environ: Mapping[str, str] = os.environ
+) -> tuple[list[str], list[str]]:
+    """The URLs a target stands for right now, and what is wrong with it.
+
+    ``env()`` is read here, when the rule runs, not when the rules load, so
+    a secret can change without a reload. Problems never contain a URL:
+    they name the variable or the file. A URL given twice (say, by an env
+    variable and a config file) is sent once.
+    """
+    urls: list[str] = []
+    problems: list[str] = []
+    for source in target.sources:
+        if source.kind == "url":
+            urls.append(source.value)
+        elif source.kind == "env":
+            value = environ.get(source.value)
+            if value is None:
+                problems.append(f"environment variable {source.value} is not set")
+                continue
+            found = [u for u in re.split(r"[\s,]+", value) if u]
+            if not found:
+                problems.append(f"environment variable {source.value} is empty")
+            urls.extend(found)
+        elif source.kind == "config":
+            found, problem = _config_urls(source.value, source.tag, base_dir)
+            if problem:
+                problems.append(problem)
+            urls.extend(found)
+        else:
+            problems.append(f"unknown kind of target source '{source.kind}'")
+    unique = list(dict.fromkeys(urls))
+    return unique, problems
+
+
+def _config_urls(value: str, tag: Optional[str], base_dir: Path) -> tuple[list[str], Optional[str]]:
+    """URLs of an Apprise config file (YAML or text), only ``tag``'s when given."""
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = Path(base_dir) / path
+    if not path.is_file():
+        return [], f"Apprise config file '{value}' does not exist"
+    import apprise
+
+    config = apprise.AppriseConfig()
+    if not config.add(str(path)):
+        return [], f"Apprise cannot read config file '{value}'"
+    # Apprise 2 renamed AppriseConfig.servers() to services().
+    entries = getattr(config, "services", None) or config.servers
+    servers = list(entries())
+    if tag is not None:
+        servers = [s for s in servers if tag in s]
+    urls = [s.url(privacy=False) for s in servers]
+    if not urls:
+        if tag is not None:
+            return [], f"no entry of Apprise config file '{value}' has the tag '{tag}'"
+        return [], f"Apprise config file '{value}' defines no usable URL"
+    return urls, None
+
+
+# ---------------------------------------------------------------------------
+# One send
+# ---------------------------------------------------------------------------
+
+#: The list collecting Apprise's warnings for the send running in this
+#: context. A thread id is not enough to tell sends apart: Apprise 2 runs
+#: the plugin in its own worker pool, but copies the caller's context into
+#: it, so a context variable follows the send wherever Apprise runs it.
+_CAPTURE: ContextVar[Optional[list[str]]] = ContextVar("router_delivery_capture", default=None)
+
+
+class _ReasonCapture(logging.Handler):
+    """Collects the warnings and errors Apprise logs for one send: Apprise
+    returns only False, and says why in its log."""
+
+    def __init__(self, sink: list[str]) -> None:
+        super().__init__(logging.WARNING)
+        self.sink = sink
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if _CAPTURE.get() is not self.sink:
+            return  # another send's, or nobody's
+        with contextlib.suppress(Exception):  # a broken log call must not break delivery
+            self.sink.append(record.getMessage())
+
+
+def _secrets(url: str) -> list[str]:
+    """Pieces of ``url`` that its masked form hides: passwords, tokens,
+    header and payload values, in raw and percent-decoded spelling."""
+    masked_parts = set(_SECRET_SPLIT.split(mask_url(url)))
+    pieces: set[str] = set()
+    for part in _SECRET_SPLIT.split(url):
+        for spelling in (part, unquote(part)):
+            if len(spelling) >= 2 and spelling not in masked_parts and spelling != MASK:
+                pieces.add(spelling)
+    password = urlsplit(url).password if "://" in url else None
+    if password:
+        pieces.update({password, unquote(password)})
+    # Longest first, so a secret containing another is replaced whole.
+    return sorted(pieces, key=len, reverse=True)
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` with ``url`` shown masked and none of its secrets left.
+
+    Used on error paths, so it never raises: a URL too broken to take apart
+    withholds the whole text rather than risk showing a secret.
+    """
+    try:
+        text = text.replace(url, mask_url(url))
+        for secret in _secrets(url):
+            text = text.replace(secret, MASK)
+    except Exception:
+        return "the error text was withheld: it could not be masked"
+    return text
+
+
+def _apply_timeouts(plugin: Any, url: str, policy: DeliveryPolicy) -> float:
+    """Set the plugin's socket timeouts; returns the smallest one.
+
+    Apprise's requests-based plugins (json://, form://, xml:// and most
+    services) pass ``(socket_connect_timeout, socket_read_timeout)`` to
+    every request as ``timeout=``. The email plugin hands only
+    ``socket_connect_timeout`` to ``smtplib.SMTP(timeout=)``, which applies
+    it to the connect and to every reply, so there it gets the larger of
+    the two. Timeouts given in the URL (``cto=``, ``rto=``) are kept when
+    they are shorter. Plugins that use neither attribute are still bounded
+    by the wall clock in ``send``.
+    """
+    query = {k.lower() for k, _, _ in (p.partition("=") for p in urlsplit(url).query.split("&"))}
+    url_connect = float(plugin.socket_connect_timeout) if "cto" in query else float("inf")
+    url_read = float(plugin.socket_read_timeout) if "rto" in query else float("inf")
+    if hasattr(plugin, "smtp_host"):  # NotifyEmail: one smtplib timeout for everything
+        single = min(max(policy.connect_timeout, policy.read_timeout), url_connect)
+        plugin.socket_connect_timeout = single
+        plugin.socket_read_timeout = single
+        return single
+    connect = min(policy.connect_timeout, url_connect)
+    read = min(policy.read_timeout, url_read)
+    plugin.socket_connect_timeout = connect
+    plugin.socket_read_timeout = read
+    return min(connect, read)
+
+
+def _send_now(
+    url: str, title: str, body: str, notify_type: str, body_format: str, policy: DeliveryPolicy
+) -> Optional[str]:
+    """The send itself (in the worker thread ``_send`` starts): None, or
+    why not, still unmasked."""
+    import apprise
+
+    plugin = apprise.Apprise.instantiate(url)
+    if plugin is None:
+        return f"Apprise cannot use this URL: {recognise(url) or 'unknown reason'}"
+    shortest = _apply_timeouts(plugin, url, policy)
+    notifier = apprise.Apprise()
+    notifier.add(plugin)
+    started = time.monotonic()
+    captured = _CAPTURE.get()
+    reasons = captured if captured is not None else []
+    ok = notifier.notify(
+        title=title, body=body, notify_type=notify_type, body_format=body_format or None
+    )
+    if ok:
+        return None
+    elapsed = time.monotonic() - started
+    text = reasons[-1].strip() if reasons else "Apprise reported a failure without a reason"
+    status = _HTTP_STATUS.search(text)
+    if status:
+        return f"HTTP {status.group(1)}: {text}"
+    if elapsed >= 0.9 * shortest:
+        # A connection error that took a socket timeout's time: say so, the
+        # warning alone ("A Connection error occurred") hides it.
+        return f"{TIMED_OUT} after {elapsed:.1f} s: {text}"
+    return text
+
+
+def _send(
+    url: str,
+    title: str,
+    body: str,
+    notify_type: str,
+    body_format: str,
+    policy: DeliveryPolicy,
+    wait: float,
+) -> tuple[Optional[str], bool]:
+    """``send`` waiting at most ``wait`` seconds; also says whether the
+    wall clock (rather than Apprise) ended it."""
+    import apprise  # noqa: F401 - here, so the first import is not counted against ``wait``
+
+    outcome: list[Optional[str]] = []
+    done = threading.Event()
+
+    def work() -> None:
+        reasons: list[str] = []
+        _CAPTURE.set(reasons)  # this thread's own context: only this send
+        handler = _ReasonCapture(reasons)
+        logger = logging.getLogger("apprise")
+        logger.addHandler(handler)
+        try:
+            outcome.append(_send_now(url, title, body, notify_type, body_format, policy))
+        except Exception as exc:  # Apprise or a plugin raised: a failed send
+            outcome.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            logger.removeHandler(handler)
+            done.set()
+
+    # A daemon thread: one that hangs past every timeout must not keep the
+    # handler process alive after it has given up waiting.
+    threading.Thread(target=work, name="router-send", daemon=True).start()
+    if not done.wait(max(wait, 0.0)):
+        return f"{TIMED_OUT} after {wait:g} s", True
+    error = outcome[0] if outcome else "the send ended without a result"
+    return (None if error is None else scrub(error, url)), False
+
+
+def send(
+    url: str,
+    title: str,
+    body: str,
+    notify_type: str,
+    body_format: str,
+    policy: DeliveryPolicy,
+) -> Optional[str]:
+    """Send one notification to one URL. None on success, else why not (masked).
+
+    Returns within ``policy.send_bound`` seconds whatever the server does.
+    """
+    return _send(url, title, body, notify_type, body_format, policy, policy.send_bound)[0]
+
+
+# ---------------------------------------------------------------------------
+# Many rows
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class DeliveryReport:
+    """What one ``deliver`` did, as outbox row ids."""
+
+    sent: list[int] = field(default_factory=list)
+    #: Failed and still pending, with a next attempt after the backoff.
+    failed: list[int] = field(default_factory=list)
+    #: Failed past ``max_age``: kept as dead letters.
+    dead: list[int] = field(default_factory=list)
+    #: Not attempted (or cut off) before the deadline; pending, unclaimed.
+    skipped: list[int] = field(default_factory=list)
+    #: Why each failed or dead row failed (masked).
+    errors: dict[int, str] = field(default_factory=dict)
+
+
+def deliver(
+    store: Store,
+    rows: list[OutboxRow],
+    policy: DeliveryPolicy,
+    deadline: Optional[float] = None,
+    now: Callable[[], float] = time.time,
+) -> DeliveryReport:
+    """Send ``rows`` (already claimed) and record each outcome in ``store``.
+
+    Rows are grouped by URL; groups run concurrently in a pool of
+    ``policy.concurrency`` threads, and a group's rows go one after
+    another; after a timeout the group's remaining rows are failed with
+    that error rather than each waiting out the same timeout. ``deadline``
+    (a ``now()`` value) stops new sends from starting and cuts a running
+    one short; those rows are released unchanged, as no attempt was made.
+    Every store write happens in this thread: the store's connection may
+    be shared across threads but not used by two at once.
+    """
+    report = DeliveryReport()
+    if not rows:
+        return report
+    groups: dict[str, list[OutboxRow]] = {}
+    for row in rows:
+        groups.setdefault(row.url, []).append(row)
+    results: queue.Queue[tuple[str, OutboxRow, Optional[str]]] = queue.Queue()
+
+    def run_group(group: list[OutboxRow]) -> None:
+        index = 0
+        try:
+            while index < len(group):
+                row = group[index]
+                wait = policy.send_bound
+                if deadline is not None:
+                    wait = min(wait, deadline - now())
+                    if wait <= 0:
+                        break
+                error, cut = _send(row.url, row.title, row.body, row.type, row.format, policy, wait)
+                if cut and wait < policy.send_bound:
+                    break  # the deadline, not the target, ended it: no attempt
+                results.put(("sent" if error is None else "failed", row, error))
+                index += 1
+                if error is not None and error.startswith(TIMED_OUT):
+                    # A hung or unreachable server: waiting out the timeout
+                    # once per row would hold this pass (and the rows'
+                    # lease) for nothing. The rest back off with this error.
+                    for rest in group[index:]:
+                        results.put(
+                            ("failed", rest, f"not sent: row #{row.id} to this URL {error}")
+                        )
+                    return
+        except Exception as exc:  # never leave the collector waiting on a row
+            for row in group[index:]:
+                results.put(("failed", row, scrub(f"{type(exc).__name__}: {exc}", row.url)))
+            return
+        for row in group[index:]:
+            results.put(("skipped", row, None))
+
+    with ThreadPoolExecutor(
+        max_workers=max(1, min(policy.concurrency, len(groups))),
+        thread_name_prefix="router-deliver",
+    ) as pool:
+        for group in groups.values():
+            pool.submit(run_group, group)
+        for _ in range(len(rows)):
+            outcome, row, error = results.get()
+            _record(store, policy, report, outcome, row, error, now())
+    return report
+
+
+def _record(
+    store: Store,
+    policy: DeliveryPolicy,
+    report: DeliveryReport,
+    outcome: str,
+    row: OutboxRow,
+    error: Optional[str],
+    at: float,
+) -> None:
+    """Write one row's outcome to the store and the report."""
+    if outcome == "sent":
+        store.mark_sent(row.id, now=at)
+        report.sent.append(row.id)
+    elif outcome == "skipped":
+        store.release([row.id])
+        report.skipped.append(row.id)
+    else:
+        error = error or "failed"
+        report.errors[row.id] = error
+        if at - row.created > policy.max_age:
+            store.mark_dead(row.id, error)
+            report.dead.append(row.id)
+        else:
+            store.mark_failed(row.id, error, at + next_delay(row.attempts + 1, policy))
+            report.failed.append(row.id)
+
+
+def drain(
+    store: Store,
+    policy: DeliveryPolicy,
+    deadline: Optional[float] = None,
+    ids: Optional[Iterable[int]] = None,
+    limit: int = 100,
+    now: Callable[[], float] = time.time,
+) -> DeliveryReport:
+    """Claim the due rows (only ``ids`` when given) and deliver them.
+
+    The claim's lease covers the longest this delivery should take (up to
+    the deadline, at most ``MAX_LEASE``), so no other deliverer takes a row
+    this one is still working on; a crashed deliverer's rows come due again
+    when the lease runs out.
+    """
+    start = now()
+    lease = min(policy.send_bound * max(limit, 1), MAX_LEASE)
+    if deadline is not None:
+        lease = min(lease, max(deadline - start, 0.0) + policy.send_bound)
+    rows = store.claim_due(now=start, limit=limit, lease=lease + 1.0, ids=ids)
+    return deliver(store, rows, policy, deadline=deadline, now=now)
