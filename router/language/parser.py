@@ -562,9 +562,12 @@ def syntax_diagnostic(
     elif (
         token.type == "NAME"
         and {"NOTIFY", "RUN"} & expected
+        and "WHERE" in expected  # right after the events, where a condition could go
         and token.value not in reserved_words()
     ):
         hint = "a condition goes after 'where'; actions are notify, run, abort, log, stop"
+    elif token.type == "NAME" and {"NOTIFY", "RUN"} & expected:
+        hint = "actions are notify, run, abort, log, stop"
     return Diagnostic(
         path,
         token.line,
