@@ -160,6 +160,11 @@ CASES = [
         [err(3, 3, "syntax", "unexpected 'notify', expected a condition")],
     ),
     Case(
+        "stray-word-after-action",
+        'on EndScript\n  log "x" foo\n',
+        [err(2, 11, "syntax", "unexpected 'foo'", "actions are notify", absent=("where",))],
+    ),
+    Case(
         "condition-without-where",
         'on EndScript errors > 0\n  log "x"\n',
         [err(1, 14, "syntax", "unexpected 'errors'", "a condition goes after 'where'")],
