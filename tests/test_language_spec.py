@@ -392,7 +392,7 @@ def test_unnamed_rule_label_is_file_and_line(tmp_path) -> None:
     result = check_paths([path])
     assert_clean(result)
     (rule,) = result.rule_files[0].statements
-    assert rule.label == f"{path}:3"
+    assert rule.label == "ops.rules:3"  # the file's name: stable wherever the directory is
 
 
 def test_on_any() -> None:

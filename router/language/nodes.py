@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import PurePath
 from typing import Optional, Union
 
 
@@ -255,8 +256,15 @@ class Rule:
 
     @property
     def label(self) -> str:
-        """The rule's name, or ``FILE:LINE`` for an unnamed rule (LANGUAGE.md)."""
-        return self.name if self.name is not None else f"{self.span.file}:{self.span.line}"
+        """The rule's name, or ``FILE:LINE`` for an unnamed rule (LANGUAGE.md).
+
+        FILE is the file's name without its directory: the journal, ``router
+        test`` and ``replay --expect`` then say ``ops.rules:12`` wherever the
+        rules directory happens to be.
+        """
+        if self.name is not None:
+            return self.name
+        return f"{PurePath(self.span.file).name}:{self.span.line}"
 
 
 Statement = Union[TargetDef, Define, Rule]
