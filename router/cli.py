@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from router import __version__
 from router.config import ConfigError, load_config
@@ -41,6 +41,41 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("name", nargs="?", help="one event (its fields in argument order)")
     events.add_argument("--format", choices=("text", "json"), default="text")
     events.set_defaults(func=cmd_events)
+
+    test = sub.add_parser("test", help="dry run: what would this event do? (sends nothing)")
+    test.add_argument(
+        "--rules", action="append", help="rule file or directory (default: rules_dir)"
+    )
+    test.add_argument("event", help="the event name, as Retrospect passes it")
+    test.add_argument("args", nargs=argparse.REMAINDER, help="its arguments")
+    test.set_defaults(func=cmd_test)
+
+    replay = sub.add_parser("replay", help="run a file of handler invocations through the rules")
+    replay.add_argument("file", help="one invocation per line, shell-quoted")
+    replay.add_argument("--rules", action="append", help="rule file or directory")
+    replay.add_argument(
+        "--expect", help="file of the rules each line must fire; exit 1 on a difference"
+    )
+    replay.add_argument("--save-expect", help="write the rules each line fires, for later --expect")
+    replay.add_argument(
+        "--live", action="store_true", help="really process each line (journal, deliver, run)"
+    )
+    replay.set_defaults(func=cmd_replay)
+
+    history = sub.add_parser("history", help="recent events from the journal")
+    history.add_argument("--limit", type=int, default=20)
+    history.add_argument("--event", help="only this event name")
+    history.add_argument("--format", choices=("text", "json"), default="text")
+    history.set_defaults(func=cmd_history)
+
+    outbox = sub.add_parser("outbox", help="queued notifications; 'outbox retry' sends again")
+    outbox.add_argument("--dead", action="store_true", help="only dead letters")
+    outbox.add_argument("--limit", type=int, default=50)
+    outbox_sub = outbox.add_subparsers(dest="outbox_command", parser_class=_Parser)
+    retry = outbox_sub.add_parser("retry", help="make rows due now and deliver them")
+    retry.add_argument("id", nargs="?", type=int, help="one row (see `router outbox`)")
+    retry.add_argument("--all", action="store_true", help="every pending and dead row")
+    outbox.set_defaults(func=cmd_outbox)
     return parser
 
 
@@ -89,6 +124,326 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(summary, file=sys.stderr if diagnostics else sys.stdout)
     failed = errors > 0 or (args.strict and warnings > 0)
     return EXIT_ERRORS if failed else EXIT_OK
+
+
+# ---------------------------------------------------------------------------
+# router test / replay
+# ---------------------------------------------------------------------------
+
+
+def _checked_ruleset(args: argparse.Namespace, config: Any) -> Any:
+    """The ruleset as the files on disk say now; prints errors and returns None if broken."""
+    from router.engine import build_ruleset
+    from router.language.checker import check_paths
+    from router.language.diagnostics import render_text
+
+    paths = [Path(p) for p in args.rules] if args.rules else [config.rules_dir]
+    result = check_paths(paths)
+    if result.usage_error:
+        print(f"router {args.command}: {result.usage_error}", file=sys.stderr)
+        return None
+    if result.errors:
+        print(render_text(result.errors, result.sources), file=sys.stderr)
+        print(f"router {args.command}: the rules have errors (router check)", file=sys.stderr)
+        return None
+    return build_ruleset(result, config.date_order)
+
+
+def _show_value(value: Any) -> str:
+    from datetime import datetime, timedelta
+
+    from router.templates import duration_filter
+
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, timedelta):
+        return f"{value.total_seconds():g} s ({duration_filter(value)})"
+    return repr(value)
+
+
+def _type_name(value: Any) -> str:
+    from datetime import datetime, timedelta
+
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, datetime):
+        return "datetime"
+    if isinstance(value, timedelta):
+        return "duration"
+    return type(value).__name__
+
+
+def describe_outcome(outcome: Any) -> str:
+    """``router test``'s report: the event, every rule's decision, what would happen."""
+    event = outcome.event
+    lines = [f"event: {event.name}" + ("" if event.known else " (not in the catalog)")]
+    fields = dict(event.fields, streak=outcome.streak)
+    width = max(len(name) for name in fields)
+    for name, value in fields.items():
+        lines.append(f"  {name:<{width}}  {_type_name(value):<8}  {_show_value(value)}")
+    for warning in event.warnings:
+        lines.append(f"  warning: {warning}")
+    lines.append("")
+    lines.append("rules:")
+    if not outcome.plan.decisions:
+        lines.append("  (no rule is written for this event)")
+    for decision in outcome.plan.decisions:
+        if decision.matched and decision.reason is None:
+            state = "matched"
+        elif decision.matched:
+            state = f"matched, but {decision.reason} ({decision.suppressed} held back)"
+        else:
+            state = f"no: {decision.reason}"
+        lines.append(f"  {decision.label}: {state}")
+    if outcome.plan.stopped_by:
+        lines.append(f"  (stop in {outcome.plan.stopped_by}: later rules do not see the event)")
+    lines.append("")
+    lines.append("notifications:" if outcome.notifications else "notifications: none")
+    for note in outcome.notifications:
+        urls = {
+            i.url_masked for i in outcome.outbox if (i.rule, i.target) == (note.rule, note.target)
+        }
+        shown = ", ".join(sorted(urls)) or "no URL: see the errors below"
+        lines.append(f"  to {note.target} ({shown}) [{note.type}, {note.format}] from {note.rule}")
+        lines.append(f"    title: {note.title}")
+        for number, body_line in enumerate(note.body.splitlines() or [""]):
+            lines.append(("    body:  " if number == 0 else "           ") + body_line)
+    lines.append("")
+    lines.append("steps:" if outcome.steps else "steps: none")
+    for step in outcome.steps:
+        lines.extend("  " + line for line in _describe_step(step))
+    for error in outcome.errors:
+        lines.append(f"error: {error}")
+    return "\n".join(lines)
+
+
+def _describe_step(step: Any) -> list[str]:
+    import shlex
+
+    if step.kind == "run":
+        out = [f"run {shlex.join(step.argv)} (timeout {step.timeout:g} s) from {step.rule}"]
+        if step.fallback is not None:
+            out.extend("  or " + line for line in _describe_step(step.fallback))
+        return out
+    if step.kind == "abort":
+        where = step.path or "no intervention file"
+        return [f"abort: {step.text!r} into {where} (exit status 1) from {step.rule}"]
+    return [f"log to {step.path or 'the event log'}: {step.text} from {step.rule}"]
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from router.dispatch import process
+    from router.events import event_from_argv
+    from router.store import Store
+
+    config = load_config(args.config)
+    ruleset = _checked_ruleset(args, config)
+    if ruleset is None:
+        return EXIT_ERRORS
+    event = event_from_argv([args.event, *args.args], date_order=config.date_order)
+    store = Store.existing(config.state_dir)
+    try:
+        outcome = process(event, ruleset, store, record=False, explain=True)
+    finally:
+        if store is not None:
+            store.close()
+    print(describe_outcome(outcome))
+    return EXIT_OK
+
+
+def read_invocations(path: Path) -> list[tuple[int, list[str], Optional[str]]]:
+    """(line number, argv, received) for each handler invocation in a replay file.
+
+    Lines are shell-quoted as Retrospect runs the handler; a leading program
+    name (…/RetroEventHandler) is dropped, and a leading ``@2024-01-31T18:00``
+    sets when the event was received (for throttle and expect tests).
+    """
+    import shlex
+
+    invocations = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        words = shlex.split(stripped)
+        received = None
+        if words and words[0].startswith("@"):
+            received, words = words[0][1:], words[1:]
+        if words and "retroeventhandler" in Path(words[0]).name.lower():
+            words = words[1:]
+        if words:
+            invocations.append((number, words, received))
+    return invocations
+
+
+def read_expectations(path: Path) -> list[list[str]]:
+    """One line per invocation: the rules it fires, comma-separated; ``-`` for none."""
+    expected = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        expected.append([] if stripped == "-" else [p.strip() for p in stripped.split(",")])
+    return expected
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from router.dispatch import process
+    from router.events import event_from_argv
+    from router.store import Store
+
+    config = load_config(args.config)
+    try:
+        invocations = read_invocations(Path(args.file))
+        expected = read_expectations(Path(args.expect)) if args.expect else None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        print(f"router replay: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.live:
+        from router.handler import main as handler_main
+
+        for number, argv, _ in invocations:
+            status = handler_main(argv)
+            print(f"line {number}: {argv[0]}: exit {status}")
+        return EXIT_OK
+    ruleset = _checked_ruleset(args, config)
+    if ruleset is None:
+        return EXIT_ERRORS
+    if expected is not None and len(expected) != len(invocations):
+        print(
+            f"router replay: {args.expect} has {len(expected)} lines for"
+            f" {len(invocations)} invocations",
+            file=sys.stderr,
+        )
+        return EXIT_ERRORS
+    store = Store.in_memory()  # previous/streak/throttle follow the replay, nothing is kept
+    fired_all: list[list[str]] = []
+    differences = 0
+    try:
+        for index, (number, argv, received) in enumerate(invocations):
+            when = datetime.fromisoformat(received) if received else None
+            event = event_from_argv(argv, date_order=config.date_order, received=when)
+            outcome = process(event, ruleset, store, origin="replay")
+            fired = outcome.plan.matched
+            fired_all.append(fired)
+            line = f"line {number}: {event.name}: {', '.join(fired) or '-'}"
+            if expected is not None and sorted(expected[index]) != sorted(fired):
+                differences += 1
+                line += f"   EXPECTED: {', '.join(expected[index]) or '-'}"
+            print(line)
+    finally:
+        store.close()
+    if args.save_expect:
+        Path(args.save_expect).write_text(
+            "".join((", ".join(f) or "-") + "\n" for f in fired_all), encoding="utf-8"
+        )
+    if differences:
+        print(f"router replay: {differences} line(s) differ from {args.expect}", file=sys.stderr)
+        return EXIT_ERRORS
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------
+# router history / outbox
+# ---------------------------------------------------------------------------
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from router.store import Store, encode_fields
+
+    config = load_config(args.config)
+    store = Store.existing(config.state_dir)
+    if store is None:
+        print(f"no journal yet in {config.state_dir}")
+        return EXIT_OK
+    with store:
+        entries = store.journal(limit=args.limit, event=args.event)
+    if args.format == "json":
+        rows = [
+            {
+                "id": e.id,
+                "received": e.received.isoformat(),
+                "event": e.name,
+                "status": e.status,
+                "identity": e.identity,
+                "fields": json.loads(encode_fields(e.fields)),
+                "args": e.args,
+                "warnings": e.warnings,
+                "decisions": e.decisions,
+                "steps": e.steps,
+                "errors": e.errors,
+            }
+            for e in entries
+        ]
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    for entry in reversed(entries):
+        acted = [d["label"] for d in entry.decisions if d["matched"] and d["reason"] is None]
+        print(
+            f"#{entry.id} {entry.received:%Y-%m-%d %H:%M:%S} {entry.name} [{entry.status}]"
+            f" {entry.identity.replace(chr(31), ' / ')}: rules {', '.join(acted) or '-'}"
+        )
+        for step in entry.steps:
+            detail = step.get("error") or step.get("path") or step.get("program") or ""
+            print(f"    {step['kind']} ({step['rule']}): {step.get('outcome')} {detail}".rstrip())
+        for text in entry.warnings:
+            print(f"    warning: {text}")
+        for text in entry.errors:
+            print(f"    error: {text}")
+    return EXIT_OK
+
+
+def cmd_outbox(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from router.store import DEAD, Store
+
+    config = load_config(args.config)
+    if args.outbox_command == "retry":
+        if (args.id is None) == (not args.all):
+            print("router outbox retry: give one row id or --all", file=sys.stderr)
+            return EXIT_USAGE
+        return _retry(config, args.id)
+    store = Store.existing(config.state_dir)
+    if store is None:
+        print(f"no outbox yet in {config.state_dir}")
+        return EXIT_OK
+    with store:
+        rows = store.outbox(state=DEAD if args.dead else None, limit=args.limit)
+    if not rows:
+        print("no dead letters" if args.dead else "the outbox is empty")
+    for row in reversed(rows):
+        when = datetime.fromtimestamp(row.next_attempt).strftime("%Y-%m-%d %H:%M:%S")
+        state = f"{row.state}, next try {when}" if row.state == "pending" else row.state
+        print(f"#{row.id} [{state}] {row.target} {row.url_masked} attempts {row.attempts}")
+        print(f"    {row.title}  (rule {row.rule}, event #{row.event_id})")
+        if row.last_error and row.state != "sent":
+            print(f"    last error: {row.last_error}")
+    return EXIT_OK
+
+
+def _retry(config: Any, row_id: Optional[int]) -> int:
+    import time
+
+    from router.delivery import DeliveryPolicy, drain
+    from router.store import Store
+
+    with Store(config.state_dir) as store:
+        count = store.retry(row_id)
+        if count == 0:
+            print("nothing to retry" if row_id is None else f"no pending or dead row #{row_id}")
+            return EXIT_ERRORS if row_id is not None else EXIT_OK
+        policy = DeliveryPolicy.from_config(config.raw)
+        report = drain(
+            store, policy, deadline=time.time() + max(policy.deadline, 30.0), limit=10_000
+        )
+    print(
+        f"retried {count}: {len(report.sent)} sent, {len(report.failed)} failed,"
+        f" {len(report.dead)} dead, {len(report.skipped)} left for later"
+    )
+    return EXIT_OK if not report.failed and not report.dead else EXIT_ERRORS
 
 
 def main(argv: Optional[list[str]] = None) -> int:
