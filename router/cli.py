@@ -4,6 +4,7 @@ the library; the work happens in the pipeline modules."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -103,8 +104,17 @@ def cmd_events(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from router.language.checker import check_paths
     from router.language.diagnostics import render_json, render_text
+    from router.language.parser import use_cache_dir
 
-    paths = [Path(p) for p in args.paths] if args.paths else [load_config(args.config).rules_dir]
+    if args.paths:
+        paths = [Path(p) for p in args.paths]
+        # Explicit paths need no configuration; a broken one only costs the grammar cache.
+        with contextlib.suppress(ConfigError):
+            use_cache_dir(load_config(args.config).state_dir)
+    else:
+        config = load_config(args.config)
+        use_cache_dir(config.state_dir)
+        paths = [config.rules_dir]
     result = check_paths(paths)
     if result.usage_error:
         print(f"router check: {result.usage_error}", file=sys.stderr)

@@ -82,6 +82,9 @@ def load_ruleset(rules_dir: Path, state_dir: Path, date_order: str = "mdy") -> L
         return LoadedRuleset(_build(cached, date_order), from_cache=True)
 
     from router.language.checker import check_paths
+    from router.language.parser import use_cache_dir
+
+    use_cache_dir(state_dir)
 
     if not rules_dir.is_dir():
         errors = [f"rules directory {rules_dir} does not exist"]
