@@ -13,6 +13,7 @@ directory.
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -65,6 +66,36 @@ class Config:
     source: str = "built-in defaults"
     #: The whole parsed file, for sections later stages read (delivery, service).
     raw: dict[str, Any] = field(default_factory=dict)
+
+
+_CACHE_DIR: Optional[Path] = None
+
+
+def use_cache_dir(directory: Optional[Path]) -> None:
+    """Let derived data (Lark's grammar analysis, Apprise's scheme index) be
+    cached in ``directory``, the state directory, if it is private.
+
+    These caches are pickles or name modules to import, and the router may
+    run as root: a directory other users can write would let them choose
+    what it loads. A directory that is missing, shared or not ours is
+    simply not used; caching only ever saves time.
+    """
+    global _CACHE_DIR
+    _CACHE_DIR = directory if directory is not None and _is_private(directory) else None
+
+
+def cache_dir() -> Optional[Path]:
+    return _CACHE_DIR
+
+
+def _is_private(directory: Path) -> bool:
+    try:
+        info = directory.stat()
+    except OSError:
+        return False
+    if os.name != "posix":
+        return directory.is_dir()
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o077
 
 
 def find_config_file(explicit: Optional[str] = None) -> Optional[Path]:

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 from urllib.parse import unquote, urlsplit
 
 from router.config import ConfigError
-from router.urls import MASK, mask_url, recognise
+from router.urls import MASK, mask_url, plugin_for, recognise
 
 if TYPE_CHECKING:
     from router.language.nodes import TargetDef
@@ -315,7 +315,7 @@ def _send_now(
     why not, still unmasked."""
     import apprise
 
-    plugin = apprise.Apprise.instantiate(url)
+    plugin = plugin_for(url)
     if plugin is None:
         return f"Apprise cannot use this URL: {recognise(url) or 'unknown reason'}"
     shortest = _apply_timeouts(plugin, url, policy)

@@ -154,7 +154,14 @@ def perform_steps(steps: list[Any], event_log: Path) -> tuple[list[dict[str, Any
 
 
 def handle(args: list[str]) -> int:
-    from router.config import PROJECT_ROOT, Config, ConfigError, default_state_dir, load_config
+    from router.config import (
+        PROJECT_ROOT,
+        Config,
+        ConfigError,
+        default_state_dir,
+        load_config,
+        use_cache_dir,
+    )
     from router.dispatch import process
     from router.events import event_from_argv
     from router.loader import load_ruleset
@@ -168,6 +175,7 @@ def handle(args: list[str]) -> int:
         config = Config(rules_dir=PROJECT_ROOT / "rules", state_dir=default_state_dir())
     event = event_from_argv(args, date_order=config.date_order)
     store = Store(config.state_dir)
+    use_cache_dir(config.state_dir)  # private (Store made it 0700): caches may live there
     try:
         loaded = load_ruleset(config.rules_dir, config.state_dir, config.date_order)
         if loaded.errors:

@@ -9,9 +9,7 @@ its own, so one broken rule never hides the errors of the rules after it.
 from __future__ import annotations
 
 import builtins
-import os
 import re
-import stat
 import textwrap
 from collections.abc import Iterator
 from datetime import timedelta
@@ -21,10 +19,12 @@ from typing import Optional
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
+from router.config import cache_dir, use_cache_dir
 from router.language import nodes as n
 from router.language.diagnostics import ERROR, WARNING, Diagnostic
 
 GRAMMAR_NAME = "rules.lark"
+__all__ = ["use_cache_dir"]  # re-exported: callers that build the parser set the cache
 
 #: Words that start a top-level statement; a statement ends where one begins.
 TOP_LEVEL = ("target", "define", "rule", "on", "expect")
@@ -47,38 +47,17 @@ def grammar_path() -> Path:
 
 
 _PARSER: Optional[Lark] = None
-_CACHE_DIR: Optional[Path] = None
-
-
-def use_cache_dir(directory: Optional[Path]) -> None:
-    """Keep Lark's analysed grammar in ``directory`` (the private state
-    directory), which builds the parser about ten times faster.
-
-    Lark's own ``cache=True`` would use a predictable file in the shared
-    temp directory; Lark's cache is a pickle and the router may run as root,
-    so only a directory private to this user is used, never /tmp.
-    """
-    global _CACHE_DIR
-    _CACHE_DIR = directory if directory is not None and _is_private(directory) else None
-
-
-def _is_private(directory: Path) -> bool:
-    try:
-        info = directory.stat()
-    except OSError:
-        return False
-    if os.name != "posix":
-        return directory.is_dir()
-    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o077
 
 
 def lark_parser() -> Lark:
     """The Lark parser, built once per process."""
     global _PARSER
     if _PARSER is None:
-        cache: object = False
-        if _CACHE_DIR is not None:
-            cache = str(_CACHE_DIR / "grammar.lark-cache")
+        # Lark's own cache=True would use a predictable file in the shared temp
+        # directory; its cache is a pickle and the router may run as root, so
+        # only the private state directory is used (see config.use_cache_dir).
+        directory = cache_dir()
+        cache: object = str(directory / "grammar.lark-cache") if directory else False
         _PARSER = Lark(
             grammar_path().read_text(encoding="utf-8"),
             parser="lalr",
