@@ -59,3 +59,51 @@ def test_recognise_accepts_apprise_urls(url: str) -> None:
 def test_recognise_explains_what_is_wrong(url: str, reason: str) -> None:
     problem = recognise(url)
     assert problem is not None and reason in problem
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "json://user:pw@127.0.0.1:8080/hook?+X-Token=abc",
+        "form://127.0.0.1:9000/path",
+        "mailto://user:pass@127.0.0.1:2525?from=router@example.com&to=a@example.com",
+        "ntfy://ntfy.example.com/backups",
+        "pagerduty://KEY@ROUTING",
+        "slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ/#backups",
+    ],
+)
+def test_plugin_for_matches_apprise_instantiate(url: str) -> None:
+    import apprise
+
+    from router.urls import plugin_for
+
+    ours, theirs = plugin_for(url), apprise.Apprise.instantiate(url)
+    assert type(ours) is type(theirs)
+    assert ours.url(privacy=False) == theirs.url(privacy=False)
+
+
+def test_plugin_for_refuses_what_apprise_refuses() -> None:
+    from router.urls import plugin_for
+
+    assert plugin_for("nosuchservice://host") is None
+    assert plugin_for("slack://") is None
+
+
+def test_scheme_index_is_kept_only_in_a_private_directory(tmp_path, monkeypatch) -> None:
+    import router.urls as urls
+    from router.config import use_cache_dir
+
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    try:
+        for directory, kept in ((shared, False), (private, True)):
+            monkeypatch.setattr(urls, "_INDEX", None)
+            use_cache_dir(directory)
+            index = urls.scheme_index()
+            assert "json" in index and index["json"].startswith("apprise.plugins.")
+            assert bool(list(directory.glob("apprise-*-schemes.json"))) is kept
+    finally:
+        use_cache_dir(None)
