@@ -98,6 +98,24 @@ def _is_private(directory: Path) -> bool:
     return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o077
 
 
+def duration_setting(name: str, value: Any) -> float:
+    """A duration setting as seconds above zero: a number of seconds, or a
+    string like ``"10s"``, ``"5m"``, ``"1h30m"``, ``"90d"`` as rules write them."""
+    from router.language.literals import DURATION, parse_duration
+
+    seconds = -1.0
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and DURATION.fullmatch(value.strip()):
+        seconds = parse_duration(value.strip()).total_seconds()
+    if not seconds > 0:
+        raise ConfigError(
+            f"{name} must be a duration above zero (seconds, or like"
+            f' "10s", "5m", "1h"), not {value!r}'
+        )
+    return seconds
+
+
 def find_config_file(explicit: Optional[str] = None) -> Optional[Path]:
     """The configuration file to use, or None when there is none."""
     chosen = explicit or os.environ.get("ROUTER_CONFIG")

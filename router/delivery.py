@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 from urllib.parse import unquote, urlsplit
 
-from router.config import ConfigError
+from router.config import ConfigError, duration_setting
 from router.urls import MASK, mask_url, plugin_for, recognise
 
 if TYPE_CHECKING:
@@ -55,7 +55,6 @@ TIMED_OUT = "timed out"
 #: The longest claim: a crashed deliverer's rows come due again after this.
 MAX_LEASE = 900.0
 
-_DURATION = re.compile(r"(?:\d+(?:\.\d+)?[smhdw])+")
 _HTTP_STATUS = re.compile(r"\berror=(\d{3})\b")
 _SECRET_SPLIT = re.compile(r"[/:@?&=#,;+\s]+")
 
@@ -120,7 +119,7 @@ class DeliveryPolicy:
                     )
                 values[key] = value
             else:
-                values[key] = _seconds(key, value)
+                values[key] = duration_setting(f"[delivery] {key}", value)
         policy = cls(**values)
         if policy.max_delay < policy.first_delay:
             raise ConfigError(
@@ -128,26 +127,6 @@ class DeliveryPolicy:
                 f" first_delay ({policy.first_delay:g} s)"
             )
         return policy
-
-
-def _seconds(key: str, value: Any) -> float:
-    """A duration setting as seconds (> 0)."""
-    if isinstance(value, bool):
-        seconds = -1.0
-    elif isinstance(value, (int, float)):
-        seconds = float(value)
-    elif isinstance(value, str) and _DURATION.fullmatch(value.strip()):
-        from router.language.parser import parse_duration  # lark: only when needed
-
-        seconds = parse_duration(value.strip()).total_seconds()
-    else:
-        seconds = -1.0
-    if not seconds > 0:
-        raise ConfigError(
-            f"[delivery] {key} must be a duration above zero (seconds, or like"
-            f' "10s", "5m", "1h"), not {value!r}'
-        )
-    return seconds
 
 
 def next_delay(attempts: int, policy: DeliveryPolicy) -> float:

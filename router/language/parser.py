@@ -22,6 +22,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from router.config import cache_dir, use_cache_dir
 from router.language import nodes as n
 from router.language.diagnostics import ERROR, WARNING, Diagnostic
+from router.language.literals import parse_duration, parse_size
 
 GRAMMAR_NAME = "rules.lark"
 __all__ = ["use_cache_dir"]  # re-exported: callers that build the parser set the cache
@@ -73,25 +74,8 @@ def lark_parser() -> Lark:
 # Literal values
 # ---------------------------------------------------------------------------
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_SIZE_UNITS = {"B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 _ESCAPE = re.compile(r"\\(.)", re.S)
 _ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t"}
-
-
-def parse_duration(text: str) -> timedelta:
-    """``90s``, ``2h``, ``1h30m`` -> timedelta."""
-    seconds = sum(float(num) * _UNITS[unit] for num, unit in _DURATION_PART.findall(text))
-    return timedelta(seconds=seconds)
-
-
-def parse_size(text: str) -> n.Size:
-    """``500KB``, ``2GB``, ``1TB`` -> bytes, in powers of 1024."""
-    match = re.match(r"(\d+(?:\.\d+)?)\s*([KMGT]?)", text, re.I)
-    assert match is not None
-    number, unit = match.groups()
-    return n.Size(int(float(number) * _SIZE_UNITS[(unit or "B").upper()]))
 
 
 def unescape(body: str) -> str:
