@@ -60,11 +60,21 @@ def _kill_group(process: subprocess.Popen) -> None:
 
 def run_program(step: Any) -> dict[str, Any]:
     """Run ``step.argv`` without a shell; kill its whole group on timeout."""
+    import tempfile
+
     started = time.monotonic()
     result: dict[str, Any] = {"kind": "run", "rule": step.rule, "program": step.argv[0]}
+    # The output goes to an unnamed temporary file, not a pipe: waiting for
+    # a pipe's end would also wait for any daemon the program left behind
+    # holding it (a "start the service" script), past the timeout and even
+    # past the kill, when the daemon left the process group.
+    try:
+        output_file = tempfile.TemporaryFile()  # noqa: SIM115 - closed by the with below
+    except OSError:  # no writable temporary directory: run it, without its output
+        output_file = open(os.devnull, "w+b")  # noqa: SIM115 - closed by the with below
     options: dict[str, Any] = {
         "stdin": subprocess.DEVNULL,
-        "stdout": subprocess.PIPE,
+        "stdout": output_file,
         "stderr": subprocess.STDOUT,
         "env": {**os.environ, **step.env},
     }
@@ -72,21 +82,24 @@ def run_program(step: Any) -> dict[str, Any]:
         options["start_new_session"] = True
     else:  # pragma: no cover - Windows
         options["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
-    try:
-        process = subprocess.Popen(step.argv, **options)
-    except (OSError, ValueError) as exc:
-        result.update(outcome="error", error=f"cannot start: {exc}")
-        return result
-    try:
-        output, _ = process.communicate(timeout=step.timeout)
-        result.update(outcome="ok" if process.returncode == 0 else "failed")
-        result["exit_code"] = process.returncode
-    except subprocess.TimeoutExpired:
-        _kill_group(process)
-        output, _ = process.communicate()
-        result.update(outcome="timeout", error=f"timed out after {step.timeout:g} s")
+    with output_file:
+        try:
+            process = subprocess.Popen(step.argv, **options)
+        except (OSError, ValueError) as exc:
+            result.update(outcome="error", error=f"cannot start: {exc}")
+            return result
+        try:
+            process.wait(timeout=step.timeout)
+            result.update(outcome="ok" if process.returncode == 0 else "failed")
+            result["exit_code"] = process.returncode
+        except subprocess.TimeoutExpired:
+            _kill_group(process)
+            process.wait()
+            result.update(outcome="timeout", error=f"timed out after {step.timeout:g} s")
+        output_file.seek(max(output_file.seek(0, os.SEEK_END) - OUTPUT_TAIL, 0))
+        output = output_file.read()
     result["seconds"] = round(time.monotonic() - started, 3)
-    result["output"] = (output or b"")[-OUTPUT_TAIL:].decode("utf-8", "replace")
+    result["output"] = output.decode("utf-8", "replace")
     return result
 
 
