@@ -27,6 +27,7 @@ else:  # pragma: no cover - exercised on 3.9/3.10 in CI
 from router.events import DATE_ORDERS
 
 CONFIG_NAME = "router.toml"
+DEFAULT_RETENTION = 90 * 86400.0
 #: The checkout this module was loaded from (its rules/ is the fallback).
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,6 +63,8 @@ class Config:
     rules_dir: Path
     state_dir: Path
     date_order: str = "mdy"
+    #: How long the journal keeps events, in seconds (``retention = "90d"``).
+    retention: float = DEFAULT_RETENTION
     #: Where the settings came from, for messages ("built-in defaults" or a path).
     source: str = "built-in defaults"
     #: The whole parsed file, for sections later stages read (delivery, service).
@@ -151,6 +154,9 @@ def load_config(explicit: Optional[str] = None) -> Config:
         rules_dir=resolve(raw.get("rules_dir"), PROJECT_ROOT / "rules"),
         state_dir=resolve(raw.get("state_dir"), default_state_dir()),
         date_order=str(raw.get("date_order", "mdy")),
+        retention=duration_setting(f"{path}: retention", raw["retention"])
+        if "retention" in raw
+        else DEFAULT_RETENTION,
         source=str(path) if path else "built-in defaults",
         raw=raw,
     )

@@ -71,6 +71,10 @@ CREATE TABLE IF NOT EXISTS outbox (
     sent_at REAL
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS throttle (
     rule TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -253,7 +257,7 @@ class Store:
 
     def history(self, name: str, identity: str) -> History:
         row = self.db.execute(
-            "SELECT fields, streak FROM events WHERE name = ? AND identity = ?"
+            "SELECT fields, streak, status FROM events WHERE name = ? AND identity = ?"
             " ORDER BY id DESC LIMIT 1",
             (name, identity),
         ).fetchone()
@@ -261,6 +265,7 @@ class Store:
             return History()
         previous = decode_fields(row[0])
         previous["streak"] = row[1]
+        previous["status"] = row[2]  # the journal's own column is the authority
         return History(previous=previous, previous_streak=row[1])
 
     def throttle_state(self, rule: str, key: str) -> ThrottleState:
@@ -518,6 +523,27 @@ def _connect(database: str) -> sqlite3.Connection:
     )
     db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     return db
+
+
+PRUNE_EVERY = 86400.0
+
+
+def apply_retention(store: Store, retention: float, now: Optional[float] = None) -> int:
+    """Prune the journal to ``retention`` seconds, at most once a day.
+
+    Called by every handler and the service; the meta row keeps all but
+    one of them to a single cheap read.
+    """
+    now = time.time() if now is None else now
+    row = store.db.execute("SELECT value FROM meta WHERE key = 'last_prune'").fetchone()
+    if row is not None and now - float(row[0]) < PRUNE_EVERY:
+        return 0
+    store.db.execute(
+        "INSERT INTO meta (key, value) VALUES ('last_prune', ?)"
+        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (str(now),),
+    )
+    return store.prune(datetime.fromtimestamp(now - retention))
 
 
 class _Transaction:
