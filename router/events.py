@@ -434,6 +434,14 @@ def compute_status(name: str, values: dict[str, Any]) -> str:
     if name in ("EndScript", "EndSource"):
         if failed:
             return "failure"
+        if not isinstance(code, int):
+            # No usable error code (too few arguments, or garbage): never call
+            # that a success. The message decides; without one, warn.
+            message = values.get("error_message")
+            if isinstance(message, str) and message.strip().lower() != "successful":
+                return "failure"
+            if message is None:
+                return "warning"
         errors = values.get("errors")
         return "warning" if isinstance(errors, int) and errors > 0 else "success"
     if name == "FatalBackupError":

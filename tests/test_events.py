@@ -604,6 +604,11 @@ def test_status_rules_of_events_md(name, args, status):
         ("EndScript", {"errors": 1, "error_code": 0}, "warning"),
         ("EndScript", {"errors": 1, "error_code": -530}, "failure"),
         ("EndSource", {"errors": 0, "error_code": 5}, "failure"),
+        # No usable error code: the message decides, and without one it is a warning.
+        ("EndScript", {"errors": 0, "error_code": "x", "error_message": "disk full"}, "failure"),
+        ("EndScript", {"errors": 0, "error_code": "x", "error_message": "successful"}, "success"),
+        ("EndScript", {"errors": 0}, "warning"),
+        ("EndSource", {}, "warning"),
         ("FatalBackupError", {}, "failure"),
         ("ScriptCheckFailed", {"error_code": 0}, "warning"),
         ("TimedOutMediaRequest", {}, "warning"),
