@@ -333,7 +333,7 @@ CASES = [
     Case(
         "glob-with-unclosed-bracket",
         'on EndScript where script matches "Daily[abc"\n  log "x"\n',
-        [err(1, 35, "bad-glob", "'[' at position 6 is never closed")],
+        [err(1, 41, "bad-glob", "'[' at position 6 is never closed")],
     ),
     Case(
         "regex-with-unclosed-group",

@@ -616,19 +616,20 @@ class Checker:
             try:
                 re.compile(pattern)
             except re.error as exc:
-                column = cond.pattern.span.column + 1 + self.source_offset(cond.pattern, exc.pos)
-                span = n.Span(
-                    cond.pattern.span.file,
-                    cond.pattern.span.line,
-                    column,
-                    cond.pattern.span.line,
-                    column + 1,
-                )
+                span = self.char_span(cond.pattern, exc.pos)
                 self.error(span, "bad-regex", f"invalid regular expression: {exc.msg}")
         elif cond.op == "matches":
             problem = glob_problem(pattern)
             if problem:
-                self.error(cond.pattern.span, "bad-glob", f"invalid glob: {problem}")
+                index, message = problem
+                span = self.char_span(cond.pattern, index)
+                self.error(span, "bad-glob", f"invalid glob: {message}")
+
+    def char_span(self, literal: n.Literal, index: Optional[int]) -> n.Span:
+        """The span of one character of a string literal's value, in the file."""
+        span = literal.span
+        column = span.column + 1 + self.source_offset(literal, index)
+        return n.Span(span.file, span.line, column, span.line, column + 1)
 
     def source_offset(self, literal: n.Literal, index: Optional[int]) -> int:
         """How many source characters, after the opening quote, spell the
@@ -996,9 +997,9 @@ def _ordered_value(literal: n.Literal) -> object:
     return value.bytes if isinstance(value, n.Size) else value
 
 
-def glob_problem(pattern: str) -> Optional[str]:
-    """What is wrong with a shell glob, or None. An unclosed ``[`` is the one
-    mistake fnmatch would silently treat as a literal."""
+def glob_problem(pattern: str) -> Optional[tuple[int, str]]:
+    """Where and what is wrong with a shell glob, or None. An unclosed ``[``
+    is the one mistake fnmatch would silently treat as a literal."""
     index = 0
     while index < len(pattern):
         if pattern[index] == "[":
@@ -1006,7 +1007,7 @@ def glob_problem(pattern: str) -> Optional[str]:
                 "]", index + 2 if pattern[index + 1 : index + 2] in ("!", "]") else index + 1
             )
             if close < 0:
-                return f"'[' at position {index + 1} is never closed"
+                return index, f"'[' at position {index + 1} is never closed"
             index = close
         index += 1
     return None
