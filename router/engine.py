@@ -116,7 +116,12 @@ class ConditionCompiler:
         if isinstance(left, n.Field) and isinstance(right, n.Field):
             a, b = self.access(left), self.access(right)
             if op in ("==", "!="):
-                return f"((_a := {a}) is not M and (_b := {b}) is not M and _a {op} _b)"
+                # Values of different types (a number kept as text) are not compared.
+                return (
+                    f"((type(_a := {a}) is type(_b := {b}) or "
+                    f"type(_a) in (int, float) and type(_b) in (int, float))"
+                    f" and _a is not M and _a {op} _b)"
+                )
             return (
                 f"(type(_a := {a}) in (int, float, timedelta, datetime) and "
                 f"type(_b := {b}) in (int, float, timedelta, datetime) and "
@@ -135,7 +140,8 @@ class ConditionCompiler:
         if op == "==":
             return f"({access} == {constant})"
         if op == "!=":
-            return f"((_v := {access}) is not M and _v != {constant})"
+            # Not "different" unless it is a value of the literal's type at all.
+            return f"(type(_v := {access}) in {self.const(_types_of(value))} and _v != {constant})"
         kind = "date" if isinstance(value, datetime) else literal.kind
         types = self.const(_ORDER_TYPES.get(kind, (type(value),)))
         return f"(type(_v := {access}) in {types} and _v {op} {constant})"
@@ -165,9 +171,12 @@ class ConditionCompiler:
             pool = tuple(values)
         constant = self.const(pool)
         access = self.access(cond.field)
-        # A bool is an int to Python: keep True out of [1, 2] by comparing types too.
         if cond.negated:
-            return f"((_v := {access}) is not M and type(_v) is not bool and _v not in {constant})"
+            # As with !=: only a value of the list's types is "not in" it.
+            types = tuple(dict.fromkeys(t for v in values for t in _types_of(v)))
+            if not types:
+                return f"({access} is not M)"
+            return f"(type(_v := {access}) in {self.const(types)} and _v not in {constant})"
         return f"({access} in {constant})"
 
     def _between(self, cond: n.Between) -> str:
@@ -206,6 +215,16 @@ class ConditionCompiler:
             if parsed is not None:
                 return parsed
         return value
+
+
+def _types_of(value: Any) -> tuple[type, ...]:
+    """The runtime types a field's value must have to be compared with
+    ``value`` at all: a bool is not a number, a number kept as text is not one."""
+    if isinstance(value, bool):
+        return (bool,)
+    if isinstance(value, (int, float)):
+        return (int, float)
+    return (type(value),)
 
 
 def _field_type(ref: n.Field) -> Optional[str]:
