@@ -81,7 +81,10 @@ def scheme_index() -> dict[str, str]:
     if path is not None:
         with contextlib.suppress(OSError):
             temp = path.with_suffix(f".{os.getpid()}.tmp")
-            temp.write_text(json.dumps(_INDEX), encoding="utf-8")
+            # 0600 like every file in the state directory (DESIGN.md, Security).
+            handle = os.open(str(temp), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
+                out.write(json.dumps(_INDEX))
             os.replace(temp, path)
     return _INDEX
 

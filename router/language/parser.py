@@ -9,6 +9,8 @@ its own, so one broken rule never hides the errors of the rules after it.
 from __future__ import annotations
 
 import builtins
+import contextlib
+import os
 import re
 import textwrap
 from collections.abc import Iterator
@@ -67,6 +69,10 @@ def lark_parser() -> Lark:
             maybe_placeholders=False,
             cache=cache,
         )
+        if cache and os.name == "posix":
+            # Lark writes it with the umask's mode; the state directory's files are 0600.
+            with contextlib.suppress(OSError):
+                os.chmod(str(cache), 0o600)
     return _PARSER
 
 
