@@ -241,6 +241,12 @@ def _save_unrecorded(args: list[str], error: str) -> None:
         ensure_ascii=False,
     )
     candidates = []
+    try:  # the configured state directory (ROUTER_STATE_DIR applied), if it can be read
+        from router.config import load_config
+
+        candidates.append(load_config().state_dir)
+    except Exception:
+        pass
     state = os.environ.get("ROUTER_STATE_DIR")
     if state:
         candidates.append(Path(state))
