@@ -260,8 +260,14 @@ def _save_unrecorded(args: list[str], error: str) -> None:
     for directory in candidates:
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            with open(directory / FALLBACK_NAME, "a", encoding="utf-8") as handle:
-                handle.write(line + "\n")
+            # 0600, and never through a symlink: the last candidate is the
+            # shared temporary directory, and the handler may run as root.
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+            handle = os.open(str(directory / FALLBACK_NAME), flags, 0o600)
+            try:
+                os.write(handle, (line + "\n").encode("utf-8"))
+            finally:
+                os.close(handle)
             sys.stderr.write(f"retroeventhandler: event kept in {directory / FALLBACK_NAME}\n")
             return
         except OSError:
