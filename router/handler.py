@@ -275,6 +275,11 @@ def _save_unrecorded(args: list[str], error: str) -> None:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    # Started with no stdout or stderr at all (a service without a console),
+    # Python has None for them: every write would raise, even the usage text.
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115
     args = sys.argv[1:] if argv is None else argv
     if not args:
         sys.stdout.write(USAGE)
