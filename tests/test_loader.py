@@ -1,0 +1,321 @@
+"""The handler's ruleset cache (router.loader) and the grammar cache
+(router.language.parser.use_cache_dir).
+
+The cache must make the handler fast (a cached load imports no parser), be
+rebuilt when a rule or template file changes, and never be replaced by a
+broken ruleset: the last good one stays in force while the errors are
+reported. Caches are pickles and the router may run as root, so they live
+only in a directory private to the router's user.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Optional
+
+import pytest
+
+from router.loader import CACHE_NAME, load_ruleset
+
+GOOD = 'rule "first"\non EndScript\n  log "first"\n'
+SECOND = 'rule "second"\non EndScript where errors > 0\n  log "second"\n'
+BROKEN = 'rule "broken"\non EndScrip\n  log "broken"\n'
+posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+
+
+def labels(loaded) -> list[str]:  # noqa: ANN001 - LoadedRuleset
+    return [rule.label for rule in loaded.ruleset.rules]
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    path.chmod(0o644)
+    return path
+
+
+@pytest.fixture
+def rules_dir(tmp_path: Path) -> Path:
+    directory = tmp_path / "rules"
+    directory.mkdir()
+    directory.chmod(0o755)
+    write(directory / "a.rules", GOOD)
+    return directory
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    directory = tmp_path / "state"
+    directory.mkdir(mode=0o700)
+    directory.chmod(0o700)
+    return directory
+
+
+def run_python(code: str, env_extra: Optional[dict[str, str]] = None) -> dict:
+    """Run ``code`` in a fresh interpreter; it prints one JSON object."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROUTER_")}
+    env.update(env_extra or {})
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+# ---------------------------------------------------------------------------
+# The ruleset cache
+# ---------------------------------------------------------------------------
+
+
+def test_second_load_comes_from_the_cache(rules_dir: Path, state_dir: Path) -> None:
+    first = load_ruleset(rules_dir, state_dir)
+    assert (first.from_cache, first.stale, first.errors) == (False, False, [])
+    assert labels(first) == ["first"]
+    assert (state_dir / CACHE_NAME).is_file()
+    second = load_ruleset(rules_dir, state_dir)
+    assert (second.from_cache, second.stale, second.errors) == (True, False, [])
+    assert labels(second) == ["first"]
+
+
+def test_a_cached_load_in_a_fresh_process_does_not_import_lark(
+    rules_dir: Path, state_dir: Path
+) -> None:
+    assert load_ruleset(rules_dir, state_dir).from_cache is False
+    code = f"""
+        import json, sys
+        from pathlib import Path
+        from router.loader import load_ruleset
+        loaded = load_ruleset(Path({str(rules_dir)!r}), Path({str(state_dir)!r}))
+        print(json.dumps({{
+            "from_cache": loaded.from_cache,
+            "labels": [r.label for r in loaded.ruleset.rules],
+            "lark": sorted(m for m in sys.modules if m == "lark" or m.startswith("lark.")),
+        }}))
+    """
+    assert run_python(code) == {"from_cache": True, "labels": ["first"], "lark": []}
+    # The control: with no cache, the same load parses, so it imports lark.
+    (state_dir / CACHE_NAME).unlink()
+    result = run_python(code)
+    assert result["from_cache"] is False
+    assert "lark" in result["lark"]
+
+
+def test_a_changed_rule_file_rebuilds_the_ruleset(rules_dir: Path, state_dir: Path) -> None:
+    load_ruleset(rules_dir, state_dir)
+    write(rules_dir / "a.rules", GOOD + SECOND)
+    changed = load_ruleset(rules_dir, state_dir)
+    assert (changed.from_cache, changed.errors) == (False, [])
+    assert labels(changed) == ["first", "second"]
+    assert load_ruleset(rules_dir, state_dir).from_cache is True
+
+    write(rules_dir / "b.rules", 'rule "third"\non StartScript\n  log "third"\n')  # a new file
+    added = load_ruleset(rules_dir, state_dir)
+    assert (added.from_cache, labels(added)) == (False, ["first", "second", "third"])
+
+
+def test_a_changed_template_file_rebuilds_the_ruleset(rules_dir: Path, state_dir: Path) -> None:
+    templates = rules_dir / "templates"
+    templates.mkdir()
+    templates.chmod(0o755)
+    write(templates / "body.j2", "old body {{ script }}")
+    write(
+        rules_dir / "a.rules",
+        'target t = "json://localhost/x"\nrule "first"\non EndScript\n'
+        '  notify t body file "templates/body.j2"\n',
+    )
+    first = load_ruleset(rules_dir, state_dir)
+    assert first.errors == []
+    assert "old body" in "".join(first.ruleset.template_files.values())
+    write(templates / "body.j2", "new body {{ script }}")
+    again = load_ruleset(rules_dir, state_dir)
+    assert again.from_cache is False
+    assert "new body" in "".join(again.ruleset.template_files.values())
+
+
+def test_a_broken_edit_never_replaces_the_last_good_ruleset(
+    rules_dir: Path, state_dir: Path
+) -> None:
+    write(rules_dir / "a.rules", GOOD + SECOND)
+    assert labels(load_ruleset(rules_dir, state_dir)) == ["first", "second"]
+    cache = (state_dir / CACHE_NAME).read_bytes()
+
+    write(rules_dir / "a.rules", GOOD + BROKEN)
+    broken = load_ruleset(rules_dir, state_dir)
+    assert broken.stale is True
+    assert broken.from_cache is False
+    assert labels(broken) == ["first", "second"]  # the last good one, not half of the new one
+    assert len(broken.errors) == 1
+    assert broken.errors[0].startswith(f"{rules_dir / 'a.rules'}:5:")
+    assert "EndScrip" in broken.errors[0]
+    assert (state_dir / CACHE_NAME).read_bytes() == cache
+
+    # Still broken on the next event: still the last good one, still reported.
+    again = load_ruleset(rules_dir, state_dir)
+    assert (again.stale, labels(again), again.errors) == (True, ["first", "second"], broken.errors)
+
+    write(rules_dir / "a.rules", SECOND)  # fixed: the new ruleset takes over
+    fixed = load_ruleset(rules_dir, state_dir)
+    assert (fixed.stale, fixed.errors, labels(fixed)) == (False, [], ["second"])
+    assert load_ruleset(rules_dir, state_dir).from_cache is True
+
+
+def test_a_broken_first_load_gives_an_empty_ruleset_and_the_errors(
+    rules_dir: Path, state_dir: Path
+) -> None:
+    write(rules_dir / "a.rules", BROKEN)
+    loaded = load_ruleset(rules_dir, state_dir)
+    assert loaded.stale is True
+    assert loaded.ruleset.rules == [] and loaded.ruleset.targets == {}
+    assert len(loaded.errors) == 1 and "EndScrip" in loaded.errors[0]
+    assert not (state_dir / CACHE_NAME).exists()
+
+
+def test_a_missing_rules_dir_is_an_error_not_a_crash(tmp_path: Path, state_dir: Path) -> None:
+    loaded = load_ruleset(tmp_path / "nowhere", state_dir)
+    assert loaded.ruleset.rules == []
+    assert loaded.errors == [f"rules directory {tmp_path / 'nowhere'} does not exist"]
+
+
+def test_a_corrupt_cache_is_ignored_and_rewritten(rules_dir: Path, state_dir: Path) -> None:
+    (state_dir / CACHE_NAME).write_bytes(b"not a pickle")
+    loaded = load_ruleset(rules_dir, state_dir)
+    assert (loaded.from_cache, loaded.errors, labels(loaded)) == (False, [], ["first"])
+    assert load_ruleset(rules_dir, state_dir).from_cache is True
+
+
+@posix_only
+@pytest.mark.parametrize(
+    ("which", "mode", "who"),
+    [
+        ("dir", 0o777, "any user"),
+        ("dir", 0o775, "its group"),
+        ("file", 0o666, "any user"),
+        ("file", 0o664, "its group"),
+    ],
+)
+def test_rules_writable_by_others_are_refused_and_the_last_good_stays(
+    rules_dir: Path, state_dir: Path, which: str, mode: int, who: str
+) -> None:
+    assert labels(load_ruleset(rules_dir, state_dir)) == ["first"]
+    write(rules_dir / "a.rules", GOOD + SECOND)  # a change that would otherwise load
+    target = rules_dir if which == "dir" else rules_dir / "a.rules"
+    target.chmod(mode)
+    refused = load_ruleset(rules_dir, state_dir)
+    assert refused.stale is True
+    assert labels(refused) == ["first"]
+    assert any(f"writable by {who}" in error for error in refused.errors), refused.errors
+
+    target.chmod(0o755 if which == "dir" else 0o644)
+    accepted = load_ruleset(rules_dir, state_dir)
+    assert (accepted.stale, accepted.errors, labels(accepted)) == (False, [], ["first", "second"])
+
+
+# ---------------------------------------------------------------------------
+# The grammar cache: only in a private directory
+# ---------------------------------------------------------------------------
+
+GRAMMAR_CACHE = "grammar.lark-cache"
+BUILD_PARSER = """
+    import json, sys
+    from pathlib import Path
+    from router.language.parser import lark_parser, use_cache_dir
+    use_cache_dir(Path(sys.argv[-1]) if len(sys.argv) > 1 else None)
+    lark_parser()
+    print(json.dumps({}))
+"""
+
+
+def build_parser(directory: Path, tmpdir: Path) -> None:
+    """Build the parser in a fresh process (it is built once per process)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROUTER_")}
+    env["TMPDIR"] = str(tmpdir)
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(BUILD_PARSER), str(directory)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture
+def private_tmp(tmp_path: Path) -> Path:
+    """The subprocess's TMPDIR, to see that nothing lands in the temp directory."""
+    directory = tmp_path / "tmp"
+    directory.mkdir()
+    return directory
+
+
+@posix_only
+def test_the_grammar_cache_is_written_in_a_private_directory(
+    tmp_path: Path, private_tmp: Path
+) -> None:
+    private = tmp_path / "private"
+    private.mkdir()
+    private.chmod(0o700)
+    build_parser(private, private_tmp)
+    assert (private / GRAMMAR_CACHE).is_file()
+    assert list(private_tmp.iterdir()) == []
+    # The next process uses it as it is.
+    before = (private / GRAMMAR_CACHE).stat().st_mtime_ns
+    build_parser(private, private_tmp)
+    assert (private / GRAMMAR_CACHE).stat().st_mtime_ns == before
+
+
+@posix_only
+@pytest.mark.parametrize("mode", [0o770, 0o707, 0o730, 0o777])
+def test_the_grammar_cache_refuses_a_shared_directory(
+    tmp_path: Path, private_tmp: Path, mode: int
+) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(mode)
+    build_parser(shared, private_tmp)
+    assert list(shared.iterdir()) == []
+    assert list(private_tmp.iterdir()) == []  # and not Lark's default in the temp directory
+
+
+@posix_only
+def test_the_grammar_cache_refuses_a_directory_owned_by_someone_else(
+    tmp_path: Path, private_tmp: Path
+) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give a directory to another user")
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    theirs.chmod(0o700)
+    os.chown(theirs, 65534, 65534)  # nobody: root can still write there, but must not
+    build_parser(theirs, private_tmp)
+    assert list(theirs.iterdir()) == []
+
+
+def test_use_cache_dir_keeps_only_a_private_directory(tmp_path: Path) -> None:
+    from router.config import cache_dir
+    from router.language.parser import use_cache_dir
+
+    private = tmp_path / "private"
+    private.mkdir()
+    private.chmod(0o700)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    saved = cache_dir()
+    try:
+        use_cache_dir(private)
+        assert cache_dir() == private
+        if os.name == "posix":
+            use_cache_dir(shared)
+            assert cache_dir() is None
+        use_cache_dir(tmp_path / "missing")
+        assert cache_dir() is None
+    finally:
+        use_cache_dir(saved)
