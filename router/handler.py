@@ -214,6 +214,7 @@ def handle(args: list[str]) -> int:
 def finish(outcome: Any, store: Any, config: Any) -> int:
     """Local steps, then delivery within the deadline. Returns the exit status."""
     from router.delivery import DeliveryPolicy, drain
+    from router.store import apply_retention
 
     event_log = Path(str(config.raw.get("event_log") or config.state_dir / EVENT_LOG_NAME))
     results, aborted = perform_steps(outcome.steps, event_log)
@@ -224,6 +225,7 @@ def finish(outcome: Any, store: Any, config: Any) -> int:
     drain(store, policy, deadline=deadline, ids=outcome.outbox_ids)
     if time.time() < deadline:
         drain(store, policy, deadline=deadline)  # older rows still waiting
+    apply_retention(store, config.retention)
     return 1 if aborted else 0
 
 
