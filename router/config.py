@@ -28,6 +28,7 @@ from router.events import DATE_ORDERS
 
 CONFIG_NAME = "router.toml"
 DEFAULT_RETENTION = 90 * 86400.0
+EVENT_LOG_NAME = "events.log"
 #: The checkout this module was loaded from (its rules/ is the fallback).
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,6 +64,8 @@ class Config:
     rules_dir: Path
     state_dir: Path
     date_order: str = "mdy"
+    #: Where ``log`` without ``to`` appends (default: events.log in the state directory).
+    event_log: Optional[Path] = None
     #: How long the journal keeps events, in seconds (``retention = "90d"``).
     retention: float = DEFAULT_RETENTION
     #: Where the settings came from, for messages ("built-in defaults" or a path).
@@ -154,6 +157,7 @@ def load_config(explicit: Optional[str] = None) -> Config:
         rules_dir=resolve(raw.get("rules_dir"), PROJECT_ROOT / "rules"),
         state_dir=resolve(raw.get("state_dir"), default_state_dir()),
         date_order=str(raw.get("date_order", "mdy")),
+        event_log=resolve(raw["event_log"], PROJECT_ROOT) if raw.get("event_log") else None,
         retention=duration_setting(f"{path}: retention", raw["retention"])
         if "retention" in raw
         else DEFAULT_RETENTION,
@@ -171,3 +175,8 @@ def load_config(explicit: Optional[str] = None) -> Config:
     if os.environ.get("ROUTER_STATE_DIR"):
         overrides["state_dir"] = Path(os.environ["ROUTER_STATE_DIR"]).expanduser().resolve()
     return replace(config, **overrides) if overrides else config
+
+
+def event_log_path(config: Config) -> Path:
+    """The router's own event log: the setting, or events.log in the state directory."""
+    return config.event_log or config.state_dir / EVENT_LOG_NAME

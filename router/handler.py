@@ -33,7 +33,6 @@ shows what the rules would do with one.
 
 #: How much of a program's output the journal keeps.
 OUTPUT_TAIL = 2000
-EVENT_LOG_NAME = "events.log"
 FALLBACK_NAME = "unrecorded-events.jsonl"
 
 
@@ -166,7 +165,7 @@ def perform_steps(steps: list[Any], event_log: Path) -> tuple[list[dict[str, Any
 # ---------------------------------------------------------------------------
 
 
-def handle(args: list[str]) -> int:
+def handle(args: list[str], config_path: Optional[str] = None) -> int:
     from router.config import (
         PROJECT_ROOT,
         Config,
@@ -182,7 +181,7 @@ def handle(args: list[str]) -> int:
 
     problems: list[str] = []
     try:
-        config = load_config()
+        config = load_config(config_path)
     except ConfigError as exc:
         problems.append(f"configuration: {exc}; using the defaults")
         config = Config(rules_dir=PROJECT_ROOT / "rules", state_dir=default_state_dir())
@@ -213,11 +212,11 @@ def handle(args: list[str]) -> int:
 
 def finish(outcome: Any, store: Any, config: Any) -> int:
     """Local steps, then delivery within the deadline. Returns the exit status."""
+    from router.config import event_log_path
     from router.delivery import DeliveryPolicy, drain
     from router.store import apply_retention
 
-    event_log = Path(str(config.raw.get("event_log") or config.state_dir / EVENT_LOG_NAME))
-    results, aborted = perform_steps(outcome.steps, event_log)
+    results, aborted = perform_steps(outcome.steps, event_log_path(config))
     if outcome.event_id is not None and results:
         store.record_steps(outcome.event_id, results)
     policy = DeliveryPolicy.from_config(config.raw)
@@ -276,7 +275,7 @@ def _save_unrecorded(args: list[str], error: str) -> None:
             continue
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: Optional[list[str]] = None, config_path: Optional[str] = None) -> int:
     # Started with no stdout or stderr at all (a service without a console),
     # Python has None for them: every write would raise, even the usage text.
     for name in ("stdout", "stderr"):
@@ -287,7 +286,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         sys.stdout.write(USAGE)
         return 0
     try:
-        return handle(args)
+        return handle(args, config_path)
     except KeyboardInterrupt:
         _save_unrecorded(args, "interrupted")
         return 0
