@@ -312,11 +312,19 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"router replay: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if args.live:
+        if args.rules or args.expect or args.save_expect:
+            print(
+                "router replay: --live processes events as the handler does, with the"
+                " configured rules; --rules, --expect and --save-expect are for dry runs",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
         from router.handler import main as handler_main
 
-        for number, argv, _ in invocations:
-            status = handler_main(argv)
-            print(f"line {number}: {argv[0]}: exit {status}")
+        for number, argv, received in invocations:
+            status = handler_main(argv, config_path=args.config)
+            note = "  (received now: @times apply to dry runs only)" if received else ""
+            print(f"line {number}: {argv[0]}: exit {status}{note}")
         return EXIT_OK
     ruleset = _checked_ruleset(args, config)
     if ruleset is None:
