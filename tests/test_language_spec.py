@@ -96,11 +96,16 @@ def is_check_output(text: str) -> bool:
 def spec_text() -> str:
     spec = find_spec()
     if spec is None:
-        pytest.fail(
+        where = (
             "LANGUAGE.md not found: expected it at "
             f"{REPO_ROOT.parent / 'shared' / 'spec' / 'LANGUAGE.md'} (a copy of shared/ "
             "beside the clone) or in the directory named by ROUTER_SPEC_DIR"
         )
+        # CI always has the spec beside the clone: there, a missing spec is a
+        # failure. A user's fresh clone has no shared/: skip, saying why.
+        if os.environ.get("CI"):
+            pytest.fail(where)
+        pytest.skip(where)
     return spec.read_text(encoding="utf-8")
 
 
