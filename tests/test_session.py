@@ -1051,3 +1051,37 @@ def test_a_hung_target_costs_the_handler_at_most_its_deadline(
     assert [r.json["title"] for r in http_sink.wait_for(2)] == ["Skipped LAPTOP"] * 2
     assert all("[sent]" in line for line in site.outbox_lines())
     assert_no_secret(site.outputs, "command output")
+
+
+def test_checkout_script_runs_with_its_venv_under_a_bare_system_python(tmp_path: Path) -> None:
+    """Retrospect's bare PATH finds the system python3, which lacks the
+    router's dependencies; the checkout's script then re-runs itself with the
+    checkout's .venv (here: a link to the venv running these tests)."""
+    system_python = Path("/usr/bin/python3")
+    if not system_python.exists():
+        pytest.skip("no /usr/bin/python3 on this machine")
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    shutil.copy(REPO / "retroeventhandler", checkout / "retroeventhandler")
+    (checkout / ".venv").symlink_to(Path(sys.prefix))
+    state = tmp_path / "state"
+    rules = tmp_path / "rules"
+    rules.mkdir(mode=0o700)
+    (rules / "log.rules").write_text("on any\n  log \"{{ event }} {{ args | join(',') }}\"\n")
+    (rules / "log.rules").chmod(0o600)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "ROUTER_RULES_DIR": str(rules),
+        "ROUTER_STATE_DIR": str(state),
+    }
+    done = subprocess.run(
+        [str(system_python), str(checkout / "retroeventhandler"), "EndApp", "2/10/2017 15:39"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == b""
+    assert (state / "events.log").read_text() == "EndApp 2/10/2017 15:39\n"
