@@ -171,9 +171,18 @@ def _show_value(value: Any) -> str:
     return repr(value)
 
 
-def _type_name(value: Any) -> str:
+def _type_name(event: Any, name: str, value: Any) -> str:
+    """The field's type as EVENTS.md names it; says so when a value arrived
+    as text that did not parse."""
     from datetime import datetime, timedelta
 
+    from router.events import fields_of
+
+    spec = fields_of(event.name).get(name) if event.known else None
+    if spec is not None:
+        if isinstance(value, str) and spec.type not in ("str", "path"):
+            return f"str (not a valid {spec.type})"
+        return spec.type
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, datetime):
@@ -190,7 +199,9 @@ def describe_outcome(outcome: Any) -> str:
     fields = dict(event.fields, streak=outcome.streak)
     width = max(len(name) for name in fields)
     for name, value in fields.items():
-        lines.append(f"  {name:<{width}}  {_type_name(value):<8}  {_show_value(value)}")
+        lines.append(
+            f"  {name:<{width}}  {_type_name(event, name, value):<8}  {_show_value(value)}"
+        )
     for warning in event.warnings:
         lines.append(f"  warning: {warning}")
     lines.append("")
