@@ -255,6 +255,7 @@ def process(
     explain: bool = False,
     extra_errors: Optional[list[str]] = None,
     origin: str = "handler",
+    uid: Optional[str] = None,
 ) -> Outcome:
     """Evaluate and render ``event``; when ``record``, journal it with its
     outbox rows in one transaction. ``store`` None means no history (a dry
@@ -275,12 +276,12 @@ def process(
     outcome = Outcome(event, plan, identity, streak, notifications, steps, items, errors)
     if record and store is not None:
         outcome.event_id, outcome.outbox_ids = store.record_event(
-            journal_entry(outcome, origin), items, throttle_updates(plan)
+            journal_entry(outcome, origin, uid), items, throttle_updates(plan)
         )
     return outcome
 
 
-def journal_entry(outcome: Outcome, origin: str) -> JournalEntry:
+def journal_entry(outcome: Outcome, origin: str, uid: Optional[str] = None) -> JournalEntry:
     event = outcome.event
     return JournalEntry(
         received=event.fields["received"],
@@ -296,6 +297,7 @@ def journal_entry(outcome: Outcome, origin: str) -> JournalEntry:
         steps=[{"kind": s.kind, "rule": s.rule, "outcome": "pending"} for s in outcome.steps],
         errors=list(outcome.errors),
         origin=origin,
+        uid=uid,
     )
 
 

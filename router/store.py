@@ -143,6 +143,10 @@ class JournalEntry:
     errors: list[str] = field(default_factory=list)
     #: Who received it: "handler", "service", "http".
     origin: str = "handler"
+    #: Chosen by whoever received the event (a handler): if the same event is
+    #: offered twice (the service journaled it, then its answer was lost and the
+    #: handler fell back to the inline path), it is journaled once.
+    uid: Optional[str] = None
     id: Optional[int] = None
 
 
@@ -216,7 +220,7 @@ class Store:
             self.db = _connect(str(self.path))
             self.db.execute("PRAGMA journal_mode = WAL")
             self.db.execute("PRAGMA synchronous = NORMAL")
-            self.db.executescript(_SCHEMA)
+            _create_schema(self.db)
         finally:
             os.umask(old_umask)
         for name in (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm"):
@@ -238,7 +242,7 @@ class Store:
         store.state_dir = None
         store.path = None
         store.db = _connect(":memory:")
-        store.db.executescript(_SCHEMA)
+        _create_schema(store.db)
         return store
 
     def close(self) -> None:
@@ -292,10 +296,16 @@ class Store:
         """
         now = time.time() if now is None else now
         with self.transaction() as db:
+            if entry.uid is not None:
+                known = db.execute("SELECT id FROM events WHERE uid = ?", (entry.uid,)).fetchone()
+                if known is not None:
+                    entry.id = int(known[0])
+                    rows = db.execute("SELECT id FROM outbox WHERE event_id = ?", (entry.id,))
+                    return entry.id, [int(r[0]) for r in rows.fetchall()]
             cursor = db.execute(
                 "INSERT INTO events (received, name, identity, status, streak, host, origin,"
-                " fields, args, warnings, decisions, steps, errors)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " fields, args, warnings, decisions, steps, errors, uid)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     entry.received.isoformat(),
                     entry.name,
@@ -310,6 +320,7 @@ class Store:
                     json.dumps(entry.decisions, ensure_ascii=False),
                     json.dumps(entry.steps, ensure_ascii=False),
                     json.dumps(entry.errors, ensure_ascii=False),
+                    entry.uid,
                 ),
             )
             event_id = int(cursor.lastrowid or 0)
@@ -515,6 +526,22 @@ class Store:
             return db.execute(
                 f"DELETE FROM events WHERE id IN ({doomed})", (cutoff, PENDING)
             ).rowcount
+
+
+#: Columns added after the first schema, with their definitions.
+_ADDED_COLUMNS = {"events": [("uid", "TEXT")]}
+_AFTER_MIGRATION = "CREATE UNIQUE INDEX IF NOT EXISTS events_by_uid ON events (uid);"
+
+
+def _create_schema(db: sqlite3.Connection) -> None:
+    """Create the tables, and bring an older database up to date."""
+    db.executescript(_SCHEMA)
+    for table, columns in _ADDED_COLUMNS.items():
+        present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        for name, kind in columns:
+            if name not in present:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+    db.executescript(_AFTER_MIGRATION)
 
 
 def _connect(database: str) -> sqlite3.Connection:

@@ -226,3 +226,38 @@ def test_concurrent_writers_lose_nothing_and_never_see_locked(tmp_path: Path) ->
     assert db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == workers * count
     per_worker = db.execute("SELECT identity, COUNT(*) FROM events GROUP BY identity").fetchall()
     assert sorted(per_worker) == [(f"w{w}", count) for w in range(workers)]
+
+
+def test_the_same_event_offered_twice_is_journaled_once(store: Store) -> None:
+    first = entry()
+    first.uid = "3f2a"
+    event_id, ids = store.record_event(first, [item()])
+    again = entry()
+    again.uid = "3f2a"
+    assert store.record_event(again, [item()]) == (event_id, ids)
+    assert len(store.journal()) == 1 and len(store.outbox()) == 1
+    other = entry()
+    other.uid = "77b0"
+    store.record_event(other)
+    store.record_event(entry())  # no uid: always a new entry
+    assert len(store.journal()) == 3
+
+
+def test_an_older_database_gains_the_new_columns(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    old = sqlite3.connect(str(state / DB_NAME))
+    old.executescript(
+        "CREATE TABLE events (id INTEGER PRIMARY KEY, received TEXT NOT NULL, name TEXT NOT NULL,"
+        " identity TEXT NOT NULL, status TEXT NOT NULL, streak INTEGER NOT NULL,"
+        " host TEXT NOT NULL, origin TEXT NOT NULL, fields TEXT NOT NULL, args TEXT NOT NULL,"
+        " warnings TEXT NOT NULL, decisions TEXT NOT NULL, steps TEXT NOT NULL,"
+        " errors TEXT NOT NULL);"
+    )
+    old.close()
+    with Store(state) as store:
+        upgraded = entry()
+        upgraded.uid = "a1"
+        store.record_event(upgraded)
+        store.record_event(upgraded)
+        assert len(store.journal()) == 1
