@@ -6,27 +6,17 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Optional
 
 import pytest
+from helpers import router_command
 
 SECRET = "hunter2"
 CLEAN = 'target ops = "json://localhost:9/"\non EndScript where errors > 0\n  notify ops\n'
 WARNS = 'define big = errors > 5\non EndScript\n  log "x"\n'  # unused define
 BROKEN = 'on EndScrip\n  log "x"\n'  # unknown event
-
-
-def router_command() -> list[str]:
-    """The installed ``router`` console script beside this interpreter."""
-    script = Path(sys.executable).parent / ("router.exe" if os.name == "nt" else "router")
-    if script.is_file():
-        return [str(script)]
-    found = shutil.which("router")
-    return [found] if found else [sys.executable, "-m", "router.cli"]
 
 
 def run_check(

@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -24,21 +23,13 @@ from pathlib import Path
 from typing import Optional
 
 import pytest
+from helpers import router_command
 from sinks import HttpSink
 
 REPO = Path(__file__).resolve().parent.parent
 HANDLER = REPO / "retroeventhandler"
 PASSWORD = "hunter2pass"
 DAILY_FAILED = ["EndScript", "Daily Backup", "0", "-530", "backup client not found"]
-
-
-def router_command() -> list[str]:
-    """The installed ``router`` console script beside this interpreter."""
-    script = Path(sys.executable).parent / ("router.exe" if os.name == "nt" else "router")
-    if script.is_file():
-        return [str(script)]
-    found = shutil.which("router")
-    return [found] if found else [sys.executable, "-m", "router.cli"]
 
 
 class Site:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 import pytest
+from helpers import write_rules
 
 from router.dispatch import Outcome, process
 from router.engine import Plan, Ruleset, build_ruleset, evaluate
@@ -768,11 +769,6 @@ def test_throttle_without_by_covers_the_whole_rule() -> None:
 # ---------------------------------------------------------------------------
 # Order, stop, any, aliases
 # ---------------------------------------------------------------------------
-
-
-def write_rules(path: Path, text: str) -> None:
-    path.write_text(text, encoding="utf-8")
-    path.chmod(0o644)  # the checker refuses group/world-writable rule files
 
 
 def test_rules_run_in_file_name_then_file_order_and_stop_ends_them(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Optional
 
 import pytest
+from helpers import router_command
 from sinks import HttpSink, SmtpSink
 
 REPO = Path(__file__).resolve().parent.parent
@@ -62,15 +63,6 @@ SQL_END = [
     "0",
     "successful",
 ]
-
-
-def router_command() -> list[str]:
-    """The installed ``router`` console script beside this interpreter."""
-    script = Path(sys.executable).parent / ("router.exe" if os.name == "nt" else "router")
-    if script.is_file():
-        return [str(script)]
-    found = shutil.which("router")
-    return [found] if found else [sys.executable, "-m", "router.cli"]
 
 
 def clean_env(extra: Optional[dict[str, str]] = None) -> dict[str, str]:

@@ -10,15 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from helpers import write_rules
+
 REPO = Path(__file__).resolve().parent.parent
-
-
-def write_rules(directory: Path, name: str, text: str) -> Path:
-    directory.mkdir(mode=0o700, exist_ok=True)
-    path = directory / name
-    path.write_text(text, encoding="utf-8")
-    path.chmod(0o600)
-    return path
 
 
 def run_handler(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
@@ -52,8 +46,7 @@ def history(tmp_path: Path) -> list:
 
 def test_a_template_error_at_run_time_still_sends_the_notification(tmp_path, http_sink) -> None:
     write_rules(
-        tmp_path / "rules",
-        "ops.rules",
+        tmp_path / "rules" / "ops.rules",
         f'target ops = "json://{http_sink.address}/hook"\n'
         "on EndScript\n"
         '  notify ops title "{{ script }}: {{ errors / 0 }}" body "{{ error_message }}"\n',
@@ -71,8 +64,7 @@ def test_a_template_error_at_run_time_still_sends_the_notification(tmp_path, htt
 
 def test_a_broken_edit_keeps_the_last_good_rules_and_says_why(tmp_path, http_sink) -> None:
     rules = write_rules(
-        tmp_path / "rules",
-        "ops.rules",
+        tmp_path / "rules" / "ops.rules",
         f'target ops = "json://{http_sink.address}/hook"\n'
         'on EndScript notify ops title "good rules: {{ script }}"\n',
     )

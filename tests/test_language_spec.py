@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 import pytest
+from helpers import router_command, write_rules
 
 from router.language import nodes as n
 from router.language.checker import check_paths, check_text
@@ -114,22 +114,6 @@ def blocks(spec_text: str) -> list[tuple[int, str, str]]:
     found = code_blocks(spec_text)
     assert found, "LANGUAGE.md has no code blocks"
     return found
-
-
-def write_rules(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    path.chmod(0o644)  # a group-writable umask would make the router refuse it
-    return path
-
-
-def router_command() -> list[str]:
-    """The installed ``router`` console script beside this interpreter."""
-    script = Path(sys.executable).parent / ("router.exe" if os.name == "nt" else "router")
-    if script.is_file():
-        return [str(script)]
-    found = shutil.which("router")
-    return [found] if found else [sys.executable, "-m", "router.cli"]
 
 
 def clean_env() -> dict[str, str]:
