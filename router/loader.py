@@ -15,7 +15,7 @@ import pickle
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from router import __version__
 from router.engine import Ruleset, compile_ruleset
@@ -35,6 +35,9 @@ class LoadedRuleset:
     #: True when the ruleset in force is older than the files on disk.
     stale: bool = False
     from_cache: bool = False
+    #: The fingerprint of the files this load looked at (taken before reading
+    #: them), so a watcher knows which state of the directory it has seen.
+    fingerprint: str = ""
 
 
 @dataclass
@@ -79,7 +82,44 @@ def load_ruleset(rules_dir: Path, state_dir: Path, date_order: str = "mdy") -> L
     current = fingerprint(rules_dir)
     cached = _read_cache(cache_path)
     if cached is not None and cached.fingerprint == current:
-        return LoadedRuleset(_build(cached, date_order), from_cache=True)
+        return LoadedRuleset(_build(cached, date_order), from_cache=True, fingerprint=current)
+
+    checked = check_and_compile(rules_dir, state_dir, date_order, current=current)
+    if checked.ruleset is not None:
+        return LoadedRuleset(checked.ruleset, fingerprint=current)
+    last_good = _build(cached, date_order) if cached is not None else empty_ruleset()
+    return LoadedRuleset(last_good, errors=checked.errors, stale=True, fingerprint=current)
+
+
+class Checked(NamedTuple):
+    """A fresh check of the rules directory: the compiled ruleset when it has
+    no errors (None otherwise), the errors as ``file:line:column: message``,
+    and the fingerprint the check belongs to."""
+
+    ruleset: Optional[Ruleset]
+    errors: list[str]
+    fingerprint: str
+
+
+def check_and_compile(
+    rules_dir: Path,
+    state_dir: Path,
+    date_order: str = "mdy",
+    *,
+    current: Optional[str] = None,
+) -> Checked:
+    """Parse and check the rules directory afresh (never from the cache), and
+    compile it when it is good; a good ruleset is also written to the cache,
+    so the handler's inline fallback runs the same rules as the caller.
+
+    Shared by :func:`load_ruleset` and the service's watcher. ``current`` is
+    a fingerprint the caller already took; it must be taken *before* the
+    files are read, so that an edit racing with the check gives a cache entry
+    whose fingerprint no longer matches (checked again next time) rather than
+    a stale ruleset filed under the new fingerprint.
+    """
+    if current is None:
+        current = fingerprint(rules_dir)
 
     from router.language.checker import check_paths
     from router.language.parser import use_cache_dir
@@ -87,25 +127,24 @@ def load_ruleset(rules_dir: Path, state_dir: Path, date_order: str = "mdy") -> L
     use_cache_dir(state_dir)
 
     if not rules_dir.is_dir():
-        errors = [f"rules directory {rules_dir} does not exist"]
-    else:
-        result = check_paths([rules_dir])
-        errors = [
-            f"{d.path}:{d.line}:{d.column}: {d.message}" for d in result.diagnostics if d.is_error
-        ]
-        if not errors:
-            fresh = _Cached(
-                __version__,
-                current,
-                result.rule_files,
-                result.template_files,
-                result.sources,
-            )
-            _write_cache(cache_path, fresh)
-            return LoadedRuleset(_build(fresh, date_order))
-    if cached is not None:
-        return LoadedRuleset(_build(cached, date_order), errors=errors, stale=True)
-    return LoadedRuleset(empty_ruleset(), errors=errors, stale=True)
+        return Checked(None, [f"rules directory {rules_dir} does not exist"], current)
+    result = check_paths([rules_dir])
+    if result.usage_error:
+        return Checked(None, [result.usage_error], current)
+    errors = [
+        f"{d.path}:{d.line}:{d.column}: {d.message}" for d in result.diagnostics if d.is_error
+    ]
+    if errors:
+        return Checked(None, errors, current)
+    fresh = _Cached(
+        __version__,
+        current,
+        result.rule_files,
+        result.template_files,
+        result.sources,
+    )
+    write_cache(state_dir / CACHE_NAME, fresh)
+    return Checked(_build(fresh, date_order), [], current)
 
 
 def _build(cached: _Cached, date_order: str) -> Ruleset:
@@ -123,7 +162,7 @@ def _read_cache(path: Path) -> Optional[_Cached]:
     return cached
 
 
-def _write_cache(path: Path, cached: _Cached) -> None:
+def write_cache(path: Path, cached: _Cached) -> None:
     """Write atomically (temp file, then rename), so a concurrent handler
     reads either the old cache or the new one, never half of one."""
     try:
