@@ -1,4 +1,4 @@
-"""The state directory's SQLite database: journal, outbox, throttle state.
+"""The state directory's SQLite database: journal, outbox, throttle and timer state.
 
 One file, WAL mode, a busy timeout: safe for many short-lived handlers and
 the service at once. Every event is journaled together with its outbox rows
@@ -82,6 +82,25 @@ CREATE TABLE IF NOT EXISTS throttle (
     suppressed INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (rule, key)
 );
+CREATE TABLE IF NOT EXISTS expect_state (
+    rule TEXT NOT NULL,
+    key TEXT NOT NULL,
+    armed_at REAL NOT NULL,
+    last_match REAL,
+    last_fields TEXT,
+    fired_for REAL,
+    PRIMARY KEY (rule, key)
+);
+CREATE TABLE IF NOT EXISTS digest_items (
+    id INTEGER PRIMARY KEY,
+    rule TEXT NOT NULL,
+    key TEXT NOT NULL,
+    window_end REAL NOT NULL,
+    event_id INTEGER NOT NULL REFERENCES events (id),
+    fields TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS digest_items_due ON digest_items (window_end);
+CREATE INDEX IF NOT EXISTS digest_items_open ON digest_items (rule, key, window_end);
 """
 
 
@@ -184,6 +203,67 @@ class ThrottleUpdate:
     key: str
     acted: bool
     at: float
+
+
+@dataclass
+class ExpectMatch:
+    """An event matched an ``expect`` rule: its window starts again at ``at``."""
+
+    rule: str
+    key: str
+    at: float
+    fields: dict[str, Any]
+
+
+@dataclass
+class DigestItem:
+    """An event collected by a ``digest`` rule, for the window open at ``at``
+    (or a new one, ``window`` seconds long, starting at ``at``)."""
+
+    rule: str
+    key: str
+    at: float
+    window: float
+    fields: dict[str, Any]
+
+
+@dataclass
+class ExpectState:
+    """One expect rule's window for one key (the values it pins with ``==``)."""
+
+    rule: str
+    key: str
+    armed_at: float
+    last_match: Optional[float]
+    last_fields: Optional[dict[str, Any]]
+    #: The deadline of the window it last fired for; None since the last match.
+    fired_for: Optional[float]
+
+    @property
+    def base(self) -> float:
+        """Where the window is counted from: the last match, else the arming."""
+        return self.last_match if self.last_match is not None else self.armed_at
+
+
+@dataclass
+class CollectedItem:
+    id: int
+    event_id: int
+    fields: dict[str, Any]
+
+
+@dataclass
+class DigestBatch:
+    """A digest window that has closed: its items in arrival order."""
+
+    rule: str
+    key: str
+    window_end: float
+    items: list[CollectedItem]
+
+
+class _Lost(Exception):
+    """Another process did the timer's work first: roll back, do nothing."""
 
 
 _OUTBOX_COLUMNS = (
@@ -289,8 +369,11 @@ class Store:
         outbox: Iterable[OutboxItem] = (),
         throttles: Iterable[ThrottleUpdate] = (),
         now: Optional[float] = None,
+        expect_matches: Iterable[ExpectMatch] = (),
+        digest_items: Iterable[DigestItem] = (),
     ) -> tuple[int, list[int]]:
-        """Journal the event and queue its notifications, atomically.
+        """Journal the event and queue its notifications, atomically, with
+        what it does to throttles, expect windows and digests.
 
         Returns the event's id and the outbox rows' ids.
         """
@@ -302,50 +385,8 @@ class Store:
                     entry.id = int(known[0])
                     rows = db.execute("SELECT id FROM outbox WHERE event_id = ?", (entry.id,))
                     return entry.id, [int(r[0]) for r in rows.fetchall()]
-            cursor = db.execute(
-                "INSERT INTO events (received, name, identity, status, streak, host, origin,"
-                " fields, args, warnings, decisions, steps, errors, uid)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    entry.received.isoformat(),
-                    entry.name,
-                    entry.identity,
-                    entry.status,
-                    entry.streak,
-                    entry.host,
-                    entry.origin,
-                    encode_fields(entry.fields),
-                    json.dumps(entry.args, ensure_ascii=False),
-                    json.dumps(entry.warnings, ensure_ascii=False),
-                    json.dumps(entry.decisions, ensure_ascii=False),
-                    json.dumps(entry.steps, ensure_ascii=False),
-                    json.dumps(entry.errors, ensure_ascii=False),
-                    entry.uid,
-                ),
-            )
-            event_id = int(cursor.lastrowid or 0)
-            ids = []
-            for item in outbox:
-                cursor = db.execute(
-                    "INSERT INTO outbox (event_id, rule, target, url, url_masked, title, body,"
-                    " type, format, state, created, next_attempt)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        event_id,
-                        item.rule,
-                        item.target,
-                        item.url,
-                        item.url_masked,
-                        item.title,
-                        item.body,
-                        item.type,
-                        item.format,
-                        PENDING,
-                        now,
-                        now,
-                    ),
-                )
-                ids.append(int(cursor.lastrowid or 0))
+            event_id = _insert_event(db, entry)
+            ids = _insert_outbox(db, event_id, outbox, now)
             for update in throttles:
                 if update.acted:
                     db.execute(
@@ -361,6 +402,34 @@ class Store:
                         " DO UPDATE SET suppressed = suppressed + 1",
                         (update.rule, update.key),
                     )
+            for match in expect_matches:
+                # A match re-arms the window (fired_for cleared); an older event
+                # arriving late changes nothing.
+                db.execute(
+                    "INSERT INTO expect_state (rule, key, armed_at, last_match, last_fields,"
+                    " fired_for) VALUES (?, ?, ?, ?, ?, NULL) ON CONFLICT (rule, key) DO UPDATE SET"
+                    " last_fields = CASE WHEN last_match IS NULL"
+                    " OR excluded.last_match >= last_match"
+                    " THEN excluded.last_fields ELSE last_fields END,"
+                    " fired_for = CASE WHEN last_match IS NULL"
+                    " OR excluded.last_match >= last_match THEN NULL ELSE fired_for END,"
+                    " last_match = MAX(COALESCE(last_match, excluded.last_match),"
+                    " excluded.last_match)",
+                    (match.rule, match.key, match.at, match.at, encode_fields(match.fields)),
+                )
+            for item in digest_items:
+                # Join the window open at this moment, or start one.
+                row = db.execute(
+                    "SELECT window_end FROM digest_items WHERE rule = ? AND key = ?"
+                    " AND window_end > ? ORDER BY window_end LIMIT 1",
+                    (item.rule, item.key, item.at),
+                ).fetchone()
+                window_end = row[0] if row is not None else item.at + item.window
+                db.execute(
+                    "INSERT INTO digest_items (rule, key, window_end, event_id, fields)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (item.rule, item.key, window_end, event_id, encode_fields(item.fields)),
+                )
         entry.id = event_id
         return event_id, ids
 
@@ -380,6 +449,122 @@ class Store:
                 "UPDATE events SET errors = ? WHERE id = ?",
                 (json.dumps(errors, ensure_ascii=False), event_id),
             )
+
+    # -- timers: expect windows and digests
+
+    def expect_states(self) -> list[ExpectState]:
+        rows = self.db.execute(
+            "SELECT rule, key, armed_at, last_match, last_fields, fired_for FROM expect_state"
+            " ORDER BY rule, key"
+        ).fetchall()
+        return [
+            ExpectState(r[0], r[1], r[2], r[3], decode_fields(r[4]) if r[4] else None, r[5])
+            for r in rows
+        ]
+
+    def arm_expects(self, keys: Iterable[tuple[str, str]], at: float) -> None:
+        """Start the windows of expect rules that have none yet (never
+        matched): counted from ``at``, and kept across restarts."""
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT INTO expect_state (rule, key, armed_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (rule, key) DO NOTHING",
+                [(rule, key, at) for rule, key in keys],
+            )
+
+    def fire_expect(
+        self,
+        entry: JournalEntry,
+        outbox: Iterable[OutboxItem],
+        state: ExpectState,
+        deadline: float,
+        now: Optional[float] = None,
+    ) -> Optional[tuple[int, list[int]]]:
+        """Journal an expect rule's firing for the window ending at ``deadline``
+        and queue its notifications, atomically; None (and nothing written)
+        when another process fired it first or a match re-armed it meanwhile."""
+        now = time.time() if now is None else now
+        try:
+            with self.transaction() as db:
+                claimed = db.execute(
+                    "UPDATE expect_state SET fired_for = ? WHERE rule = ? AND key = ?"
+                    " AND COALESCE(last_match, armed_at) = ?"
+                    " AND (fired_for IS NULL OR fired_for < ?)",
+                    (deadline, state.rule, state.key, state.base, deadline),
+                ).rowcount
+                if claimed != 1:
+                    raise _Lost
+                event_id = _insert_event(db, entry)
+                ids = _insert_outbox(db, event_id, outbox, now)
+        except _Lost:
+            return None
+        entry.id = event_id
+        return event_id, ids
+
+    def due_digests(self, now: Optional[float] = None) -> list[DigestBatch]:
+        """Digest windows that have closed by ``now``, oldest first."""
+        now = time.time() if now is None else now
+        batches: dict[tuple[str, str, float], DigestBatch] = {}
+        rows = self.db.execute(
+            "SELECT id, rule, key, window_end, event_id, fields FROM digest_items"
+            " WHERE window_end <= ? ORDER BY window_end, id",
+            (now,),
+        ).fetchall()
+        for row in rows:
+            batch = batches.setdefault(
+                (row[1], row[2], row[3]), DigestBatch(row[1], row[2], row[3], [])
+            )
+            batch.items.append(CollectedItem(row[0], row[4], decode_fields(row[5])))
+        return list(batches.values())
+
+    def digest_count(self, rule: Optional[str] = None) -> int:
+        """How many events digests are holding (for one rule, or all)."""
+        query, params = "SELECT COUNT(*) FROM digest_items", []
+        if rule is not None:
+            query += " WHERE rule = ?"
+            params.append(rule)
+        return int(self.db.execute(query, params).fetchone()[0])
+
+    def flush_digest(
+        self,
+        entry: JournalEntry,
+        outbox: Iterable[OutboxItem],
+        batch: DigestBatch,
+        now: Optional[float] = None,
+    ) -> Optional[tuple[int, list[int]]]:
+        """Journal a digest's notification, queue it and forget its items,
+        atomically; None (nothing written) when another process flushed it first."""
+        now = time.time() if now is None else now
+        ids = [item.id for item in batch.items]
+        try:
+            with self.transaction() as db:
+                gone = db.execute(
+                    f"DELETE FROM digest_items WHERE id IN ({','.join('?' * len(ids))})", ids
+                ).rowcount
+                if gone != len(ids):
+                    raise _Lost
+                event_id = _insert_event(db, entry)
+                outbox_ids = _insert_outbox(db, event_id, outbox, now)
+        except _Lost:
+            return None
+        entry.id = event_id
+        return event_id, outbox_ids
+
+    def previous_of(self, event_id: int) -> dict[str, Any]:
+        """``previous`` as it was for a journaled event: the entry before it
+        of the same name and identity (empty if none, or pruned)."""
+        row = self.db.execute(
+            "SELECT p.fields, p.streak, p.status FROM events e JOIN events p"
+            " ON p.name = e.name AND p.identity = e.identity AND p.id < e.id"
+            " WHERE e.id = ? ORDER BY p.id DESC LIMIT 1",
+            (event_id,),
+        ).fetchone()
+        if row is None:
+            return {}
+        previous = decode_fields(row[0])
+        previous["streak"] = row[1]
+        previous["status"] = row[2]
+        return previous
 
     # -- outbox
 
@@ -521,6 +706,7 @@ class Store:
                 "SELECT id FROM events WHERE received < ? AND id NOT IN"
                 " (SELECT MAX(id) FROM events GROUP BY name, identity)"
                 " AND id NOT IN (SELECT event_id FROM outbox WHERE state = ?)"
+                " AND id NOT IN (SELECT event_id FROM digest_items)"
             )
             db.execute(f"DELETE FROM outbox WHERE event_id IN ({doomed})", (cutoff, PENDING))
             return db.execute(
@@ -531,6 +717,59 @@ class Store:
 #: Columns added after the first schema, with their definitions.
 _ADDED_COLUMNS = {"events": [("uid", "TEXT")]}
 _AFTER_MIGRATION = "CREATE UNIQUE INDEX IF NOT EXISTS events_by_uid ON events (uid);"
+
+
+def _insert_event(db: sqlite3.Connection, entry: JournalEntry) -> int:
+    cursor = db.execute(
+        "INSERT INTO events (received, name, identity, status, streak, host, origin,"
+        " fields, args, warnings, decisions, steps, errors, uid)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            entry.received.isoformat(),
+            entry.name,
+            entry.identity,
+            entry.status,
+            entry.streak,
+            entry.host,
+            entry.origin,
+            encode_fields(entry.fields),
+            json.dumps(entry.args, ensure_ascii=False),
+            json.dumps(entry.warnings, ensure_ascii=False),
+            json.dumps(entry.decisions, ensure_ascii=False),
+            json.dumps(entry.steps, ensure_ascii=False),
+            json.dumps(entry.errors, ensure_ascii=False),
+            entry.uid,
+        ),
+    )
+    return int(cursor.lastrowid or 0)
+
+
+def _insert_outbox(
+    db: sqlite3.Connection, event_id: int, outbox: Iterable[OutboxItem], now: float
+) -> list[int]:
+    ids = []
+    for item in outbox:
+        cursor = db.execute(
+            "INSERT INTO outbox (event_id, rule, target, url, url_masked, title, body,"
+            " type, format, state, created, next_attempt)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                event_id,
+                item.rule,
+                item.target,
+                item.url,
+                item.url_masked,
+                item.title,
+                item.body,
+                item.type,
+                item.format,
+                PENDING,
+                now,
+                now,
+            ),
+        )
+        ids.append(int(cursor.lastrowid or 0))
+    return ids
 
 
 def _create_schema(db: sqlite3.Connection) -> None:
