@@ -270,6 +270,11 @@ class CompiledRule:
     test: Predicate
     parts: tuple[tuple[n.Condition, Predicate], ...]
     uses_history: bool
+    #: expect: the fields the where clause pins with ``==`` (the window's key).
+    pinned: tuple[str, ...] = ()
+    #: expect: the pinned fields' values when every one is pinned to a literal
+    #: (the key is then known before any match); None otherwise.
+    pinned_values: Optional[dict[str, Any]] = None
 
     @property
     def label(self) -> str:
@@ -296,6 +301,8 @@ class Ruleset:
     sources: dict[str, list[str]] = field(default_factory=dict)
     _by_event: dict[str, list[CompiledRule]] = field(default_factory=dict)
     _any: list[CompiledRule] = field(default_factory=list)
+    _expects_by_event: dict[str, list[CompiledRule]] = field(default_factory=dict)
+    _expects_any: list[CompiledRule] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for rule in self.rules:
@@ -305,6 +312,15 @@ class Ruleset:
                 self._by_event.setdefault(name, []).append(rule)
         for name, rules in self._by_event.items():
             self._by_event[name] = sorted(rules + self._any, key=lambda r: r.position)
+        for rule in self.expects:
+            if rule.rule.any_event:
+                self._expects_any.append(rule)
+            for name in self.event_names(rule):
+                self._expects_by_event.setdefault(name, []).append(rule)
+        for name, rules in self._expects_by_event.items():
+            self._expects_by_event[name] = sorted(
+                rules + self._expects_any, key=lambda r: r.position
+            )
 
     @staticmethod
     def event_names(rule: CompiledRule) -> Iterable[str]:
@@ -318,6 +334,10 @@ class Ruleset:
     def candidates(self, event_name: str) -> list[CompiledRule]:
         """Rules that can match ``event_name``, in file-name then file order."""
         return self._by_event.get(event_name, self._any)
+
+    def expect_candidates(self, event_name: str) -> list[CompiledRule]:
+        """Expect rules whose window an ``event_name`` event can re-arm."""
+        return self._expects_by_event.get(event_name, self._expects_any)
 
     def source_text(self, span: n.Span) -> str:
         """The rule-file text a span covers (for explanations)."""
@@ -390,7 +410,67 @@ def compile_rule(
         operands = (rule.condition,)
     parts = tuple((c, compiler.compile(c, rule.label)) for c in operands)
     uses_history = compiler.uses_history or _templates_use_history(rule)
-    return CompiledRule(rule, position, test, parts, uses_history)
+    compiled = CompiledRule(rule, position, test, parts, uses_history)
+    if rule.is_expect:
+        compiled.pinned, compiled.pinned_values = _pins(rule.condition, compiler)
+    return compiled
+
+
+def _pins(
+    condition: Optional[n.Condition], compiler: ConditionCompiler
+) -> tuple[tuple[str, ...], Optional[dict[str, Any]]]:
+    """An expect rule's pinned fields (as the checker's ``pinned_fields``
+    finds them: ``FIELD == ...`` in the top-level ``and``), and their values
+    when each is pinned to a literal."""
+    compares: list[n.Compare] = []
+
+    def walk(cond: Optional[n.Condition]) -> None:
+        if isinstance(cond, n.Compare) and cond.op == "==":
+            compares.append(cond)
+        elif isinstance(cond, n.BoolOp) and cond.op == "and":
+            for operand in cond.operands:
+                walk(operand)
+
+    walk(condition)
+    names: dict[str, None] = {}
+    values: dict[str, Any] = {}
+    for compare in compares:
+        for side, other in ((compare.left, compare.right), (compare.right, compare.left)):
+            if isinstance(side, n.Field) and len(side.path) == 1:
+                names[side.path[0]] = None
+                if isinstance(other, n.Literal) and other.kind != "list":
+                    values.setdefault(side.path[0], compiler.value(other, side))
+    pinned = tuple(names)
+    return pinned, (values if all(name in values for name in pinned) else None)
+
+
+def key_text(value: Any) -> str:
+    """One pinned value as text for an expect window's key: the same text for
+    the literal in the rule and the value an event carries."""
+    if value is MISSING or value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def expect_key(rule: CompiledRule, fields: Mapping[str, Any]) -> str:
+    """The key of the window an event re-arms: its values of the pinned fields."""
+    return "\x1f".join(key_text(fields.get(name, MISSING)) for name in rule.pinned)
+
+
+def static_expect_key(rule: CompiledRule) -> Optional[str]:
+    """The key of an expect rule's only window, when it is known without a
+    match (no pins, or every pin a literal); None when matches decide it."""
+    if rule.pinned_values is None:
+        return None
+    return "\x1f".join(key_text(rule.pinned_values[name]) for name in rule.pinned)
 
 
 def _templates_use_history(rule: n.Rule) -> bool:
@@ -469,6 +549,26 @@ class PlannedAction:
 
 
 @dataclass
+class PlannedDigest:
+    """A ``digest`` rule acted: its notifications wait for the window of ``key``."""
+
+    rule: CompiledRule
+    #: The values of the digest's ``by`` fields ("" without ``by``).
+    key: str
+    actions: list[n.Notify]
+    variables: dict[str, Any]
+
+
+@dataclass
+class ExpectHit:
+    """The event matched an ``expect`` rule: the window of ``key`` starts again."""
+
+    rule: CompiledRule
+    #: The event's values of the fields the rule pins with ``==``.
+    key: str
+
+
+@dataclass
 class Plan:
     """The decision for one event. Nothing here has happened yet."""
 
@@ -477,6 +577,10 @@ class Plan:
     actions: list[PlannedAction]
     #: True when a matching rule's ``stop`` ended evaluation.
     stopped_by: Optional[str] = None
+    #: Notifications collected by digest rules instead of sent now.
+    digests: list[PlannedDigest] = field(default_factory=list)
+    #: Expect rules this event matched (every event is seen by them, ``stop`` or not).
+    expect_matches: list[ExpectHit] = field(default_factory=list)
 
     @property
     def matched(self) -> list[str]:
@@ -510,6 +614,7 @@ def evaluate(
     previous = history.previous
     decisions: list[RuleDecision] = []
     actions: list[PlannedAction] = []
+    digests: list[PlannedDigest] = []
     stopped_by: Optional[str] = None
     for compiled in ruleset.candidates(event.name):
         if not compiled.test(fields, previous):
@@ -530,13 +635,26 @@ def evaluate(
                 continue
             decision.suppressed = state.suppressed
         variables = {"rule": compiled.label, "suppressed": decision.suppressed}
+        digest = compiled.digest
+        collected: list[n.Notify] = []
         for action in compiled.rule.actions:
+            if digest is not None and isinstance(action, n.Notify):
+                collected.append(action)  # sent later, in one notification per window
+                continue
             actions.append(PlannedAction(compiled, action, variables))
             if isinstance(action, n.Stop):
                 stopped_by = compiled.label
+        if digest is not None and collected:
+            key = throttle_key(compiled, digest, fields)
+            digests.append(PlannedDigest(compiled, key, collected, variables))
         if stopped_by:
             break
-    return Plan(event, decisions, actions, stopped_by)
+    expect_matches = [
+        ExpectHit(compiled, expect_key(compiled, fields))
+        for compiled in ruleset.expect_candidates(event.name)
+        if compiled.test(fields, previous)
+    ]
+    return Plan(event, decisions, actions, stopped_by, digests, expect_matches)
 
 
 def first_failure(
