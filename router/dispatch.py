@@ -25,7 +25,14 @@ from router.engine import (
 )
 from router.events import INTERVENTION_FILE, Event
 from router.language import nodes as n
-from router.store import JournalEntry, OutboxItem, Store, ThrottleUpdate
+from router.store import (
+    DigestItem,
+    ExpectMatch,
+    JournalEntry,
+    OutboxItem,
+    Store,
+    ThrottleUpdate,
+)
 
 DEFAULT_RUN_TIMEOUT = 300.0
 #: Without ``type``, a notification's type follows the event's status.
@@ -276,7 +283,11 @@ def process(
     outcome = Outcome(event, plan, identity, streak, notifications, steps, items, errors)
     if record and store is not None:
         outcome.event_id, outcome.outbox_ids = store.record_event(
-            journal_entry(outcome, origin, uid), items, throttle_updates(plan)
+            journal_entry(outcome, origin, uid),
+            items,
+            throttle_updates(plan),
+            expect_matches=expect_matches(plan, fields),
+            digest_items=digest_items(plan, fields),
         )
     return outcome
 
@@ -308,3 +319,22 @@ def throttle_updates(plan: Plan) -> list[ThrottleUpdate]:
         for d in plan.decisions
         if d.matched and d.throttle_key is not None
     ]
+
+
+def expect_matches(plan: Plan, fields: dict[str, Any]) -> list[ExpectMatch]:
+    """The expect windows this event re-arms (kept with its journal entry)."""
+    at = plan.event.fields["received"].timestamp()
+    return [ExpectMatch(hit.rule.label, hit.key, at, fields) for hit in plan.expect_matches]
+
+
+def digest_items(plan: Plan, fields: dict[str, Any]) -> list[DigestItem]:
+    """This event as an item of each digest that collected it (timers.tick sends them)."""
+    at = plan.event.fields["received"].timestamp()
+    items = []
+    for planned in plan.digests:
+        option = planned.rule.digest
+        assert option is not None
+        items.append(
+            DigestItem(planned.rule.label, planned.key, at, option.window.total_seconds(), fields)
+        )
+    return items
