@@ -77,6 +77,17 @@ def build_parser() -> argparse.ArgumentParser:
     retry.add_argument("id", nargs="?", type=int, help="one row (see `router outbox`)")
     retry.add_argument("--all", action="store_true", help="every pending and dead row")
     outbox.set_defaults(func=cmd_outbox)
+
+    serve = sub.add_parser(
+        "serve", help="run the service: local socket, HTTP, delivery, hot reload, timers"
+    )
+    serve.add_argument(
+        "--listen", metavar="HOST:PORT", help="serve HTTP here (default: the listen setting; none)"
+    )
+    serve.add_argument(
+        "--poll", action="store_true", help="poll the rules directory (network file systems)"
+    )
+    serve.set_defaults(func=cmd_serve)
     return parser
 
 
@@ -473,6 +484,12 @@ def _retry(config: Any, row_id: Optional[int]) -> int:
         f" {len(report.dead)} dead, {len(report.skipped)} left for later"
     )
     return EXIT_OK if not report.failed and not report.dead else EXIT_ERRORS
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from router.service import serve
+
+    return serve(load_config(args.config), listen=args.listen, poll=args.poll)
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -1,0 +1,628 @@
+"""How events reach the service: the local socket for handlers, HTTP for the rest.
+
+The local socket (DESIGN.md, "Security"): a Unix domain socket in the state
+directory, private to the router's user (0600 in the 0700 directory). Where
+Unix sockets are not available (Windows), a loopback TCP port instead, with
+its port and a random token in a private file in the state directory; the
+handler reads that file and sends the token with the event.
+
+Protocol: one connection per event, newline-delimited UTF-8 JSON::
+
+    handler -> {"op": "event", "uid": "...", "argv": [EVENT, ARG...],
+                "host": "...", "received": "<ISO local time>"}
+    service <- {"ok": true, "event_id": N, "steps": [LocalStep...], "exit_hint": 0}
+    handler -> {"op": "steps", "event_id": N, "results": [...]}   (only with steps)
+    service <- {"ok": true}
+
+Errors are ``{"ok": false, "error": "..."}``; the handler then takes the
+inline path with the same uid.
+
+HTTP (``router serve --listen HOST:PORT`` or ``listen`` in router.toml):
+``POST /events`` with ``{event, args, host, received}`` for remote engines
+and clients (answered with the event's local steps, which the caller must
+perform on its machine, and may report with ``POST /events/N/steps``),
+``GET /healthz`` and ``GET /metrics``. A bearer token is required on any
+address but loopback (and everywhere with ``require_token = true``); the
+body is at most 1 MiB; at most ``MAX_HTTP_REQUESTS`` requests are served
+at once; a malformed request gets a 4xx with a JSON error and stores nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import ipaddress
+import json
+import logging
+import os
+import re
+import secrets
+import socket
+import socketserver
+import threading
+import time
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+from router.handler import ENDPOINT_NAME, SOCKET_NAME
+
+if TYPE_CHECKING:
+    from router.service import Service
+
+log = logging.getLogger("router.ingest")
+
+#: The largest event a client may send (the issue: 1 MiB).
+MAX_BODY = 1024 * 1024
+#: How long a client may take to send its request (slow clients hold a thread).
+READ_TIMEOUT = 10.0
+#: After a stop is asked for, how long a handler still performing its steps
+#: may take to report them before the service stops waiting (the handler
+#: then writes them to the journal itself).
+STEPS_GRACE = 10.0
+#: HTTP requests served at once; more are answered 503.
+MAX_HTTP_REQUESTS = 32
+#: The longest event name, argument list, argument, host and uid accepted.
+MAX_NAME, MAX_ARGS, MAX_ARG, MAX_HOST, MAX_UID = 200, 1000, 64 * 1024, 255, 128
+
+
+class RequestError(Exception):
+    """A request the service refuses; ``status`` is the HTTP status to answer."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# ---------------------------------------------------------------------------
+# Validating what arrives
+# ---------------------------------------------------------------------------
+
+
+def _text(value: Any, name: str, limit: int, empty: bool = True) -> str:
+    if not isinstance(value, str):
+        raise RequestError(f"{name} must be a string, not {type(value).__name__}")
+    if len(value) > limit:
+        raise RequestError(f"{name} is longer than {limit} characters")
+    if not empty and not value:
+        raise RequestError(f"{name} must not be empty")
+    return value
+
+
+def parse_received(value: Any) -> Optional[datetime]:
+    """An ISO 8601 time as local naive time (the engine's clock); None if absent."""
+    if value is None:
+        return None
+    text = _text(value, "received", 64, empty=False)
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+    except ValueError:
+        raise RequestError(f"received is not an ISO 8601 date and time: {text!r}") from None
+    if when.tzinfo is not None:
+        when = when.astimezone().replace(tzinfo=None)
+    return when
+
+
+def parse_uid(value: Any) -> Optional[str]:
+    if value is None:
+        return None
+    return _text(value, "uid", MAX_UID, empty=False)
+
+
+def parse_argv(event: Any, args: Any) -> list[str]:
+    name = _text(event, "event", MAX_NAME, empty=False)
+    if not isinstance(args, list):
+        raise RequestError(f"args must be a list of strings, not {type(args).__name__}")
+    if len(args) > MAX_ARGS:
+        raise RequestError(f"args has more than {MAX_ARGS} items")
+    return [name] + [_text(a, f"args[{i}]", MAX_ARG) for i, a in enumerate(args)]
+
+
+def parse_results(results: Any) -> list[dict[str, Any]]:
+    if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
+        raise RequestError("results must be a list of objects")
+    return results
+
+
+def check_keys(message: dict[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(message) - allowed)
+    if unknown:
+        raise RequestError(f"unknown field(s): {', '.join(unknown)}")
+
+
+def reply_for(outcome: Any) -> dict[str, Any]:
+    """What the caller gets back: the journal id and the local steps to perform."""
+    steps = [step.to_json() for step in outcome.steps]
+    aborts = any(step.kind == "abort" for step in outcome.steps)
+    return {"ok": True, "event_id": outcome.event_id, "steps": steps, "exit_hint": int(aborts)}
+
+
+# ---------------------------------------------------------------------------
+# The local socket
+# ---------------------------------------------------------------------------
+
+
+class _LocalHandler(socketserver.BaseRequestHandler):
+    """One handler's connection. Lines are read from the raw socket with
+    short timeouts (a buffered file's state is undefined after a timeout),
+    so a stop request is noticed while a handler is still running programs."""
+
+    server: _LocalMixin
+    #: How often a wait checks whether the service is stopping.
+    TICK = 0.5
+
+    def setup(self) -> None:
+        self.request.settimeout(self.TICK)
+        self.pending = bytearray()
+
+    def _send(self, message: dict[str, Any]) -> None:
+        self.request.sendall(json.dumps(message, ensure_ascii=False).encode("utf-8") + b"\n")
+
+    def _read(self, deadline: Optional[float] = None) -> Optional[dict[str, Any]]:
+        """One JSON line; None at EOF. Waits until ``deadline`` (a monotonic
+        time; default READ_TIMEOUT from now), and at most STEPS_GRACE once
+        the service is stopping."""
+        deadline = time.monotonic() + READ_TIMEOUT if deadline is None else deadline
+        stopping_since: Optional[float] = None
+        while b"\n" not in self.pending:
+            if len(self.pending) > MAX_BODY:
+                raise RequestError("message larger than 1 MiB", 413)
+            try:
+                chunk = self.request.recv(65536)
+            except socket.timeout:
+                now = time.monotonic()
+                if now >= deadline:
+                    raise RequestError("timed out waiting for the message") from None
+                if self.server.service.stopping.is_set():
+                    stopping_since = stopping_since or now
+                    if now - stopping_since > STEPS_GRACE:
+                        raise RequestError("the service is stopping") from None
+                continue
+            if not chunk:
+                return None
+            self.pending += chunk
+        line, _, rest = bytes(self.pending).partition(b"\n")
+        self.pending[:] = rest
+        if len(line) > MAX_BODY:
+            raise RequestError("message larger than 1 MiB", 413)
+        try:
+            message = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise RequestError(f"not a JSON line: {exc}") from None
+        if not isinstance(message, dict):
+            raise RequestError("the message must be a JSON object")
+        return message
+
+    def handle(self) -> None:
+        try:
+            self._handle()
+        except OSError as exc:  # the handler went away; it copes (inline, or records itself)
+            log.debug("local socket: connection lost: %s", exc)
+
+    def _handle(self) -> None:
+        service = self.server.service
+        try:
+            message = self._read()
+            if message is None:
+                return
+            if message.get("op") != "event":
+                raise RequestError(f"expected op 'event', not {message.get('op')!r}")
+            check_keys(message, {"op", "uid", "argv", "host", "received", "token"})
+            if self.server.token is not None and not hmac.compare_digest(
+                str(message.get("token", "")).encode(), self.server.token.encode()
+            ):
+                raise RequestError("wrong or missing token", 401)
+            argv = message.get("argv")
+            if not isinstance(argv, list) or not argv:
+                raise RequestError("argv must be a non-empty list of strings")
+            argv = parse_argv(argv[0], argv[1:])
+            host = message.get("host")
+            host = None if host is None else _text(host, "host", MAX_HOST)
+            received = parse_received(message.get("received"))
+            uid = parse_uid(message.get("uid"))
+        except RequestError as exc:
+            self._refuse(str(exc))
+            return
+        try:
+            outcome = service.ingest(argv, host=host, received=received, uid=uid, origin="service")
+        except Exception as exc:  # the handler goes inline (same uid: never twice)
+            log.exception("ingesting %s failed", argv[0])
+            self._refuse(f"internal error: {type(exc).__name__}: {exc}")
+            return
+        try:
+            self._send(reply_for(outcome))
+        except OSError:  # the handler gave up waiting; it goes inline with the same uid
+            return
+        if not outcome.steps:
+            return
+        # The handler performs the steps now (programs may run for minutes:
+        # wait as long as their timeouts allow), then reports what they did.
+        deadline = time.monotonic() + _steps_time(outcome.steps) + READ_TIMEOUT
+        try:
+            report = self._read(deadline)
+            if report is None:
+                return  # the handler went away; it records the outcomes itself
+            if report.get("op") != "steps" or report.get("event_id") != outcome.event_id:
+                raise RequestError("expected op 'steps' for this event")
+            check_keys(report, {"op", "event_id", "results", "token"})
+            results = parse_results(report.get("results"))
+        except RequestError as exc:
+            self._refuse(str(exc))
+            return
+        service.record_steps(outcome.event_id, results)
+        with contextlib.suppress(OSError):
+            self._send({"ok": True})
+
+    def _refuse(self, error: str) -> None:
+        log.warning("local socket: refused a request: %s", error)
+        with contextlib.suppress(OSError):
+            self._send({"ok": False, "error": error})
+
+
+def _steps_time(steps: list[Any]) -> float:
+    """The longest the steps may take: every program's timeout, fallbacks included."""
+    total = 0.0
+    for step in steps:
+        current = step
+        while current is not None:
+            total += current.timeout if current.kind == "run" else 1.0
+            current = current.fallback
+    return total
+
+
+class _LocalMixin(socketserver.ThreadingMixIn):
+    daemon_threads = False
+    block_on_close = True  # server_close() waits for the events in progress
+    service: Service
+    token: Optional[str] = None
+
+
+class _UnixServer(_LocalMixin, socketserver.UnixStreamServer):
+    request_queue_size = 128
+
+
+class _TcpServer(_LocalMixin, socketserver.TCPServer):
+    request_queue_size = 128
+    allow_reuse_address = False
+
+
+class LocalServer:
+    """The handlers' way in: ``state_dir/router.sock``, or loopback TCP with a
+    token file where Unix sockets are not available (``local_socket = "tcp"``)."""
+
+    def __init__(self, service: Service, state_dir: Path, mode: str = "auto") -> None:
+        self.service = service
+        self.state_dir = Path(state_dir)
+        if mode == "auto":
+            mode = "unix" if hasattr(socket, "AF_UNIX") else "tcp"
+        if mode not in ("unix", "tcp"):
+            raise ValueError(f'local_socket must be "unix" or "tcp", not {mode!r}')
+        self.mode = mode
+        self.path = self.state_dir / (SOCKET_NAME if mode == "unix" else ENDPOINT_NAME)
+        self._server: Optional[socketserver.BaseServer] = None
+        self._thread: Optional[threading.Thread] = None
+        self._inode: Optional[tuple[int, int]] = None
+
+    def describe(self) -> str:
+        if self.mode == "unix":
+            return f"local socket {self.path}"
+        assert self._server is not None
+        return f"local loopback port {self._server.server_address[1]} (token in {self.path})"
+
+    def start(self) -> None:
+        if self.mode == "unix":
+            self._start_unix()
+        else:
+            self._start_tcp()
+        assert self._server is not None
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            name="router-local",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def _start_unix(self) -> None:
+        path = str(self.path)
+        if os.path.lexists(path):
+            if _answers_unix(path):
+                raise RuntimeError(f"another service already answers on {path}")
+            os.unlink(path)  # stale: left by a service that was killed
+        old_umask = os.umask(0o077)  # the socket file is created 0600
+        try:
+            server = _UnixServer(path, _LocalHandler)
+        finally:
+            os.umask(old_umask)
+        os.chmod(path, 0o600)
+        info = os.stat(path)
+        self._inode = (info.st_dev, info.st_ino)
+        server.service = self.service
+        self._server = server
+
+    def _start_tcp(self) -> None:
+        if self.path.exists() and _answers_tcp(self.path):
+            raise RuntimeError(f"another service already answers on the port in {self.path}")
+        server = _TcpServer(("127.0.0.1", 0), _LocalHandler)
+        server.service = self.service
+        server.token = secrets.token_hex(16)
+        endpoint = {"port": server.server_address[1], "token": server.token, "pid": os.getpid()}
+        temp = self.path.with_name(f".{ENDPOINT_NAME}.{os.getpid()}")
+        fd = os.open(str(temp), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(endpoint))
+        os.replace(temp, self.path)
+        info = os.stat(self.path)
+        self._inode = (info.st_dev, info.st_ino)
+        self._server = server
+
+    def stop_accepting(self) -> None:
+        """New handlers find no socket (and go inline at once); the loop ends;
+        connections still queued are reset, so their handlers go inline too."""
+        self._remove_file()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.socket.close()
+
+    def close(self) -> None:
+        """Wait for the events in progress, then release everything."""
+        if self._server is not None:
+            self._server.server_close()  # joins the connection threads
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def _remove_file(self) -> None:
+        """Remove the socket or endpoint file if it is still ours (a second
+        service started after ours must keep its own)."""
+        with contextlib.suppress(OSError):
+            info = os.stat(self.path)
+            if (info.st_dev, info.st_ino) == self._inode:
+                os.unlink(self.path)
+
+
+def _answers_unix(path: str) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
+def _answers_tcp(endpoint_file: Path) -> bool:
+    try:
+        port = int(json.loads(endpoint_file.read_text(encoding="utf-8"))["port"])
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+            return True
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+# ---------------------------------------------------------------------------
+# HTTP
+# ---------------------------------------------------------------------------
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) as a bind address."""
+    host, sep, port = str(value).strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"listen must be HOST:PORT, not {value!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything, so it is not loopback
+
+
+_STEPS_PATH = re.compile(r"^/events/(\d+)/steps$")
+
+
+class _HttpHandler(BaseHTTPRequestHandler):
+    server: _HttpServer
+    server_version = "retro-router"
+    sys_version = ""
+    timeout = READ_TIMEOUT  # a slow client cannot hold a thread forever
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base signature
+        log.debug("http %s: %s", self.address_string(), format % args)
+
+    def _reply(self, status: int, body: Any, content_type: str = "application/json") -> None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode("utf-8") + b"\n"
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        if status == 401:
+            self.send_header("WWW-Authenticate", 'Bearer realm="retro-router"')
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def _error(self, status: int, message: str) -> None:
+        self._reply(status, {"ok": False, "error": message})
+
+    def _authorized(self) -> bool:
+        token = self.server.token
+        if token is None:
+            return True
+        given = self.headers.get("Authorization", "")
+        scheme, _, value = given.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            value.strip().encode(), token.encode()
+        )
+
+    def _dispatch(self, method: str) -> None:
+        if not self.server.slots.acquire(blocking=False):
+            self._error(503, "too many requests at once; try again")
+            return
+        try:
+            if not self._authorized():
+                self._error(401, "a bearer token is required (Authorization: Bearer ...)")
+                return
+            path = self.path.split("?", 1)[0]
+            routes = {
+                ("GET", "/healthz"): self._healthz,
+                ("GET", "/metrics"): self._metrics,
+                ("POST", "/events"): self._post_event,
+            }
+            route = routes.get((method, path))
+            match = _STEPS_PATH.match(path)
+            if route is None and match and method == "POST":
+                self._post_steps(int(match.group(1)))
+            elif route is not None:
+                route()
+            elif path in ("/healthz", "/metrics", "/events") or match:
+                self._error(405, f"{method} is not allowed on {path}")
+            else:
+                self._error(404, f"no such resource: {path}")
+        except RequestError as exc:
+            self._error(exc.status, str(exc))
+        finally:
+            self.server.slots.release()
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._dispatch("POST")
+
+    def do_PUT(self) -> None:  # noqa: N802
+        self._dispatch("PUT")
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        self._dispatch("DELETE")
+
+    def _body(self) -> dict[str, Any]:
+        """The request's JSON object, bounded before a byte of it is read."""
+        length = self.headers.get("Content-Length")
+        if self.headers.get("Transfer-Encoding"):
+            raise RequestError("send a Content-Length, not a chunked body", 411)
+        if length is None:
+            raise RequestError("Content-Length is required", 411)
+        if not length.strip().isdigit():
+            raise RequestError("Content-Length is not a number")
+        size = int(length)
+        if size > MAX_BODY:
+            self.close_connection = True  # the body is not read
+            raise RequestError(f"the body is {size} bytes; at most {MAX_BODY} are accepted", 413)
+        data = self.rfile.read(size)
+        if len(data) < size:
+            raise RequestError("the body ended before Content-Length bytes")
+        try:
+            body = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise RequestError(f"the body is not JSON: {exc}") from None
+        if not isinstance(body, dict):
+            raise RequestError("the body must be a JSON object")
+        return body
+
+    def _post_event(self) -> None:
+        body = self._body()
+        check_keys(body, {"event", "args", "host", "received", "uid"})
+        if "event" not in body or "args" not in body:
+            raise RequestError("event and args are required")
+        argv = parse_argv(body["event"], body["args"])
+        host = body.get("host")
+        host = self.client_address[0] if host is None else _text(host, "host", MAX_HOST)
+        received = parse_received(body.get("received"))
+        uid = parse_uid(body.get("uid"))
+        outcome = self.server.service.ingest(
+            argv, host=host, received=received, uid=uid, origin="http"
+        )
+        self._reply(200, reply_for(outcome))
+
+    def _post_steps(self, event_id: int) -> None:
+        body = self._body()
+        check_keys(body, {"results"})
+        results = parse_results(body.get("results"))
+        if not self.server.service.record_steps(event_id, results):
+            raise RequestError(f"no event #{event_id}", 404)
+        self._reply(200, {"ok": True})
+
+    def _healthz(self) -> None:
+        self._reply(200, self.server.service.health())
+
+    def _metrics(self) -> None:
+        text = self.server.service.metrics_text()
+        self._reply(200, text.encode("utf-8"), "text/plain; version=0.0.4; charset=utf-8")
+
+
+class _HttpServer(ThreadingHTTPServer):
+    daemon_threads = False
+    block_on_close = True
+    request_queue_size = 64
+
+    def __init__(self, address: tuple[str, int], service: Service, token: Optional[str]) -> None:
+        self.service = service
+        self.token = token
+        self.slots = threading.BoundedSemaphore(MAX_HTTP_REQUESTS)
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, _HttpHandler)
+
+
+class HttpServer:
+    """``POST /events``, ``GET /healthz``, ``GET /metrics`` on ``listen``."""
+
+    def __init__(
+        self, service: Service, listen: str, token: Optional[str], require_token: bool = False
+    ) -> None:
+        self.host, self.port = parse_listen(listen)
+        self.loopback = is_loopback(self.host)
+        self.token_required = require_token or not self.loopback
+        if self.token_required and not token:
+            where = "with require_token" if self.loopback else f"on {self.host}, not loopback,"
+            raise RuntimeError(
+                f"HTTP {where} needs a bearer token: set token in router.toml or ROUTER_TOKEN"
+            )
+        self.service = service
+        self.token = token if self.token_required else None
+        self._server: Optional[_HttpServer] = None
+        self._thread: Optional[threading.Thread] = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        assert self._server is not None
+        return self._server.server_address[:2]
+
+    def describe(self) -> str:
+        host, port = self.address
+        shown = f"[{host}]" if ":" in host else host
+        auth = "bearer token required" if self.token else "no token (loopback)"
+        return f"http://{shown}:{port} ({auth})"
+
+    def start(self) -> None:
+        self._server = _HttpServer((self.host, self.port), self.service, self.token)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            name="router-http",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def stop_accepting(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.socket.close()
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None

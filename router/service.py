@@ -1,0 +1,710 @@
+"""``router serve``: the long-running service (DESIGN.md, "Data flow").
+
+One process that keeps the ruleset loaded and does for every event what the
+inline handler does, with the same library code: evaluate -> render ->
+journal + outbox (``router.dispatch.process``). Handlers reach it on the
+local socket and perform only the local steps it sends back; remote engines
+and clients post events over HTTP (``router.ingest``).
+
+Threads, each with its own SQLite connection (a connection is never used by
+two threads at once):
+
+- ingest: the socket and HTTP servers' connection threads; evaluation and
+  journaling happen one event at a time under a lock, on one connection;
+- rules: ``router.watch.RulesWatcher`` swaps in good rule edits, reports
+  broken ones to the ``admin`` target;
+- delivery: a dispatcher wakes when an event queues rows (or at the next
+  due time, or every ``POLL`` seconds for rows other processes queued) and
+  hands each destination URL to a worker of a pool of
+  ``[delivery] concurrency``; a URL's rows go one after another, so one
+  dead or slow target never delays another. A failing URL is held back
+  with the same exponential backoff as its rows; rows that die (past
+  ``max_age``) are dead letters, reported to ``admin``;
+- timers: ``router.timers.tick`` about every second (expect windows,
+  digests) and the journal's retention.
+
+SIGTERM or SIGINT: stop accepting (the socket file goes first, so new
+handlers take the inline path at once), finish the events in progress, let
+the sends in flight finish (bounded by their timeouts), exit 0. After a
+kill -9 nothing is lost: events were journaled with their outbox rows
+before they were answered; rows being sent at the kill are leased, and come
+due again when the lease runs out (so only those can arrive twice).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from router.config import Config, ConfigError, event_log_path, use_cache_dir
+from router.delivery import DeliveryPolicy, drain, next_delay
+from router.dispatch import Outcome, process
+from router.events import event_from_argv
+from router.ingest import HttpServer, LocalServer
+from router.store import PENDING, JournalEntry, OutboxItem, Store, apply_retention
+from router.store import ensure_private_dir as _ensure_private_dir
+from router.urls import mask_url
+
+log = logging.getLogger("router.service")
+
+#: The rule label of the router's own notifications (to the ``admin`` target).
+ADMIN_RULE = "(router)"
+ADMIN_TARGET = "admin"
+#: At the latest, look at the outbox this often: handlers that fell back to
+#: the inline path queue rows the service hears nothing about.
+POLL = 2.0
+#: Rows one worker takes for one URL before the dispatcher looks again.
+BATCH = 20
+#: How often timers run.
+TIMER_TICK = 1.0
+
+
+def admin_urls(raw: dict[str, Any]) -> list[str]:
+    """The ``admin`` setting: one Apprise URL or a list of them."""
+    value = raw.get("admin")
+    if value is None:
+        return []
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, list) or not all(isinstance(v, str) and v for v in values):
+        raise ConfigError("admin must be an Apprise URL or a list of them")
+    return list(dict.fromkeys(values))
+
+
+class _StaticRules:
+    """The ruleset loaded once, for when router.watch is not available:
+    the same attributes as RulesWatcher, without the reloading."""
+
+    def __init__(self, config: Config) -> None:
+        from router.loader import load_ruleset
+
+        loaded = load_ruleset(config.rules_dir, config.state_dir, config.date_order)
+        self.ruleset = loaded.ruleset
+        self.last_reload_ok = not loaded.errors
+        self.last_reload_time = time.time()
+        self.last_errors = list(loaded.errors)
+        self.reloads = 0
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def reload_now(self) -> bool:
+        return False
+
+
+def _timers_tick() -> Optional[Callable[..., Any]]:
+    """``router.timers.tick`` if that module is there (it arrives separately)."""
+    try:
+        from router import timers
+    except ImportError as exc:
+        log.warning("timers (expect, digest) are not running: %s", exc)
+        return None
+    return getattr(timers, "tick", None)
+
+
+def _label(value: str) -> str:
+    """A Prometheus label value, escaped."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+class Service:
+    """The service's state and threads; ``start``, then ``stop`` once."""
+
+    def __init__(self, config: Config, *, listen: Optional[str] = None, poll: bool = False):
+        self.config = config
+        self.state_dir = Path(config.state_dir)
+        raw = config.raw
+        self.policy = DeliveryPolicy.from_config(raw)
+        self.admin = admin_urls(raw)
+        self.poll = poll
+        listen = listen or raw.get("listen")
+        if listen is not None and not isinstance(listen, str):
+            raise ConfigError("listen must be a string, HOST:PORT")
+        token = os.environ.get("ROUTER_TOKEN") or raw.get("token")
+        if token is not None and not isinstance(token, str):
+            raise ConfigError("token must be a string")
+        require_token = raw.get("require_token", False)
+        if not isinstance(require_token, bool):
+            raise ConfigError("require_token must be true or false")
+        local_mode = raw.get("local_socket", "auto")
+        if local_mode not in ("auto", "unix", "tcp"):
+            raise ConfigError('local_socket must be "auto", "unix" or "tcp"')
+        self.local = LocalServer(self, self.state_dir, local_mode)
+        self.http = HttpServer(self, listen, token, require_token) if listen else None
+
+        #: Set when a stop is asked for (a signal); the servers watch it.
+        self.stopping = threading.Event()
+        self.rules: Any = None
+        self.started = time.time()
+        self._ingest_lock = threading.Lock()
+        self._ingest_store: Optional[Store] = None
+        self._stores: list[Store] = []
+        self._stores_lock = threading.Lock()
+        self._local_stores = threading.local()
+        self._threads: list[threading.Thread] = []
+
+        # Delivery: the dispatcher waits on _cond; _wake says "look again".
+        self._cond = threading.Condition()
+        self._wake = False
+        self._delivery_stop = False
+        self._busy: set[str] = set()
+        #: URL -> (consecutive failures, time before which it is not tried).
+        self._held: dict[str, tuple[int, float]] = {}
+
+        # Metrics (Prometheus counters since start).
+        self._seen_id = 0
+        self._events: Counter[str] = Counter()
+        self._matches: Counter[str] = Counter()
+        self._fallbacks = 0
+        self._notifications: Counter[tuple[str, str]] = Counter()
+        self._admin_reports = 0
+
+    # ------------------------------------------------------------------
+    # Lifecycle
+    # ------------------------------------------------------------------
+
+    def start(self) -> None:
+        _ensure_private_dir(self.state_dir)
+        use_cache_dir(self.state_dir)
+        self._ingest_store = self._new_store()
+        row = self._ingest_store.db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()
+        self._seen_id = int(row[0])
+        self.rules = self._load_rules()
+        if not self.rules.last_reload_ok:
+            self.report_to_admin(
+                "retro-router: the rules have errors",
+                "The service started with the last good rules (or none):\n"
+                + "\n".join(self.rules.last_errors),
+            )
+        self.local.start()
+        if self.http is not None:
+            self.http.start()
+        self._spawn(self._warm_up, "router-warm-up", daemon=True)
+        self._spawn(self._delivery_loop, "router-delivery")
+        self._spawn(self._timer_loop, "router-timers")
+        self.rules.start()
+        where = self.local.describe()
+        if self.http is not None:
+            where += ", " + self.http.describe()
+        log.info(
+            "ready: %d rules from %s; %s",
+            len(self.rules.ruleset.rules),
+            self.config.rules_dir,
+            where,
+        )
+
+    def _load_rules(self) -> Any:
+        try:
+            from router.watch import RulesWatcher
+        except ImportError:
+            log.warning("router.watch is not available: rule edits need a restart")
+            return _StaticRules(self.config)
+        return RulesWatcher(
+            self.config.rules_dir,
+            self.state_dir,
+            self.config.date_order,
+            on_swap=lambda ruleset: None,
+            on_error=self._on_reload_error,
+            poll=self.poll,
+        )
+
+    def request_stop(self) -> None:
+        self.stopping.set()
+
+    def stop(self) -> None:
+        """Stop accepting, finish what is in progress, release everything."""
+        self.stopping.set()
+        log.info("stopping: no new events; finishing the events and sends in progress")
+        for server in (self.local, self.http):
+            if server is not None:
+                with contextlib.suppress(Exception):
+                    server.stop_accepting()
+        if self.rules is not None:
+            with contextlib.suppress(Exception):
+                self.rules.stop()
+        for server in (self.local, self.http):
+            if server is not None:
+                with contextlib.suppress(Exception):
+                    server.close()
+        with self._cond:
+            self._delivery_stop = True
+            self._cond.notify_all()
+        for thread in self._threads:
+            if not thread.daemon:
+                thread.join()
+        with self._stores_lock:
+            for store in self._stores:
+                with contextlib.suppress(Exception):
+                    store.close()
+            self._stores.clear()
+        log.info("stopped")
+
+    def _spawn(self, target: Callable[[], None], name: str, daemon: bool = False) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=daemon)
+        thread.start()
+        self._threads.append(thread)
+
+    def _new_store(self) -> Store:
+        store = Store(self.state_dir)
+        with self._stores_lock:
+            self._stores.append(store)
+        return store
+
+    def _thread_store(self) -> Store:
+        """This thread's own connection (created on first use)."""
+        store = getattr(self._local_stores, "store", None)
+        if store is None:
+            store = self._local_stores.store = self._new_store()
+        return store
+
+    def _warm_up(self) -> None:
+        """Import what the first event and the first send need, before they come."""
+        try:
+            import apprise  # noqa: F401
+
+            import router.templates  # noqa: F401
+        except Exception:  # only ever saves time
+            pass
+
+    # ------------------------------------------------------------------
+    # Events
+    # ------------------------------------------------------------------
+
+    def ingest(
+        self,
+        argv: list[str],
+        *,
+        host: Optional[str],
+        received: Optional[datetime],
+        uid: Optional[str],
+        origin: str,
+    ) -> Outcome:
+        """Evaluate, render and journal one event (with its outbox rows).
+
+        One at a time: throttles and ``previous`` read what the event
+        before wrote. The delivery dispatcher is woken for the new rows.
+        """
+        event = event_from_argv(
+            argv, date_order=self.config.date_order, host=host, received=received
+        )
+        rules = self.rules
+        problems = []
+        if not rules.last_reload_ok:
+            problems.append(
+                "the rules have errors; the last good ruleset stays in force: "
+                + "; ".join(rules.last_errors)
+            )
+        with self._ingest_lock:
+            assert self._ingest_store is not None
+            outcome = process(
+                event,
+                rules.ruleset,
+                self._ingest_store,
+                extra_errors=problems,
+                origin=origin,
+                uid=uid,
+            )
+        if outcome.outbox_ids:
+            self.wake_delivery()
+        return outcome
+
+    def record_steps(self, event_id: int, results: list[dict[str, Any]]) -> bool:
+        """Store what a handler's local steps did. False if there is no such event."""
+        with self._ingest_lock:
+            assert self._ingest_store is not None
+            db = self._ingest_store.db
+            if db.execute("SELECT 1 FROM events WHERE id = ?", (event_id,)).fetchone() is None:
+                return False
+            self._ingest_store.record_steps(event_id, results)
+        return True
+
+    # ------------------------------------------------------------------
+    # The admin target
+    # ------------------------------------------------------------------
+
+    def report_to_admin(self, title: str, body: str, kind: str = "failure") -> None:
+        """Tell the ``admin`` target about the router's own trouble: journaled
+        (event ``router``) with one outbox row per admin URL, so it is
+        delivered, retried and visible like any notification."""
+        log.error("%s\n%s", title, body)
+        if not self.admin:
+            return
+        now = datetime.now()
+        host = socket.gethostname()
+        fields = {"event": "router", "status": kind, "host": host, "received": now}
+        fields["title"] = title
+        entry = JournalEntry(
+            received=now,
+            name="router",
+            identity="router",
+            status=kind,
+            streak=0,
+            host=host,
+            fields=fields,
+            args=[title],
+            origin="service",
+        )
+        items = [
+            OutboxItem(ADMIN_RULE, ADMIN_TARGET, url, mask_url(url), title, body, kind, "text")
+            for url in self.admin
+        ]
+        try:
+            with self._ingest_lock:
+                assert self._ingest_store is not None
+                self._ingest_store.record_event(entry, items)
+        except Exception:
+            log.exception("could not queue the report to the admin target")
+            return
+        self._admin_reports += 1
+        self.wake_delivery()
+
+    def _on_reload_error(self, errors: list[str]) -> None:
+        self.report_to_admin(
+            "retro-router: a rule edit has errors; the last good rules stay in force",
+            "\n".join(errors),
+        )
+
+    # ------------------------------------------------------------------
+    # Delivery
+    # ------------------------------------------------------------------
+
+    def wake_delivery(self) -> None:
+        with self._cond:
+            self._wake = True
+            self._cond.notify_all()
+
+    def _delivery_loop(self) -> None:
+        store = self._thread_store()
+        pool = ThreadPoolExecutor(
+            max_workers=self.policy.concurrency, thread_name_prefix="router-send"
+        )
+        try:
+            while True:
+                with self._cond:
+                    if self._delivery_stop:
+                        break
+                    self._wake = False
+                try:
+                    self._dispatch(store, pool)
+                    wait = self._next_wait(store)
+                except Exception:
+                    log.exception("delivery: reading the outbox failed")
+                    wait = POLL
+                with self._cond:
+                    if not self._wake and not self._delivery_stop:
+                        self._cond.wait(wait)
+        finally:
+            pool.shutdown(wait=True)  # the sends in flight finish
+
+    def _dispatch(self, store: Store, pool: ThreadPoolExecutor) -> None:
+        """Hand the due rows of each idle URL to a worker."""
+        now = time.time()
+        rows = store.db.execute(
+            "SELECT id, url, url_masked FROM outbox WHERE state = ? AND next_attempt <= ?"
+            " AND claimed_until <= ? ORDER BY next_attempt, id LIMIT 2000",
+            (PENDING, now, now),
+        ).fetchall()
+        groups: dict[str, list[int]] = {}
+        masked: dict[str, str] = {}
+        for row_id, url, url_masked in rows:
+            groups.setdefault(url, []).append(int(row_id))
+            masked[url] = url_masked
+        with self._cond:
+            for url, ids in groups.items():
+                if len(self._busy) >= self.policy.concurrency:
+                    break
+                if url in self._busy or self._held.get(url, (0, 0.0))[1] > now:
+                    continue
+                self._busy.add(url)
+                pool.submit(self._deliver_url, url, masked[url], ids[:BATCH])
+
+    def _next_wait(self, store: Store) -> float:
+        """Seconds until a row of an idle URL comes due (at most POLL)."""
+        now = time.time()
+        rows = store.db.execute(
+            "SELECT url, MIN(MAX(next_attempt, claimed_until)) FROM outbox"
+            " WHERE state = ? GROUP BY url",
+            (PENDING,),
+        ).fetchall()
+        with self._cond:
+            if len(self._busy) >= self.policy.concurrency:
+                return POLL  # a worker that finishes wakes the dispatcher
+            due = [
+                max(float(at), self._held.get(url, (0, 0.0))[1])
+                for url, at in rows
+                if url not in self._busy
+            ]
+        if not due:
+            return POLL
+        return min(max(min(due) - now, 0.005), POLL)
+
+    def _deliver_url(self, url: str, url_masked: str, ids: list[int]) -> None:
+        """Send ``ids`` (all to ``url``) one after another, each its own claim.
+
+        A failure holds the URL back (backoff per URL as well as per row):
+        the rows behind a failing one would only fail too.
+        """
+        try:
+            store = self._thread_store()
+            for row_id in ids:
+                with self._cond:
+                    if self._delivery_stop:
+                        return
+                report = drain(store, self.policy, ids=[row_id], limit=1)
+                self._count(url_masked, report)
+                for dead in report.dead:
+                    self._dead_letter(store, dead)
+                if report.sent:
+                    with self._cond:
+                        self._held.pop(url, None)
+                elif report.failed:
+                    with self._cond:
+                        failures = self._held.get(url, (0, 0.0))[0] + 1
+                        delay = next_delay(failures, self.policy)
+                        self._held[url] = (failures, time.time() + delay)
+                    log.warning(
+                        "delivery to %s failed (%s); trying it again in %g s",
+                        url_masked,
+                        report.errors.get(row_id, "failed"),
+                        delay,
+                    )
+                    return
+                # dead: past max_age; the next rows (as old?) are tried at once
+        except Exception:
+            log.exception("delivery to %s failed unexpectedly", url_masked)
+        finally:
+            with self._cond:
+                self._busy.discard(url)
+                self._wake = True
+                self._cond.notify_all()
+
+    def _count(self, url_masked: str, report: Any) -> None:
+        for outcome, ids in (("sent", report.sent), ("failed", report.failed)):
+            if ids:
+                self._notifications[(url_masked, outcome)] += len(ids)
+        if report.dead:
+            self._notifications[(url_masked, "dead")] += len(report.dead)
+
+    def _dead_letter(self, store: Store, row_id: int) -> None:
+        row = store.db.execute(
+            "SELECT rule, target, url_masked, attempts, last_error, event_id, title"
+            " FROM outbox WHERE id = ?",
+            (row_id,),
+        ).fetchone()
+        if row is None:
+            return
+        rule, target, url_masked, attempts, error, event_id, title = row
+        if rule == ADMIN_RULE:  # never report a report: that could loop forever
+            log.error("a report to the admin target (%s) is a dead letter: %s", url_masked, error)
+            return
+        self.report_to_admin(
+            f"retro-router: a notification to {target} could not be delivered",
+            f"Outbox row #{row_id} (event #{event_id}, rule {rule}) to {url_masked}"
+            f" failed {attempts} times and is kept as a dead letter.\n"
+            f"Title: {title}\nLast error: {error}\n"
+            f"Retry it with: router outbox retry {row_id}",
+        )
+
+    # ------------------------------------------------------------------
+    # Timers
+    # ------------------------------------------------------------------
+
+    def _timer_loop(self) -> None:
+        store = self._thread_store()
+        tick = _timers_tick()
+        last_error = None
+        event_log = event_log_path(self.config)
+        while not self.stopping.wait(TIMER_TICK):
+            try:
+                if tick is not None:
+                    report = tick(self.rules.ruleset, store, event_log=event_log)
+                    if report.outbox_ids:
+                        self.wake_delivery()
+                    for error in report.errors:
+                        if error != last_error:
+                            log.error("timers: %s", error)
+                        last_error = error
+                apply_retention(store, self.config.retention)
+            except Exception as exc:
+                if repr(exc) != last_error:  # once per distinct error, not every second
+                    log.exception("timers failed")
+                last_error = repr(exc)
+
+    # ------------------------------------------------------------------
+    # Health and metrics
+    # ------------------------------------------------------------------
+
+    def _rules_status(self) -> dict[str, Any]:
+        rules = self.rules
+        return {
+            "ok": bool(rules.last_reload_ok),
+            "rules": len(rules.ruleset.rules),
+            "reloads": int(rules.reloads),
+            "last_reload": rules.last_reload_time,
+            "errors": list(rules.last_errors),
+        }
+
+    def health(self) -> dict[str, Any]:
+        with self._ingest_lock:
+            assert self._ingest_store is not None
+            depth = self._ingest_store.outbox_depth()
+        return {
+            "ok": True,
+            "ruleset": self._rules_status(),
+            "outbox_depth": depth,
+            "uptime_seconds": round(time.time() - self.started, 3),
+        }
+
+    def _scan_journal(self, store: Store) -> None:
+        """Count the events journaled since the last look (by this service
+        or by handlers that fell back to the inline path)."""
+        rows = store.db.execute(
+            "SELECT id, name, origin, decisions FROM events WHERE id > ? ORDER BY id",
+            (self._seen_id,),
+        ).fetchall()
+        for row_id, name, origin, decisions in rows:
+            self._events[name] += 1
+            if origin == "handler":
+                self._fallbacks += 1
+            with contextlib.suppress(ValueError, TypeError, AttributeError):
+                for decision in json.loads(decisions):
+                    if decision.get("matched"):
+                        self._matches[str(decision.get("label"))] += 1
+            self._seen_id = int(row_id)
+
+    def metrics_text(self) -> str:
+        with self._ingest_lock:
+            assert self._ingest_store is not None
+            store = self._ingest_store
+            self._scan_journal(store)
+            depth = store.outbox_depth()
+            dead = store.db.execute("SELECT COUNT(*) FROM outbox WHERE state = 'dead'").fetchone()
+            events, matches = dict(self._events), dict(self._matches)
+            fallbacks = self._fallbacks
+        status = self._rules_status()
+        lines: list[str] = []
+
+        def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, Any]]) -> None:
+            lines.append(f"# HELP router_{name} {help_text}")
+            lines.append(f"# TYPE router_{name} {kind}")
+            for labels, value in samples:
+                lines.append(f"router_{name}{labels} {value}")
+
+        metric(
+            "events_total",
+            "counter",
+            "Events journaled since the service started, by event name.",
+            [(f'{{event="{_label(k)}"}}', v) for k, v in sorted(events.items())],
+        )
+        metric(
+            "rule_matches_total",
+            "counter",
+            "Events a rule matched since the service started.",
+            [(f'{{rule="{_label(k)}"}}', v) for k, v in sorted(matches.items())],
+        )
+        metric(
+            "notifications_total",
+            "counter",
+            "Sends by this service, by masked target URL and outcome (sent, failed, dead).",
+            [
+                (f'{{target="{_label(t)}",outcome="{o}"}}', v)
+                for (t, o), v in sorted(self._notifications.copy().items())
+            ],
+        )
+        metric("outbox_depth", "gauge", "Outbox rows waiting to be sent.", [("", depth)])
+        metric("outbox_dead", "gauge", "Dead letters kept in the outbox.", [("", dead[0])])
+        metric(
+            "ruleset_last_reload_successful",
+            "gauge",
+            "1 if the last load of the rules succeeded, 0 if it had errors.",
+            [("", int(status["ok"]))],
+        )
+        metric(
+            "ruleset_last_reload_timestamp_seconds",
+            "gauge",
+            "When the rules were last loaded or found broken (Unix time).",
+            [("", f"{status['last_reload']:.3f}")],
+        )
+        metric("ruleset_rules", "gauge", "Rules in force.", [("", status["rules"])])
+        metric(
+            "ruleset_reloads_total",
+            "counter",
+            "Good rule edits swapped in since the service started.",
+            [("", status["reloads"])],
+        )
+        metric(
+            "handler_fallbacks_total",
+            "counter",
+            "Events handlers journaled on the inline path since the service started.",
+            [("", fallbacks)],
+        )
+        metric(
+            "admin_reports_total",
+            "counter",
+            "Reports queued to the admin target since the service started.",
+            [("", self._admin_reports)],
+        )
+        return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------
+# router serve
+# ---------------------------------------------------------------------------
+
+
+def serve(config: Config, *, listen: Optional[str] = None, poll: bool = False) -> int:
+    """Run the service until SIGTERM or SIGINT. Returns the exit status."""
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(name)s %(levelname)s: %(message)s",
+    )
+    # Apprise's own log lines are not masked and say little: delivery captures
+    # them for the outbox's (masked) error, and the service logs that instead.
+    apprise_log = logging.getLogger("apprise")
+    apprise_log.setLevel(logging.WARNING)
+    apprise_log.propagate = False
+    apprise_log.addHandler(logging.NullHandler())
+    try:
+        service = Service(config, listen=listen, poll=poll)
+    except (ConfigError, ValueError, RuntimeError) as exc:
+        log.error("cannot start: %s", exc)
+        return 2
+
+    def on_signal(number: int, _frame: Any) -> None:
+        if service.stopping.is_set():
+            log.info("already stopping (signal %d)", number)
+        service.request_stop()
+
+    def on_hangup(_number: int, _frame: Any) -> None:
+        if service.rules is not None:
+            threading.Thread(target=service.rules.reload_now, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, on_hangup)
+    try:
+        service.start()
+    except (RuntimeError, OSError, ConfigError) as exc:
+        log.error("cannot start: %s", exc)
+        service.stop()
+        return 2
+    while not service.stopping.wait(1.0):
+        pass
+    service.stop()
+    return 0
