@@ -1,0 +1,493 @@
+"""Timers: ``expect`` windows and ``digest`` flushes, read from the store.
+
+``tick(ruleset, store)`` does whatever has come due by now, and nothing
+else; the service calls it about once a second, and the inline handler
+after each event, so both work without the other. Every window lives in
+the store (``expect_state``, ``digest_items``), never in memory: a restart
+picks up where the last process left off, and two processes ticking at
+once (the service and a handler, or several handlers) fire each window
+once, because the firing is claimed in the same transaction that journals
+it and queues its notifications.
+
+expect (LANGUAGE.md): a window is counted from the rule's last match (kept
+with the matching event's journal entry), or from when it was first armed;
+it fires when ``every + grace`` has passed without a match, once per missed
+window, and again each ``every`` while the matches stay missing. A match
+re-arms it. A rule whose pinned fields are all literals (or that pins none)
+has a single window, armed at the first tick that sees the rule; one that
+pins a field to another field gets a window per key at its first match.
+
+digest: a window opens at the first collected event and lasts the rule's
+digest duration; events arriving meanwhile join it. When it closes, one
+notification per target of the rule's notify actions, rendered with the
+last event's fields plus ``events`` (every collected event's fields, in
+order) and ``count``.
+
+Each firing is journaled as a synthetic entry (event ``expect`` or
+``digest``, origin ``timer``), so its outbox rows have an event and
+``router history`` shows it.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from router.dispatch import (
+    TYPE_FOR_STATUS,
+    LocalStep,
+    Notification,
+    Renderer,
+    outbox_items,
+)
+from router.engine import (
+    CompiledRule,
+    History,
+    PlannedAction,
+    RuleDecision,
+    Ruleset,
+    static_expect_key,
+)
+from router.events import Event, canonical_name
+from router.language import nodes as n
+from router.store import DigestBatch, ExpectState, JournalEntry, OutboxItem, Store
+
+#: Deadlines are sums of floats read back from SQLite: equal within this.
+EPSILON = 1e-6
+#: Items of a digest rule that is not in the ruleset are kept this long past
+#: their window (a broken or stale ruleset in one process must not lose them),
+#: then dropped with a journaled error.
+ORPHAN_DIGEST_AFTER = 86400.0
+#: An overdue expect is a warning unless its notify says otherwise.
+EXPECT_TYPE = "warning"
+_SEVERITY = {"failure": 3, "warning": 2, "success": 1}
+
+# ---------------------------------------------------------------------------
+# Built-in messages (notify without title or body)
+# ---------------------------------------------------------------------------
+
+EXPECT_TITLE = "No {{ expected }} for {{ overdue | duration }} (rule '{{ rule }}')"
+EXPECT_BODY = (
+    "Rule '{{ rule }}' expects {{ expected }}"
+    "{% if condition %} where {{ condition }}{% endif %}"
+    " every {{ every | duration }}"
+    "{% if grace %} (grace {{ grace | duration }}){% endif %}.\n"
+    "{% if last %}The last one arrived {{ overdue | duration }} ago,"
+    " at {{ last.received | datetime }}.\n"
+    "{% else %}None has arrived in the {{ overdue | duration }} the router has been"
+    " watching for it.\n{% endif %}"
+    "Host: {{ host }}, checked {{ received | datetime }}"
+)
+DIGEST_TITLE = "{{ rule }}: {{ count }} event{{ '' if count == 1 else 's' }}"
+DIGEST_BODY = (
+    "{{ count }} event{{ '' if count == 1 else 's' }} matched rule '{{ rule }}'"
+    "{% if count > 1 %} between {{ events[0].received | datetime }}"
+    " and {{ events[-1].received | datetime }}{% else %}"
+    " at {{ events[0].received | datetime }}{% endif %}:\n"
+    "{% for line in summaries %}- {{ line }}\n{% endfor %}"
+    "Host: {{ host }}"
+)
+
+
+# ---------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Fired:
+    """One timer that went off: its journal entry and outbox rows."""
+
+    kind: str  # "expect" or "digest"
+    rule: str
+    key: str
+    event_id: int
+    outbox_ids: list[int]
+    #: digest: how many events it collected.
+    count: int = 0
+    #: expect: how long since the last match (or the arming).
+    overdue: Optional[timedelta] = None
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TickReport:
+    now: float
+    fired: list[Fired] = field(default_factory=list)
+    #: Expect windows started by this tick: (rule, key).
+    armed: list[tuple[str, str]] = field(default_factory=list)
+    #: Problems that kept a timer from running (its state is unchanged: the
+    #: next tick tries again). Rendering problems are in each Fired and its
+    #: journal entry instead.
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def outbox_ids(self) -> list[int]:
+        return [row for fired in self.fired for row in fired.outbox_ids]
+
+
+# ---------------------------------------------------------------------------
+# tick
+# ---------------------------------------------------------------------------
+
+
+def tick(
+    ruleset: Ruleset,
+    store: Store,
+    now: Optional[float] = None,
+    *,
+    event_log: Optional[Union[str, Path]] = None,
+) -> TickReport:
+    """Fire the expect windows and flush the digests due at ``now``.
+
+    Never raises for a timer's failure (it lands in the report's errors,
+    and the timer is retried at the next tick): the inline handler calls
+    this with Retrospect waiting. ``event_log`` is where a ``log`` action
+    without ``to`` writes (default: events.log in the store's directory).
+    """
+    now = time.time() if now is None else now
+    report = TickReport(now)
+    log_path = _event_log(store, event_log)
+    for part in (_tick_expects, _tick_digests):
+        try:
+            part(ruleset, store, now, report, log_path)
+        except Exception as exc:  # noqa: BLE001 - a broken timer must not stop the caller
+            report.errors.append(f"{part.__name__[6:]}: {type(exc).__name__}: {exc}")
+    return report
+
+
+def _event_log(store: Store, event_log: Optional[Union[str, Path]]) -> Optional[Path]:
+    if event_log is not None:
+        return Path(event_log)
+    if store.state_dir is None:
+        return None
+    from router.config import EVENT_LOG_NAME
+
+    return store.state_dir / EVENT_LOG_NAME
+
+
+# -- expect
+
+
+def _tick_expects(
+    ruleset: Ruleset, store: Store, now: float, report: TickReport, log: Optional[Path]
+) -> None:
+    if not ruleset.expects:
+        return
+    states: dict[str, list[ExpectState]] = {}
+    for state in store.expect_states():
+        states.setdefault(state.rule, []).append(state)
+    to_arm = []
+    windows: list[tuple[CompiledRule, ExpectState]] = []
+    for rule in ruleset.expects:
+        known = states.get(rule.label, [])
+        key = static_expect_key(rule)
+        if key is None:  # keys come from matches
+            windows.extend((rule, state) for state in known)
+            continue
+        # A rule with one known key: an old row under another key is a
+        # leftover of an edited rule and is not watched.
+        state = next((s for s in known if s.key == key), None)
+        if state is None:
+            to_arm.append((rule.label, key))
+            state = ExpectState(rule.label, key, now, None, None, None)
+        windows.append((rule, state))
+    if to_arm:
+        store.arm_expects(to_arm, now)
+        report.armed.extend(to_arm)
+    for rule, state in windows:
+        deadline = due_deadline(rule, state, now)
+        if deadline is None:
+            continue
+        try:
+            fired = fire_expect(ruleset, store, rule, state, deadline, now, log)
+        except Exception as exc:  # noqa: BLE001 - the others still run
+            report.errors.append(f"expect '{rule.label}': {type(exc).__name__}: {exc}")
+            continue
+        if fired is not None:
+            report.fired.append(fired)
+
+
+def due_deadline(rule: CompiledRule, state: ExpectState, now: float) -> Optional[float]:
+    """The deadline of the missed window to fire for at ``now``, or None.
+
+    The first window ends ``every + grace`` after the base (last match or
+    arming); each later one ``every`` after the previous. Only the latest
+    missed window fires: a router that was down for three windows sends one
+    notification, not three.
+    """
+    every_delta = rule.rule.every
+    if every_delta is None or every_delta.total_seconds() <= 0:
+        return None
+    every = every_delta.total_seconds()
+    grace = rule.rule.grace.total_seconds() if rule.rule.grace else 0.0
+    first = state.base + every + grace
+    if now < first:
+        return None
+    deadline = first + ((now - first) // every) * every
+    if state.fired_for is not None and state.fired_for >= deadline - EPSILON:
+        return None
+    return deadline
+
+
+def expect_variables(
+    ruleset: Ruleset, rule: CompiledRule, state: ExpectState, now: float
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The fields an expect rule's templates see (pinned fields, host,
+    received) and its extra variables (rule, overdue, last, and what the
+    built-in message says)."""
+    pinned: dict[str, Any] = {}
+    for name in rule.pinned:
+        if state.last_fields is not None and name in state.last_fields:
+            pinned[name] = state.last_fields[name]
+        elif rule.pinned_values is not None and name in rule.pinned_values:
+            pinned[name] = rule.pinned_values[name]
+    fields = {"host": socket.gethostname(), "received": datetime.fromtimestamp(now), **pinned}
+    names = [canonical_name(name) or name for name, _ in rule.rule.events]
+    condition = rule.rule.condition
+    extra = {
+        "rule": rule.label,
+        "overdue": timedelta(seconds=now - state.base),
+        "last": dict(state.last_fields) if state.last_fields is not None else None,
+        "expected": " or ".join(names) if names else "event",
+        "condition": ruleset.source_text(condition.span) if condition is not None else "",
+        "every": rule.rule.every,
+        "grace": rule.rule.grace,
+    }
+    return fields, extra
+
+
+def fire_expect(
+    ruleset: Ruleset,
+    store: Store,
+    rule: CompiledRule,
+    state: ExpectState,
+    deadline: float,
+    now: float,
+    log: Optional[Path] = None,
+) -> Optional[Fired]:
+    """Render, journal and queue one expect window's notifications; None when
+    another process fired it (or a match re-armed it) first."""
+    fields, extra = expect_variables(ruleset, rule, state, now)
+    event = Event(name="expect", known=False, fields=fields, args=[])
+    renderer = Renderer(ruleset, event, fields, History())
+    notifications: list[Notification] = []
+    steps: list[LocalStep] = []
+    skipped: list[str] = []
+    for action in rule.rule.actions:
+        if isinstance(action, n.Notify):
+            notifications.extend(
+                _notifications(
+                    renderer,
+                    rule.label,
+                    action,
+                    renderer.variables(PlannedAction(rule, action, extra)),
+                    (EXPECT_TITLE, EXPECT_BODY),
+                    EXPECT_TYPE,
+                )
+            )
+        elif isinstance(action, n.Log):
+            step = renderer.step(PlannedAction(rule, action, extra), action)
+            if step is not None:
+                steps.append(step)
+        elif isinstance(action, (n.Run, n.Abort)):
+            kind = "run" if isinstance(action, n.Run) else "abort"
+            skipped.append(
+                f"'{kind}' in expect rule '{rule.label}' at {action.span} was not performed:"
+                " a timer has no event, and no Retrospect waiting on this machine"
+            )
+    items, problems = outbox_items(ruleset, notifications)
+    errors = renderer.errors + problems + skipped
+    identity = rule.label + (f"\x1f{state.key}" if state.key else "")
+    overdue = extra["overdue"]
+    entry = JournalEntry(
+        received=fields["received"],
+        name="expect",
+        identity=identity,
+        status=EXPECT_TYPE,
+        streak=1,
+        host=fields["host"],
+        fields={
+            "rule": rule.label,
+            **{k: v for k, v in fields.items() if k not in ("host", "received")},
+            "overdue": overdue,
+            "since": datetime.fromtimestamp(state.base),
+            "window_end": datetime.fromtimestamp(deadline),
+            "matched_before": state.last_match is not None,
+        },
+        args=[],
+        decisions=[asdict(RuleDecision(rule.label, True))],
+        steps=[{"kind": s.kind, "rule": s.rule, "outcome": "pending"} for s in steps],
+        errors=errors,
+        origin="timer",
+    )
+    recorded = store.fire_expect(entry, items, state, deadline, now)
+    if recorded is None:
+        return None
+    event_id, ids = recorded
+    _perform_logs(store, event_id, steps, log)
+    return Fired("expect", rule.label, state.key, event_id, ids, overdue=overdue, errors=errors)
+
+
+# -- digest
+
+
+def _tick_digests(
+    ruleset: Ruleset, store: Store, now: float, report: TickReport, log: Optional[Path]
+) -> None:
+    batches = store.due_digests(now)
+    if not batches:
+        return
+    rules = {rule.label: rule for rule in ruleset.rules}
+    for batch in batches:
+        rule = rules.get(batch.rule)
+        if rule is None and now - batch.window_end < ORPHAN_DIGEST_AFTER:
+            continue  # perhaps this process's ruleset is stale: leave it to another tick
+        try:
+            fired = flush_digest(ruleset, store, rule, batch, now)
+        except Exception as exc:  # noqa: BLE001 - the others still run
+            report.errors.append(f"digest '{batch.rule}': {type(exc).__name__}: {exc}")
+            continue
+        if fired is not None:
+            report.fired.append(fired)
+
+
+def flush_digest(
+    ruleset: Ruleset,
+    store: Store,
+    rule: Optional[CompiledRule],
+    batch: DigestBatch,
+    now: float,
+) -> Optional[Fired]:
+    """One notification per target for a closed digest window: journaled,
+    queued and the items forgotten in one transaction. ``rule`` None (no
+    longer in the rules) journals the loss instead. None when another
+    process flushed the window first."""
+    events = [item.fields for item in batch.items]
+    count = len(events)
+    last = dict(events[-1])
+    notifications: list[Notification] = []
+    errors: list[str] = []
+    if rule is None:
+        errors.append(
+            f"rule '{batch.rule}' is no longer in the rules: its digest of {count}"
+            f" event{'s' if count != 1 else ''} was not sent"
+        )
+    else:
+        previous = store.previous_of(batch.items[-1].event_id)
+        name = str(last.get("event", ""))
+        event = Event(name=name, known=canonical_name(name) is not None, fields=last, args=[])
+        renderer = Renderer(ruleset, event, last, History(previous=previous))
+        notifies = [a for a in rule.rule.actions if isinstance(a, n.Notify)]
+        extra: dict[str, Any] = {
+            "rule": rule.label,
+            "suppressed": 0,
+            "events": events,
+            "count": count,
+        }
+        if any(a.title is None or a.body is None for a in notifies):
+            extra["summaries"] = _summaries(rule.label, events)
+        worst = max((str(e.get("status", "info")) for e in events), key=_severity)
+        for action in notifies:
+            variables = renderer.variables(PlannedAction(rule, action, extra))
+            notifications.extend(
+                _notifications(
+                    renderer,
+                    rule.label,
+                    action,
+                    variables,
+                    (DIGEST_TITLE, DIGEST_BODY),
+                    TYPE_FOR_STATUS.get(worst, "info"),
+                )
+            )
+        if not notifies:
+            errors.append(
+                f"rule '{rule.label}' has no notify action any more: its digest of {count}"
+                f" event{'s' if count != 1 else ''} was not sent"
+            )
+        errors.extend(renderer.errors)
+    items: list[OutboxItem] = []
+    if notifications:
+        items, problems = outbox_items(ruleset, notifications)
+        errors.extend(problems)
+    statuses = [str(e.get("status", "info")) for e in events]
+    entry = JournalEntry(
+        received=datetime.fromtimestamp(now),
+        name="digest",
+        identity=batch.rule + (f"\x1f{batch.key}" if batch.key else ""),
+        status=max(statuses, key=_severity),
+        streak=1,
+        host=socket.gethostname(),
+        fields={
+            "rule": batch.rule,
+            "key": batch.key,
+            "count": count,
+            "first": events[0].get("received"),
+            "last": last.get("received"),
+            "window_end": datetime.fromtimestamp(batch.window_end),
+            "event_ids": [item.event_id for item in batch.items],
+        },
+        args=[],
+        decisions=[asdict(RuleDecision(batch.rule, True))],
+        errors=errors,
+        origin="timer",
+    )
+    recorded = store.flush_digest(entry, items, batch, now)
+    if recorded is None:
+        return None
+    event_id, ids = recorded
+    return Fired("digest", batch.rule, batch.key, event_id, ids, count=count, errors=errors)
+
+
+def _summaries(label: str, events: list[dict[str, Any]]) -> list[str]:
+    """Each collected event's built-in title, for the built-in digest body."""
+    from router.templates import default_message, event_variables, render_title
+
+    lines = []
+    for fields in events:
+        title, _ = default_message(str(fields.get("event", "")))
+        lines.append(render_title(title, event_variables(fields, {}, {"rule": label})).text)
+    return lines
+
+
+def _severity(status: str) -> int:
+    return _SEVERITY.get(status, 0)
+
+
+# -- shared
+
+
+def _notifications(
+    renderer: Renderer,
+    label: str,
+    action: n.Notify,
+    variables: dict[str, Any],
+    default: tuple[str, str],
+    default_type: str,
+) -> list[Notification]:
+    title = renderer.text(action.title, variables, default[0], one_line=True)
+    body = renderer.text(action.body, variables, default[1])
+    kind = action.type[0] if action.type else default_type
+    body_format = action.format[0] if action.format else "text"
+    return [Notification(label, name, title, body, kind, body_format) for name, _ in action.targets]
+
+
+def _perform_logs(store: Store, event_id: int, steps: list[LocalStep], log: Optional[Path]) -> None:
+    """A timer's ``log`` lines, after its journal entry (as the handler does)."""
+    if not steps:
+        return
+    from router.handler import append_log
+
+    outcomes = []
+    for step in steps:
+        if step.path is None and log is None:
+            outcomes.append(
+                {"kind": "log", "rule": step.rule, "outcome": "error", "error": "no event log"}
+            )
+            continue
+        outcomes.append(append_log(step, log))
+    store.record_steps(event_id, outcomes)
