@@ -1,0 +1,409 @@
+"""Benchmark: the service (``router serve``) against DESIGN.md's numbers.
+
+With ``router serve`` running on 100 rules (bench/handler.py's set: one rule
+matches EndScript Daily -530 and notifies a local HTTP sink), in one run:
+
+  handler    the real console script as Retrospect runs it (fresh process,
+             bare environment), through the service's local socket, vs
+             ``python -I -S -c pass`` interleaved: median at most 3x.
+             Measured twice: as installed in this venv, and as a regular
+             (non-editable) install would run it. An editable install's
+             ``site`` imports setuptools' path finder on every start, which
+             by itself costs more than the fast path does.
+  latency    handler start to the notification's arrival at the sink
+             (the service delivers it): p50 under 100 ms.
+  burst      8 handlers at once x 500 events each: 0 lost, 0 "database is
+             locked", handler p99 under 150 ms.
+  reload     a rule file edited while the service runs, to the new ruleset
+             in force (``/healthz`` shows the reload): p95 under 500 ms.
+
+Run by hand: ``python bench/service.py`` with the venv's python. A report,
+not a test: exit 0 whether or not the targets are met (OVER TARGET says
+which), 1 if something is wrong (an event lost, a request missing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+import shutil
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Optional
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+EVENT = ["EndScript", "Daily", "0", "-530"]
+RUNS = 30
+BURST = 500
+RELOADS = 20
+TARGET_RATIO = 3.0
+TARGET_LATENCY_MS = 100.0
+TARGET_BURST_P99_MS = 150.0
+TARGET_RELOAD_P95_MS = 500.0
+
+
+def _bench_handler() -> Any:
+    """bench/handler.py, for its 100 rules (one source for both benchmarks)."""
+    spec = importlib.util.spec_from_file_location(
+        "bench_handler", Path(__file__).parent / "handler.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# ---------------------------------------------------------------------------
+# The sink: records when each notification arrived, by its body
+# ---------------------------------------------------------------------------
+
+
+class Sink(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _SinkHandler)
+        self.arrivals: dict[str, list[float]] = {}
+        self.cond = threading.Condition()
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self.server_address[1]
+
+    def count(self) -> int:
+        with self.cond:
+            return sum(len(times) for times in self.arrivals.values())
+
+    def wait_for(self, body: str, timeout: float) -> Optional[float]:
+        with self.cond:
+            if self.cond.wait_for(lambda: body in self.arrivals, timeout):
+                return self.arrivals[body][0]
+        return None
+
+    def wait_count(self, count: int, timeout: float) -> bool:
+        with self.cond:
+            return self.cond.wait_for(
+                lambda: sum(len(t) for t in self.arrivals.values()) >= count, timeout
+            )
+
+    def __enter__(self) -> Sink:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class _SinkHandler(BaseHTTPRequestHandler):
+    server: Sink
+
+    def do_POST(self) -> None:  # noqa: N802
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        at = time.perf_counter()
+        try:
+            key = str(json.loads(body)["message"])
+        except (ValueError, KeyError, TypeError):
+            key = body.decode("utf-8", "replace")
+        with self.server.cond:
+            self.server.arrivals.setdefault(key, []).append(at)
+            self.server.cond.notify_all()
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+
+# ---------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    rank = max(1, math.ceil(round(len(ordered) * fraction, 9)))
+    return ordered[rank - 1]
+
+
+def line(name: str, values: list[float]) -> str:
+    return (
+        f"  {name:<40} median {statistics.median(values):6.1f} ms   p90"
+        f" {percentile(values, 0.9):6.1f} ms   min {min(values):6.1f} ms"
+    )
+
+
+def verdict(ok: bool) -> str:
+    return "ok" if ok else "OVER TARGET"
+
+
+def plain_install(base: Path) -> Optional[list[str]]:
+    """A venv with the router on a plain .pth path line, as a regular install
+    has it (no editable finder), and the console script pointed at it."""
+    if os.name != "posix":
+        return None
+    venv = base / "plain-venv"
+    done = subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(venv)], capture_output=True
+    )
+    if done.returncode != 0:
+        return None
+    python = venv / "bin" / "python"
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    # The checkout first (the package), then this venv's site-packages (the
+    # dependencies, for the inline fallback); .pth files there are not run.
+    deps = sysconfig.get_paths()["purelib"]
+    Path(purelib, "retro_router.pth").write_text(f"{REPO_ROOT}\n{deps}\n", encoding="utf-8")
+    script = venv / "bin" / "retroeventhandler"
+    source = (BIN / "retroeventhandler").read_text(encoding="utf-8").splitlines()
+    script.write_text("\n".join([f"#!{python}", *source[1:]]) + "\n", encoding="utf-8")
+    script.chmod(0o755)
+    return [str(script)]
+
+
+# ---------------------------------------------------------------------------
+# The measurements
+# ---------------------------------------------------------------------------
+
+
+def measure_handler(
+    handlers: dict[str, list[str]], env: dict[str, str], sink: Sink, runs: int, start: int
+) -> tuple[dict[str, list[float]], list[float], list[float]]:
+    """Interleaved runs of each handler and of the floor; the latency from
+    each handler run's start to its notification at the sink."""
+    times: dict[str, list[float]] = {name: [] for name in handlers}
+    floor: list[float] = []
+    latency: list[float] = []
+    number = start
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-I", "-S", "-c", "pass"], env=env)
+        floor.append((time.perf_counter() - started) * 1000)
+        for name, argv in handlers.items():
+            number += 1
+            message = f"error #{number}"
+            started = time.perf_counter()
+            done = subprocess.run([*argv, *EVENT, message], env=env, capture_output=True)
+            times[name].append((time.perf_counter() - started) * 1000)
+            if done.returncode != 0 or done.stderr:
+                raise SystemExit(f"{name} failed: {done.returncode} {done.stderr!r}")
+            arrived = sink.wait_for(f"Daily stopped with error -530: {message}", 10)
+            if arrived is None:
+                raise SystemExit(f"no notification for run {number}")
+            latency.append((arrived - started) * 1000)
+    return times, floor, latency
+
+
+def measure_burst(
+    handler: list[str], env: dict[str, str], sink: Sink, per_worker: int
+) -> tuple[list[float], list[str]]:
+    seconds: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def worker(index: int) -> None:
+        for number in range(per_worker):
+            message = f"burst {index}-{number}"
+            started = time.perf_counter()
+            done = subprocess.run([*handler, *EVENT, message], env=env, capture_output=True)
+            elapsed = (time.perf_counter() - started) * 1000
+            with lock:
+                seconds.append(elapsed)
+                if done.returncode != 0 or done.stderr:
+                    errors.append(done.stderr.decode("utf-8", "replace"))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return seconds, errors
+
+
+def healthz(port: int) -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
+        return json.loads(response.read())
+
+
+def measure_reload(rules_dir: Path, port: int, count: int) -> list[float]:
+    edit = rules_dir / "edit.rules"
+    times: list[float] = []
+    for number in range(count):
+        before = healthz(port)["ruleset"]["reloads"]
+        text = f'rule "edited" on EndApp notify sink title "edit {number}"\n'
+        started = time.perf_counter()
+        edit.write_text(text, encoding="utf-8")  # in place, as most editors' save
+        deadline = started + 10
+        while healthz(port)["ruleset"]["reloads"] == before:
+            if time.perf_counter() > deadline:
+                raise SystemExit(f"edit {number} was not reloaded within 10 s")
+            time.sleep(0.005)
+        times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=RUNS)
+    parser.add_argument("--burst", type=int, default=BURST, help="events per handler (8 handlers)")
+    parser.add_argument("--reloads", type=int, default=RELOADS)
+    options = parser.parse_args()
+    bench_handler = _bench_handler()
+
+    with tempfile.TemporaryDirectory(prefix="retro-router-bench-") as temp, Sink() as sink:
+        base = Path(temp)
+        config, state = bench_handler.setup(base, sink.port)
+        port = bench_handler_free_port()
+        config.write_text(config.read_text() + f'listen = "127.0.0.1:{port}"\n', encoding="utf-8")
+        (base / "rules").chmod(0o700)
+        home = base / "home"
+        home.mkdir()
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(home),
+            "ROUTER_CONFIG": str(config),
+        }
+        router = shutil.which("router", path=str(BIN)) or "router"
+        log_path = base / "serve.log"
+        with log_path.open("wb") as log:
+            service = subprocess.Popen(
+                [router, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+        try:
+            deadline = time.monotonic() + 60
+            while "ready:" not in log_path.read_text(errors="replace"):
+                if service.poll() is not None or time.monotonic() > deadline:
+                    print(log_path.read_text(errors="replace"))
+                    return 1
+                time.sleep(0.02)
+            return run(options, base, env, sink, port, state, log_path)
+        finally:
+            service.send_signal(signal.SIGTERM)
+            service.wait(timeout=120)
+
+
+def bench_handler_free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def run(
+    options: argparse.Namespace,
+    base: Path,
+    env: dict[str, str],
+    sink: Sink,
+    port: int,
+    state: Path,
+    log_path: Path,
+) -> int:
+    console = [str(BIN / "retroeventhandler")]
+    handlers = {"console script, this venv (editable)": console}
+    plain = plain_install(base)
+    if plain is not None:
+        handlers["console script, regular install"] = plain
+    # Warm-up: byte-code caches, the service's first render and send.
+    measure_handler(handlers, env, sink, 2, 0)
+    runs = max(options.runs, 1)
+    times, floor, latency = measure_handler(handlers, env, sink, runs, 1000)
+
+    def journaled() -> tuple[int, dict[str, int]]:
+        with sqlite3.connect(str(state / "router.sqlite3")) as db:
+            rows = db.execute("SELECT origin, COUNT(*) FROM events GROUP BY origin").fetchall()
+        return sum(n for _, n in rows), dict(rows)
+
+    print(f"router serve, 100 rules (1 matching); python {sys.version.split()[0]}")
+    print()
+    print(f"handler wall time, service up, matching event ({runs} runs each, interleaved)")
+    for name, values in times.items():
+        print(line(name, values))
+    print(line("python -I -S -c pass", floor))
+    floor_median = statistics.median(floor)
+    for name, values in times.items():
+        ratio = statistics.median(values) / floor_median
+        print(
+            f"  {name}: {ratio:.1f}x the floor; target at most {TARGET_RATIO:g}x:"
+            f" {verdict(ratio <= TARGET_RATIO)}"
+        )
+    site = []
+    for _ in range(10):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], env=env)
+        site.append((time.perf_counter() - started) * 1000)
+    print(f"  (python -c pass in this venv, i.e. site alone: {statistics.median(site):.1f} ms)")
+    print()
+    p50 = statistics.median(latency)
+    print("event to notification at a local HTTP sink, service up (handler start to arrival)")
+    print(
+        f"  p50 {p50:.1f} ms   p90 {percentile(latency, 0.9):.1f} ms   max {max(latency):.1f} ms;"
+        f" target p50 under {TARGET_LATENCY_MS:.0f} ms: {verdict(p50 < TARGET_LATENCY_MS)}"
+    )
+    print()
+
+    burst = max(options.burst, 1)
+    lost_total = locked_total = failed_total = missing = 0
+    for name, argv in handlers.items():
+        before_total, _ = journaled()
+        before_sink = sink.count()
+        started = time.perf_counter()
+        seconds, errors = measure_burst(argv, env, sink, burst)
+        wall = time.perf_counter() - started
+        delivered = sink.wait_count(before_sink + 8 * burst, 300)
+        total, origins = journaled()
+        lost = before_total + 8 * burst - total
+        locked = sum("database is locked" in e for e in errors)
+        locked += log_path.read_text(errors="replace").count("database is locked")
+        p99 = percentile(seconds, 0.99)
+        print(f"8 handlers x {burst} events at once, {name} ({wall:.1f} s)")
+        print(
+            f"  handler p50 {statistics.median(seconds):.1f} ms   p99 {p99:.1f} ms;"
+            f" target p99 under {TARGET_BURST_P99_MS:.0f} ms:"
+            f" {verdict(p99 < TARGET_BURST_P99_MS)}"
+        )
+        print(
+            f"  lost {lost}, 'database is locked' {locked}, failed runs {len(errors)},"
+            f" journal so far by origin {origins},"
+            f" notifications {'all delivered' if delivered else 'MISSING'}"
+        )
+        lost_total += lost
+        locked_total += locked
+        failed_total += len(errors)
+        missing += not delivered
+    print()
+
+    reloads = measure_reload(base / "rules", port, max(options.reloads, 1))
+    p95 = percentile(reloads, 0.95)
+    print(f"rule edit to live ruleset ({len(reloads)} edits, until /healthz shows the reload)")
+    print(
+        f"  p50 {statistics.median(reloads):.0f} ms   p95 {p95:.0f} ms;"
+        f" target p95 under {TARGET_RELOAD_P95_MS:.0f} ms: {verdict(p95 < TARGET_RELOAD_P95_MS)}"
+    )
+    return 1 if lost_total or locked_total or failed_total or missing else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
