@@ -615,7 +615,7 @@ def handle(args: list[str], config_path: Optional[str] = None, uid: Optional[str
             sys.stderr.write(f"retroeventhandler: {problem}\n")
         outcome = process(event, loaded.ruleset, store, extra_errors=problems, uid=uid)
         try:
-            return finish(outcome, store, config)
+            return finish(outcome, store, config, loaded.ruleset)
         except Exception as exc:  # the event is journaled: note the failure there
             message = f"internal error after journaling: {type(exc).__name__}: {exc}"
             sys.stderr.write(f"retroeventhandler: {message}\n")
@@ -626,8 +626,9 @@ def handle(args: list[str], config_path: Optional[str] = None, uid: Optional[str
         store.close()
 
 
-def finish(outcome: Any, store: Any, config: Any) -> int:
-    """Local steps, then delivery within the deadline. Returns the exit status."""
+def finish(outcome: Any, store: Any, config: Any, ruleset: Any = None) -> int:
+    """Local steps, the timers (when ``ruleset`` is given), then delivery
+    within the deadline. Returns the exit status."""
     from router.config import event_log_path
     from router.delivery import DeliveryPolicy, drain
     from router.store import apply_retention
@@ -635,6 +636,8 @@ def finish(outcome: Any, store: Any, config: Any) -> int:
     results, aborted = perform_steps(outcome.steps, event_log_path(config))
     if outcome.event_id is not None and results:
         store.record_steps(outcome.event_id, results)
+    if ruleset is not None:
+        _tick_timers(ruleset, store, config)
     policy = DeliveryPolicy.from_config(config.raw)
     deadline = time.time() + policy.deadline
     drain(store, policy, deadline=deadline, ids=outcome.outbox_ids)
@@ -642,6 +645,20 @@ def finish(outcome: Any, store: Any, config: Any) -> int:
         drain(store, policy, deadline=deadline)  # older rows still waiting
     apply_retention(store, config.retention)
     return 1 if aborted else 0
+
+
+def _tick_timers(ruleset: Any, store: Any, config: Any) -> None:
+    """Without a service, handlers run the timers (expect windows, digests)
+    that have come due; their rows are delivered with the event's."""
+    from router.config import event_log_path
+
+    try:
+        from router.timers import tick
+    except ImportError:
+        return
+    report = tick(ruleset, store, event_log=event_log_path(config))
+    for error in report.errors:
+        sys.stderr.write(f"retroeventhandler: timers: {error}\n")
 
 
 def _save_unrecorded(args: list[str], error: str) -> None:
