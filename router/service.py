@@ -172,6 +172,7 @@ class Service:
         self._fallbacks = 0
         self._notifications: Counter[tuple[str, str]] = Counter()
         self._admin_reports = 0
+        self._metrics_lock = threading.Lock()
 
     # ------------------------------------------------------------------
     # Lifecycle
@@ -369,7 +370,8 @@ class Service:
         except Exception:
             log.exception("could not queue the report to the admin target")
             return
-        self._admin_reports += 1
+        with self._metrics_lock:
+            self._admin_reports += 1
         self.wake_delivery()
 
     def _on_reload_error(self, errors: list[str]) -> None:
@@ -411,26 +413,38 @@ class Service:
             pool.shutdown(wait=True)  # the sends in flight finish
 
     def _dispatch(self, store: Store, pool: ThreadPoolExecutor) -> None:
-        """Hand the due rows of each idle URL to a worker."""
+        """Hand the due rows of each idle URL to a worker.
+
+        URLs first, then each chosen URL's rows: a long backlog for one
+        (held back, failing) URL must not hide the rows of the others.
+        """
         now = time.time()
-        rows = store.db.execute(
-            "SELECT id, url, url_masked FROM outbox WHERE state = ? AND next_attempt <= ?"
-            " AND claimed_until <= ? ORDER BY next_attempt, id LIMIT 2000",
+        due = store.db.execute(
+            "SELECT url, MIN(url_masked) FROM outbox WHERE state = ? AND next_attempt <= ?"
+            " AND claimed_until <= ? GROUP BY url",
             (PENDING, now, now),
         ).fetchall()
-        groups: dict[str, list[int]] = {}
-        masked: dict[str, str] = {}
-        for row_id, url, url_masked in rows:
-            groups.setdefault(url, []).append(int(row_id))
-            masked[url] = url_masked
         with self._cond:
-            for url, ids in groups.items():
+            chosen = []
+            for url, url_masked in due:
                 if len(self._busy) >= self.policy.concurrency:
                     break
                 if url in self._busy or self._held.get(url, (0, 0.0))[1] > now:
                     continue
                 self._busy.add(url)
-                pool.submit(self._deliver_url, url, masked[url], ids[:BATCH])
+                chosen.append((url, url_masked))
+        for index, (url, url_masked) in enumerate(chosen):
+            try:
+                rows = store.db.execute(
+                    "SELECT id FROM outbox WHERE state = ? AND url = ? AND next_attempt <= ?"
+                    " AND claimed_until <= ? ORDER BY next_attempt, id LIMIT ?",
+                    (PENDING, url, now, now, BATCH),
+                ).fetchall()
+                pool.submit(self._deliver_url, url, url_masked, [int(row[0]) for row in rows])
+            except BaseException:
+                with self._cond:  # not handed over: free them for the next look
+                    self._busy.difference_update(u for u, _ in chosen[index:])
+                raise
 
     def _next_wait(self, store: Store) -> float:
         """Seconds until a row of an idle URL comes due (at most POLL)."""
@@ -493,11 +507,14 @@ class Service:
                 self._cond.notify_all()
 
     def _count(self, url_masked: str, report: Any) -> None:
-        for outcome, ids in (("sent", report.sent), ("failed", report.failed)):
-            if ids:
-                self._notifications[(url_masked, outcome)] += len(ids)
-        if report.dead:
-            self._notifications[(url_masked, "dead")] += len(report.dead)
+        with self._metrics_lock:
+            for outcome, ids in (
+                ("sent", report.sent),
+                ("failed", report.failed),
+                ("dead", report.dead),
+            ):
+                if ids:
+                    self._notifications[(url_masked, outcome)] += len(ids)
 
     def _dead_letter(self, store: Store, row_id: int) -> None:
         row = store.db.execute(
@@ -595,6 +612,9 @@ class Service:
             dead = store.db.execute("SELECT COUNT(*) FROM outbox WHERE state = 'dead'").fetchone()
             events, matches = dict(self._events), dict(self._matches)
             fallbacks = self._fallbacks
+        with self._metrics_lock:
+            notifications = dict(self._notifications)
+            admin_reports = self._admin_reports
         status = self._rules_status()
         lines: list[str] = []
 
@@ -622,7 +642,7 @@ class Service:
             "Sends by this service, by masked target URL and outcome (sent, failed, dead).",
             [
                 (f'{{target="{_label(t)}",outcome="{o}"}}', v)
-                for (t, o), v in sorted(self._notifications.copy().items())
+                for (t, o), v in sorted(notifications.items())
             ],
         )
         metric("outbox_depth", "gauge", "Outbox rows waiting to be sent.", [("", depth)])
@@ -656,7 +676,7 @@ class Service:
             "admin_reports_total",
             "counter",
             "Reports queued to the admin target since the service started.",
-            [("", self._admin_reports)],
+            [("", admin_reports)],
         )
         return "\n".join(lines) + "\n"
 

@@ -29,7 +29,7 @@ from typing import Any, Callable, Optional
 
 import pytest
 from helpers import router_command, write_rules
-from sinks import HANG, OK, free_port
+from sinks import HANG, OK, HttpSink, free_port
 
 from router.urls import mask_url
 
@@ -372,6 +372,27 @@ def test_a_target_down_for_10_s_gets_everything_once_when_it_is_back(router_at, 
     titles = [request.json["title"] for request in http_sink.requests]
     assert sorted(titles) == [f"d{number}" for number in range(5)]  # all, none twice
     assert "delivery to json://127.0.0.1" in router.log()  # failures logged, masked
+
+
+def test_a_hung_target_does_not_delay_another(router_at, http_sink) -> None:
+    fast = HttpSink()
+    fast.start()
+    try:
+        router = router_at(
+            f'target slow = "json://{http_sink.address}/slow"\n'
+            f'target fast = "json://{fast.address}/fast"\n'
+            'rule "both" on EndScript notify slow, fast title "{{ script }}"\n'
+        ).start()
+        http_sink.mode = HANG  # accepts, never answers: each send waits out its timeout
+        started = time.monotonic()
+        for number in range(5):
+            assert router.handler("EndScript", f"h{number}", "0", "0", "ok").returncode == 0
+        titles = [request.json["title"] for request in fast.wait_for(5, timeout=10)]
+        assert sorted(titles) == [f"h{number}" for number in range(5)]
+        # Well before the hung target's rows could have timed out one by one.
+        assert time.monotonic() - started < 5
+    finally:
+        fast.stop()
 
 
 def test_dead_letters_and_broken_rule_edits_are_reported_to_admin(router_at, http_sink) -> None:
