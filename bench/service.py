@@ -217,8 +217,9 @@ def measure_handler(
 
 
 def measure_burst(
-    handler: list[str], env: dict[str, str], sink: Sink, per_worker: int
+    handler: list[str], env: dict[str, str], per_worker: int, event: bool = True
 ) -> tuple[list[float], list[str]]:
+    """8 threads each running ``handler`` ``per_worker`` times, one after another."""
     seconds: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
@@ -226,8 +227,9 @@ def measure_burst(
     def worker(index: int) -> None:
         for number in range(per_worker):
             message = f"burst {index}-{number}"
+            argv = [*handler, *EVENT, message] if event else handler
             started = time.perf_counter()
-            done = subprocess.run([*handler, *EVENT, message], env=env, capture_output=True)
+            done = subprocess.run(argv, env=env, capture_output=True)
             elapsed = (time.perf_counter() - started) * 1000
             with lock:
                 seconds.append(elapsed)
@@ -370,7 +372,7 @@ def run(
         before_total, _ = journaled()
         before_sink = sink.count()
         started = time.perf_counter()
-        seconds, errors = measure_burst(argv, env, sink, burst)
+        seconds, errors = measure_burst(argv, env, burst)
         wall = time.perf_counter() - started
         delivered = sink.wait_count(before_sink + 8 * burst, 300)
         total, origins = journaled()
@@ -393,6 +395,16 @@ def run(
         locked_total += locked
         failed_total += len(errors)
         missing += not delivered
+    # What the machine allows: the same burst of bare interpreters (no router at all).
+    for name, argv in (
+        ("python -I -S -c pass", [sys.executable, "-I", "-S", "-c", "pass"]),
+        ("python -c pass (this venv's site)", [sys.executable, "-c", "pass"]),
+    ):
+        seconds, _ = measure_burst(argv, env, min(burst, 100), event=False)
+        print(
+            f"  for comparison, 8 x {min(burst, 100)} x {name}:"
+            f" p50 {statistics.median(seconds):.1f} ms   p99 {percentile(seconds, 0.99):.1f} ms"
+        )
     print()
 
     reloads = measure_reload(base / "rules", port, max(options.reloads, 1))
