@@ -24,37 +24,17 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.9/3.10 in CI
     import tomli as tomllib
 
+from router import locations
 from router.events import DATE_ORDERS
 
-CONFIG_NAME = "router.toml"
+CONFIG_NAME = locations.CONFIG_NAME
 DEFAULT_RETENTION = 90 * 86400.0
-EVENT_LOG_NAME = "events.log"
 #: The checkout this module was loaded from (its rules/ is the fallback).
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 class ConfigError(Exception):
     """The configuration file exists but cannot be used."""
-
-
-def platform_config_dir() -> Path:
-    if sys.platform == "darwin":
-        return Path("/Library/Application Support/RetroRouter")
-    if sys.platform.startswith("win"):
-        return Path(os.environ.get("PROGRAMDATA", r"C:\ProgramData")) / "RetroRouter"
-    return Path("/etc/retro-router")
-
-
-def default_state_dir() -> Path:
-    """A per-user data directory, as each platform names it."""
-    home = Path.home()
-    if sys.platform == "darwin":
-        return home / "Library" / "Application Support" / "RetroRouter"
-    if sys.platform.startswith("win"):
-        base = os.environ.get("LOCALAPPDATA") or str(home / "AppData" / "Local")
-        return Path(base) / "RetroRouter"
-    base = os.environ.get("XDG_DATA_HOME") or str(home / ".local" / "share")
-    return Path(base) / "retro-router"
 
 
 @dataclass(frozen=True)
@@ -124,14 +104,8 @@ def duration_setting(name: str, value: Any) -> float:
 
 def find_config_file(explicit: Optional[str] = None) -> Optional[Path]:
     """The configuration file to use, or None when there is none."""
-    chosen = explicit or os.environ.get("ROUTER_CONFIG")
-    if chosen:
-        return Path(chosen).expanduser().resolve()
-    beside = Path(sys.argv[0]).resolve().parent / CONFIG_NAME if sys.argv and sys.argv[0] else None
-    for candidate in (beside, platform_config_dir() / CONFIG_NAME):
-        if candidate is not None and candidate.is_file():
-            return candidate
-    return None
+    found = locations.config_file(explicit)
+    return Path(found) if found is not None else None
 
 
 def load_config(explicit: Optional[str] = None) -> Config:
@@ -153,11 +127,12 @@ def load_config(explicit: Optional[str] = None) -> Config:
             return fallback
         return (base / Path(str(value)).expanduser()).resolve()
 
+    state_dir = locations.state_dir_of(raw, str(base))
     config = Config(
         rules_dir=resolve(raw.get("rules_dir"), PROJECT_ROOT / "rules"),
-        state_dir=resolve(raw.get("state_dir"), default_state_dir()),
+        state_dir=Path(state_dir),
         date_order=str(raw.get("date_order", "mdy")),
-        event_log=resolve(raw["event_log"], PROJECT_ROOT) if raw.get("event_log") else None,
+        event_log=Path(locations.event_log_of(raw, str(base), state_dir)),
         retention=duration_setting(f"{path}: retention", raw["retention"])
         if "retention" in raw
         else DEFAULT_RETENTION,
@@ -172,11 +147,13 @@ def load_config(explicit: Optional[str] = None) -> Config:
     overrides: dict[str, Any] = {}
     if os.environ.get("ROUTER_RULES_DIR"):
         overrides["rules_dir"] = Path(os.environ["ROUTER_RULES_DIR"]).expanduser().resolve()
-    if os.environ.get("ROUTER_STATE_DIR"):
-        overrides["state_dir"] = Path(os.environ["ROUTER_STATE_DIR"]).expanduser().resolve()
     return replace(config, **overrides) if overrides else config
 
 
 def event_log_path(config: Config) -> Path:
     """The router's own event log: the setting, or events.log in the state directory."""
-    return config.event_log or config.state_dir / EVENT_LOG_NAME
+    return config.event_log or config.state_dir / locations.EVENT_LOG_NAME
+
+
+def default_state_dir() -> Path:
+    return Path(locations.default_state_dir())

@@ -26,6 +26,8 @@ import os
 import sys
 import time
 
+from router import locations
+
 # Only the standard library's cheapest modules at import time: this module
 # is the fast path's. (typing, pathlib, subprocess each cost milliseconds.)
 TYPE_CHECKING = False
@@ -196,7 +198,6 @@ CONNECT_TIMEOUT = 0.2
 REPLY_TIMEOUT = 5.0
 #: The longest reply line read from the service.
 MAX_REPLY = 16 * 1024 * 1024
-CONFIG_NAME = "router.toml"
 
 
 # JSON without the json package: its import pulls in re and enum, which cost
@@ -301,27 +302,6 @@ class _Settings:
         self.event_log = event_log
 
 
-def _default_state_dir() -> str:
-    home = os.path.expanduser("~")
-    if sys.platform == "darwin":
-        return os.path.join(home, "Library", "Application Support", "RetroRouter")
-    if sys.platform.startswith("win"):
-        base = os.environ.get("LOCALAPPDATA") or os.path.join(home, "AppData", "Local")
-        return os.path.join(base, "RetroRouter")
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(home, ".local", "share")
-    return os.path.join(base, "retro-router")
-
-
-def _platform_config_file() -> str:
-    if sys.platform == "darwin":
-        directory = "/Library/Application Support/RetroRouter"
-    elif sys.platform.startswith("win"):
-        directory = os.path.join(os.environ.get("PROGRAMDATA", r"C:\ProgramData"), "RetroRouter")
-    else:
-        directory = "/etc/retro-router"
-    return os.path.join(directory, CONFIG_NAME)
-
-
 _PATH_KEYS = ("state_dir", "event_log")
 
 
@@ -394,17 +374,7 @@ def _balanced(value: str) -> bool:
 def fast_settings(config_path: Optional[str] = None) -> Optional[_Settings]:
     """The state directory and event log as router.toml sets them, or None
     when the file cannot be read (the inline path then says why)."""
-    chosen = config_path or os.environ.get("ROUTER_CONFIG")
-    path = None
-    if chosen:
-        path = os.path.realpath(os.path.expanduser(chosen))
-    else:
-        candidates = []
-        if sys.argv and sys.argv[0]:
-            here = os.path.dirname(os.path.realpath(sys.argv[0]))
-            candidates.append(os.path.join(here, CONFIG_NAME))
-        candidates.append(_platform_config_file())
-        path = next((c for c in candidates if os.path.isfile(c)), None)
+    path = locations.config_file(config_path)
     raw: Optional[dict[str, Any]] = {}
     base = ""
     if path is not None:
@@ -421,19 +391,9 @@ def fast_settings(config_path: Optional[str] = None) -> Optional[_Settings]:
         except Exception:
             return None
         base = os.path.dirname(path)
-
-    def resolve(value: Any) -> str:
-        return os.path.realpath(os.path.join(base, os.path.expanduser(str(value))))
-
     assert raw is not None
-    if os.environ.get("ROUTER_STATE_DIR"):
-        state_dir = os.path.realpath(os.path.expanduser(os.environ["ROUTER_STATE_DIR"]))
-    elif raw.get("state_dir") is not None:
-        state_dir = resolve(raw["state_dir"])
-    else:
-        state_dir = _default_state_dir()
-    event_log = resolve(raw["event_log"]) if raw.get("event_log") else ""
-    return _Settings(state_dir, event_log or os.path.join(state_dir, "events.log"))
+    state_dir = locations.state_dir_of(raw, base)
+    return _Settings(state_dir, locations.event_log_of(raw, base, state_dir))
 
 
 def new_uid() -> str:
@@ -687,12 +647,7 @@ def _save_unrecorded(args: list[str], error: str) -> None:
     state = os.environ.get("ROUTER_STATE_DIR")
     if state:
         candidates.append(Path(state))
-    try:
-        from router.config import default_state_dir
-
-        candidates.append(default_state_dir())
-    except Exception:
-        pass
+    candidates.append(Path(locations.default_state_dir()))
     candidates.append(Path(os.environ.get("TMPDIR", "/tmp")))
     for directory in candidates:
         try:
