@@ -34,7 +34,6 @@ due again when the lease runs out (so only those can arrive twice).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -53,7 +52,7 @@ from router.delivery import DeliveryPolicy, drain, next_delay
 from router.dispatch import Outcome, process
 from router.events import event_from_argv
 from router.ingest import HttpServer, LocalServer
-from router.store import PENDING, JournalEntry, OutboxItem, Store, apply_retention
+from router.store import JournalEntry, OutboxItem, Store, apply_retention
 from router.store import ensure_private_dir as _ensure_private_dir
 from router.urls import mask_url
 
@@ -182,8 +181,10 @@ class Service:
         _ensure_private_dir(self.state_dir)
         use_cache_dir(self.state_dir)
         self._ingest_store = self._new_store()
-        row = self._ingest_store.db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()
-        self._seen_id = int(row[0])
+        self._seen_id = self._ingest_store.last_event_id()
+        freed = self._ingest_store.release_abandoned_claims()
+        if freed:
+            log.info("took back %d outbox row(s) claimed by a deliverer that is gone", freed)
         self.rules = self._load_rules()
         if not self.rules.last_reload_ok:
             self.report_to_admin(
@@ -327,8 +328,7 @@ class Service:
         """Store what a handler's local steps did. False if there is no such event."""
         with self._ingest_lock:
             assert self._ingest_store is not None
-            db = self._ingest_store.db
-            if db.execute("SELECT 1 FROM events WHERE id = ?", (event_id,)).fetchone() is None:
+            if not self._ingest_store.has_event(event_id):
                 return False
             self._ingest_store.record_steps(event_id, results)
         return True
@@ -419,11 +419,7 @@ class Service:
         (held back, failing) URL must not hide the rows of the others.
         """
         now = time.time()
-        due = store.db.execute(
-            "SELECT url, MIN(url_masked) FROM outbox WHERE state = ? AND next_attempt <= ?"
-            " AND claimed_until <= ? GROUP BY url",
-            (PENDING, now, now),
-        ).fetchall()
+        due = store.due_urls(now)
         with self._cond:
             chosen = []
             for url, url_masked in due:
@@ -435,12 +431,8 @@ class Service:
                 chosen.append((url, url_masked))
         for index, (url, url_masked) in enumerate(chosen):
             try:
-                rows = store.db.execute(
-                    "SELECT id FROM outbox WHERE state = ? AND url = ? AND next_attempt <= ?"
-                    " AND claimed_until <= ? ORDER BY next_attempt, id LIMIT ?",
-                    (PENDING, url, now, now, BATCH),
-                ).fetchall()
-                pool.submit(self._deliver_url, url, url_masked, [int(row[0]) for row in rows])
+                ids = store.due_ids(url, now, BATCH)
+                pool.submit(self._deliver_url, url, url_masked, ids)
             except BaseException:
                 with self._cond:  # not handed over: free them for the next look
                     self._busy.difference_update(u for u, _ in chosen[index:])
@@ -449,11 +441,7 @@ class Service:
     def _next_wait(self, store: Store) -> float:
         """Seconds until a row of an idle URL comes due (at most POLL)."""
         now = time.time()
-        rows = store.db.execute(
-            "SELECT url, MIN(MAX(next_attempt, claimed_until)) FROM outbox"
-            " WHERE state = ? GROUP BY url",
-            (PENDING,),
-        ).fetchall()
+        rows = store.next_due_by_url()
         with self._cond:
             if len(self._busy) >= self.policy.concurrency:
                 return POLL  # a worker that finishes wakes the dispatcher
@@ -517,14 +505,11 @@ class Service:
                     self._notifications[(url_masked, outcome)] += len(ids)
 
     def _dead_letter(self, store: Store, row_id: int) -> None:
-        row = store.db.execute(
-            "SELECT rule, target, url_masked, attempts, last_error, event_id, title"
-            " FROM outbox WHERE id = ?",
-            (row_id,),
-        ).fetchone()
+        row = store.outbox_row(row_id)
         if row is None:
             return
-        rule, target, url_masked, attempts, error, event_id, title = row
+        rule, target, url_masked, attempts = row.rule, row.target, row.url_masked, row.attempts
+        error, event_id, title = row.last_error, row.event_id, row.title
         if rule == ADMIN_RULE:  # never report a report: that could loop forever
             log.error("a report to the admin target (%s) is a dead letter: %s", url_masked, error)
             return
@@ -589,19 +574,14 @@ class Service:
     def _scan_journal(self, store: Store) -> None:
         """Count the events journaled since the last look (by this service
         or by handlers that fell back to the inline path)."""
-        rows = store.db.execute(
-            "SELECT id, name, origin, decisions FROM events WHERE id > ? ORDER BY id",
-            (self._seen_id,),
-        ).fetchall()
-        for row_id, name, origin, decisions in rows:
+        for row_id, name, origin, decisions in store.events_since(self._seen_id):
             self._events[name] += 1
             if origin == "handler":
                 self._fallbacks += 1
-            with contextlib.suppress(ValueError, TypeError, AttributeError):
-                for decision in json.loads(decisions):
-                    if decision.get("matched"):
-                        self._matches[str(decision.get("label"))] += 1
-            self._seen_id = int(row_id)
+            for decision in decisions:
+                if isinstance(decision, dict) and decision.get("matched"):
+                    self._matches[str(decision.get("label"))] += 1
+            self._seen_id = row_id
 
     def metrics_text(self) -> str:
         with self._ingest_lock:
@@ -609,7 +589,7 @@ class Service:
             store = self._ingest_store
             self._scan_journal(store)
             depth = store.outbox_depth()
-            dead = store.db.execute("SELECT COUNT(*) FROM outbox WHERE state = 'dead'").fetchone()
+            dead = store.dead_count()
             events, matches = dict(self._events), dict(self._matches)
             fallbacks = self._fallbacks
         with self._metrics_lock:
@@ -646,7 +626,7 @@ class Service:
             ],
         )
         metric("outbox_depth", "gauge", "Outbox rows waiting to be sent.", [("", depth)])
-        metric("outbox_dead", "gauge", "Dead letters kept in the outbox.", [("", dead[0])])
+        metric("outbox_dead", "gauge", "Dead letters kept in the outbox.", [("", dead)])
         metric(
             "ruleset_last_reload_successful",
             "gauge",

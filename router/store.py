@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import stat
 import time
@@ -598,10 +599,92 @@ class Store:
         with self.transaction() as db:
             rows = [_outbox_row(r) for r in db.execute(query, params).fetchall()]
             db.executemany(
-                "UPDATE outbox SET claimed_until = ? WHERE id = ?",
-                [(now + lease, row.id) for row in rows],
+                "UPDATE outbox SET claimed_until = ?, claimed_by = ? WHERE id = ?",
+                [(now + lease, CLAIMANT, row.id) for row in rows],
             )
         return rows
+
+    def release_abandoned_claims(self) -> int:
+        """Give back the claims of deliverers on this machine that no longer
+        run (killed with -9, say), so their rows go out now instead of when
+        the lease would run out. Returns how many rows were freed."""
+        host = CLAIMANT.rsplit(":", 1)[0]
+        rows = self.db.execute(
+            "SELECT DISTINCT claimed_by FROM outbox WHERE state = ? AND claimed_until > ?"
+            " AND claimed_by LIKE ?",
+            (PENDING, time.time(), f"{host}:%"),
+        ).fetchall()
+        dead = [owner for (owner,) in rows if not _process_alive(int(owner.rsplit(":", 1)[1]))]
+        freed = 0
+        for owner in dead:
+            freed += self.db.execute(
+                "UPDATE outbox SET claimed_until = 0, claimed_by = NULL"
+                " WHERE state = ? AND claimed_by = ?",
+                (PENDING, owner),
+            ).rowcount
+        return freed
+
+    def due_urls(self, now: float) -> list[tuple[str, str]]:
+        """(url, masked url) of every destination with a row due and unclaimed."""
+        return [
+            (str(url), str(masked))
+            for url, masked in self.db.execute(
+                "SELECT url, MIN(url_masked) FROM outbox WHERE state = ? AND next_attempt <= ?"
+                " AND claimed_until <= ? GROUP BY url",
+                (PENDING, now, now),
+            ).fetchall()
+        ]
+
+    def due_ids(self, url: str, now: float, limit: int) -> list[int]:
+        """The due, unclaimed rows to one destination, oldest first."""
+        rows = self.db.execute(
+            "SELECT id FROM outbox WHERE state = ? AND url = ? AND next_attempt <= ?"
+            " AND claimed_until <= ? ORDER BY next_attempt, id LIMIT ?",
+            (PENDING, url, now, now, limit),
+        ).fetchall()
+        return [int(row[0]) for row in rows]
+
+    def next_due_by_url(self) -> list[tuple[str, float]]:
+        """For each destination with pending rows: when its first one can be sent."""
+        rows = self.db.execute(
+            "SELECT url, MIN(MAX(next_attempt, claimed_until)) FROM outbox"
+            " WHERE state = ? GROUP BY url",
+            (PENDING,),
+        ).fetchall()
+        return [(str(url), float(at)) for url, at in rows]
+
+    def outbox_row(self, row_id: int) -> Optional[OutboxRow]:
+        row = self.db.execute(
+            f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE id = ?", (row_id,)
+        ).fetchone()
+        return _outbox_row(row) if row is not None else None
+
+    def last_event_id(self) -> int:
+        return int(self.db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0])
+
+    def has_event(self, event_id: int) -> bool:
+        query = "SELECT 1 FROM events WHERE id = ?"
+        return self.db.execute(query, (event_id,)).fetchone() is not None
+
+    def events_since(self, event_id: int) -> list[tuple[int, str, str, list[dict[str, Any]]]]:
+        """(id, name, origin, decisions) of every entry after ``event_id``, in order:
+        what the service's metrics count, whoever journaled the event."""
+        rows = self.db.execute(
+            "SELECT id, name, origin, decisions FROM events WHERE id > ? ORDER BY id",
+            (event_id,),
+        ).fetchall()
+        result = []
+        for row_id, name, origin, decisions in rows:
+            try:
+                parsed = json.loads(decisions)
+            except ValueError:
+                parsed = []
+            result.append((int(row_id), str(name), str(origin), parsed))
+        return result
+
+    def dead_count(self) -> int:
+        query = "SELECT COUNT(*) FROM outbox WHERE state = ?"
+        return int(self.db.execute(query, (DEAD,)).fetchone()[0])
 
     def mark_sent(self, row_id: int, now: Optional[float] = None) -> None:
         self.db.execute(
@@ -715,7 +798,23 @@ class Store:
 
 
 #: Columns added after the first schema, with their definitions.
-_ADDED_COLUMNS = {"events": [("uid", "TEXT")]}
+_ADDED_COLUMNS = {"events": [("uid", "TEXT")], "outbox": [("claimed_by", "TEXT")]}
+#: Who claims outbox rows from this process: ``host:pid``.
+CLAIMANT = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid() or os.name != "posix":
+        return True  # on Windows os.kill(pid, 0) would terminate the process
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # it exists (perhaps as another user)
+    return True
+
+
 _AFTER_MIGRATION = "CREATE UNIQUE INDEX IF NOT EXISTS events_by_uid ON events (uid);"
 
 

@@ -261,3 +261,37 @@ def test_an_older_database_gains_the_new_columns(tmp_path: Path) -> None:
         store.record_event(upgraded)
         store.record_event(upgraded)
         assert len(store.journal()) == 1
+
+
+CLAIMER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from router.store import Store
+    with Store(Path(sys.argv[1])) as store:
+        print(len(store.claim_due(lease=3600)))
+    """
+)
+
+
+def test_claims_of_a_deliverer_that_is_gone_are_taken_back(tmp_path: Path) -> None:
+    """After kill -9, rows a dead process had claimed go out at once, not
+    when their lease runs out; a live claimant keeps its rows."""
+    state = tmp_path / "state"
+    with Store(state) as store:
+        store.record_event(entry(), [item(), item()])
+    claimed = subprocess.run(
+        [sys.executable, "-c", CLAIMER, str(state)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+    assert claimed.stdout.strip() == "2"  # claimed for an hour, then the process ended
+    with Store(state) as store:
+        store.record_event(entry(), [item()])
+        assert len(store.claim_due(lease=3600)) == 1  # claimed by this, living, process
+        assert store.claim_due() == []
+        assert store.release_abandoned_claims() == 2
+        assert len(store.claim_due()) == 2
+        assert store.release_abandoned_claims() == 0  # ours are not abandoned
