@@ -36,11 +36,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+
+from sink import Sink  # bench/sink.py: python puts bench/ on the path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HANDLER = REPO_ROOT / "retroeventhandler"
@@ -49,57 +48,6 @@ RULES = 100
 RUNS = 20
 TARGET_MEDIAN_MS = 400.0
 ANCHOR_MS = 300.0
-
-
-# ---------------------------------------------------------------------------
-# The sink
-# ---------------------------------------------------------------------------
-
-
-class Sink(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _SinkHandler)
-        self.requests: list[tuple[str, str, bytes]] = []
-        self.lock = threading.Lock()
-        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
-
-    @property
-    def port(self) -> int:
-        return self.server_address[1]
-
-    def count(self) -> int:
-        with self.lock:
-            return len(self.requests)
-
-    def __enter__(self) -> Sink:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.shutdown()
-        self.server_close()
-
-
-class _SinkHandler(BaseHTTPRequestHandler):
-    server: Sink
-
-    def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        with self.server.lock:
-            self.server.requests.append((self.command, self.path, body))
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"{}")
-
-    do_POST = do_GET = do_PUT = _serve
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base signature
-        pass
 
 
 # ---------------------------------------------------------------------------
