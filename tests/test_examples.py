@@ -691,3 +691,14 @@ def test_the_readme_replay_example_does_what_it_shows(site: Site) -> None:
         "daily.expect",
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_example_router_toml_loads_with_every_key(tmp_path) -> None:
+    from router.config import load_config
+    from router.delivery import DeliveryPolicy
+
+    config = load_config(str(REPO / "examples" / "router.toml.example"))
+    assert config.rules_dir == (REPO / "examples" / "rules").resolve()
+    assert config.date_order == "mdy" and config.retention == 90 * 86400
+    policy = DeliveryPolicy.from_config(config.raw)
+    assert (policy.first_delay, policy.max_delay, policy.deadline) == (10, 3600, 5)
