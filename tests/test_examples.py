@@ -662,7 +662,14 @@ def test_the_readme_router_toml_has_every_key_and_loads(tmp_path: Path) -> None:
     path = tmp_path / "router.toml"
     path.write_text(block, encoding="utf-8")
     config = load_config(str(path))
-    assert set(config.raw) == {"rules_dir", "state_dir", "date_order", "event_log", "delivery"}
+    assert set(config.raw) == {
+        "rules_dir",
+        "state_dir",
+        "date_order",
+        "event_log",
+        "retention",
+        "delivery",
+    }
     assert set(config.raw["delivery"]) == set(DeliveryPolicy.__dataclass_fields__)
     assert DeliveryPolicy.from_config(config.raw) == DeliveryPolicy()  # the defaults, as it says
 
