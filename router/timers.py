@@ -165,7 +165,7 @@ def _event_log(store: Store, event_log: Optional[Union[str, Path]]) -> Optional[
         return Path(event_log)
     if store.state_dir is None:
         return None
-    from router.config import EVENT_LOG_NAME
+    from router.locations import EVENT_LOG_NAME
 
     return store.state_dir / EVENT_LOG_NAME
 
