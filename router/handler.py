@@ -666,6 +666,41 @@ def _save_unrecorded(args: list[str], error: str) -> None:
             continue
 
 
+#: Hands the event's uid from a site-less fast path to the full Python it
+#: re-runs for the inline path (see ``main_without_site``); private to us.
+UID_VARIABLE = "ROUTER_HANDLER_UID"
+
+
+def fast_path(args: list[str], config_path: Optional[str], uid: str) -> Optional[int]:
+    """The service path alone (standard library only): the exit status, or
+    None when the service did not take the event."""
+    settings = fast_settings(config_path)
+    return via_service(settings, args, uid) if settings is not None else None
+
+
+def main_without_site(reexec: Any) -> None:
+    """Entry for the checkout's script when Python started without site
+    (``-I -S``: a third of a bare start-up's time). The service path needs
+    only the standard library; if the service does not take the event,
+    ``reexec()`` replaces this process with a full Python for the inline
+    path, handing it the event's uid so the journal never has it twice."""
+    args = sys.argv[1:]
+    if args:
+        uid = new_uid()
+        try:
+            status = fast_path(args, None, uid)
+        except Exception:
+            status = None  # the inline path will journal it, or keep it
+        if status is not None:
+            sys.exit(status)
+        os.environ[UID_VARIABLE] = uid
+        try:  # noqa: SIM105 - contextlib costs milliseconds on this path
+            reexec()
+        except OSError:
+            pass  # carry on here; the inline path says what is missing
+    sys.exit(main(args))
+
+
 def main(argv: Optional[list[str]] = None, config_path: Optional[str] = None) -> int:
     # Started with no stdout or stderr at all (a service without a console),
     # Python has None for them: every write would raise, even the usage text.
@@ -676,18 +711,18 @@ def main(argv: Optional[list[str]] = None, config_path: Optional[str] = None) ->
     if not args:
         sys.stdout.write(USAGE)
         return 0
-    uid = new_uid()
-    try:
-        settings = fast_settings(config_path)
-        if settings is not None:
-            status = via_service(settings, args, uid)
+    uid = os.environ.pop(UID_VARIABLE, None)
+    if uid is None:  # not already tried by main_without_site
+        uid = new_uid()
+        try:
+            status = fast_path(args, config_path, uid)
             if status is not None:
                 return status
-    except KeyboardInterrupt:
-        _save_unrecorded(args, "interrupted")
-        return 0
-    except Exception:  # the fast path failed before the service took the event
-        pass
+        except KeyboardInterrupt:
+            _save_unrecorded(args, "interrupted")
+            return 0
+        except Exception:  # the fast path failed before the service took the event
+            pass
     try:
         return handle(args, config_path, uid=uid)
     except KeyboardInterrupt:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -255,6 +256,43 @@ def test_fast_path_imports_only_the_standard_library(router_at, tmp_path) -> Non
     assert entry["origin"] == "service"  # it did take the fast path
     assert [(s["kind"], s["outcome"]) for s in entry["steps"]] == [("log", "ok")]
     assert (router.state / "events.log").read_text() == "EndScript\n"
+
+
+def test_checkout_script_takes_the_service_path_without_site_and_falls_back_once(
+    router_at, tmp_path
+) -> None:
+    """Retrospect executes the checkout's script: its shell part starts the
+    checkout's .venv Python with -I -S. With the service up the event goes
+    there; with it down, the script re-runs itself with a full Python for
+    the inline path, and the event is journaled once."""
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    shutil.copy(REPO / "retroeventhandler", checkout / "retroeventhandler")
+    (checkout / "router").symlink_to(REPO / "router")
+    (checkout / ".venv").symlink_to(Path(sys.prefix))
+    script = str(checkout / "retroeventhandler")
+    router = router_at('rule "log" on any log "{{ event }} {{ args | join(\',\') }}"\n').start()
+    env = {**router.env, "PATH": "/usr/bin:/bin"}
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [script, *args], cwd="/", env=env, capture_output=True, text=True, timeout=60
+        )
+
+    done = run("EndScript", "Daily", "0", "0", "successful")
+    assert (done.returncode, done.stderr) == (0, "")
+    assert router.stop() == 0
+    done = run("EndApp", "2/10/2017 15:39")
+    assert (done.returncode, done.stderr) == (0, "")
+    journal = router.journal()
+    assert [(e["name"], e["origin"]) for e in journal] == [
+        ("EndScript", "service"),
+        ("EndApp", "handler"),
+    ]
+    assert len({e["uid"] for e in journal}) == 2
+    log = (router.state / "events.log").read_text()
+    assert log == "EndScript Daily,0,0,successful\nEndApp 2/10/2017 15:39\n"
+    assert run().stdout.startswith("usage: retroeventhandler")
 
 
 def test_without_a_service_the_handler_goes_inline_and_a_stale_socket_is_replaced(
