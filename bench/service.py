@@ -118,6 +118,21 @@ def plain_install(base: Path) -> Optional[list[str]]:
     return [str(script)]
 
 
+def checkout_script(base: Path) -> Optional[list[str]]:
+    """The checkout's own retroeventhandler, executed as Retrospect does: its
+    shell part starts the checkout's .venv Python with -I -S (no site) for
+    the service path. A temporary checkout links this repo's package and
+    this venv, so the repository itself is left as it is."""
+    if os.name != "posix":
+        return None
+    checkout = base / "checkout"
+    checkout.mkdir()
+    shutil.copy(REPO_ROOT / "retroeventhandler", checkout / "retroeventhandler")
+    (checkout / "router").symlink_to(REPO_ROOT / "router")
+    (checkout / ".venv").symlink_to(Path(sys.prefix))
+    return [str(checkout / "retroeventhandler")]
+
+
 # ---------------------------------------------------------------------------
 # The measurements
 # ---------------------------------------------------------------------------
@@ -263,6 +278,9 @@ def run(
     plain = plain_install(base)
     if plain is not None:
         handlers["console script, regular install"] = plain
+    script = checkout_script(base)
+    if script is not None:
+        handlers["checkout script (python -I -S)"] = script
     # Warm-up: byte-code caches, the service's first render and send.
     measure_handler(handlers, env, sink, 2, 0)
     runs = max(options.runs, 1)
