@@ -412,6 +412,31 @@ def test_a_target_down_for_10_s_gets_everything_once_when_it_is_back(router_at, 
     assert "delivery to json://127.0.0.1" in router.log()  # failures logged, masked
 
 
+def test_digest_and_expect_windows_survive_a_restart_of_the_service(router_at, http_sink) -> None:
+    """Timers read their windows from the store: a digest collected before
+    a restart goes out once after it, and an expect window armed before it
+    fires after it."""
+    router = router_at(
+        f'target ops = "json://{http_sink.address}/hook"\n'
+        'rule "batch" on EndSource notify ops title "{{ count }} sources" digest 3s\n'
+        'rule "daily" expect EndScript where script == "Daily" every 4s\n'
+        '  notify ops title "Daily missing for {{ overdue | duration }}"\n'
+    ).start()
+    for number in range(3):
+        done = router.handler("EndSource", "Daily", f"c{number}/C:", "C:\\", f"c{number}")
+        assert done.returncode == 0
+    assert router.stop() == 0  # inside both windows: nothing has gone out
+    assert http_sink.requests == []
+    router.start()
+    requests = http_sink.wait_for(2, timeout=30)
+    titles = sorted(request.json["title"] for request in requests)
+    assert titles[0] == "3 sources"  # one notification for the three, once
+    assert titles[1].startswith("Daily missing for ")
+    kinds = [(e["name"], e["origin"]) for e in router.journal()]
+    assert kinds.count(("digest", "timer")) == 1
+    assert kinds.count(("expect", "timer")) >= 1
+
+
 def test_a_hung_target_does_not_delay_another(router_at, http_sink) -> None:
     fast = HttpSink()
     fast.start()
