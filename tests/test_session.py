@@ -1085,3 +1085,34 @@ def test_checkout_script_runs_with_its_venv_under_a_bare_system_python(tmp_path:
     assert done.returncode == 0, done.stderr
     assert done.stderr == b""
     assert (state / "events.log").read_text() == "EndApp 2/10/2017 15:39\n"
+
+
+def test_checkout_script_under_a_too_old_python_uses_the_venv_or_says_why(tmp_path: Path) -> None:
+    """An old system python3 (RHEL 7's 3.6, say) must not loop re-running
+    the script or print a traceback: it hands over to the checkout's .venv,
+    or says what is missing."""
+    # pyenv's versions themselves (its shims need pyenv's own setup to work).
+    old = next(
+        (str(p) for p in sorted(Path("/root/.pyenv/versions").glob("3.8.*/bin/python"))), None
+    )
+    if old is None:
+        pytest.skip("no Python 3.8 on this machine")
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    shutil.copy(REPO / "retroeventhandler", checkout / "retroeventhandler")
+    (checkout / "router").symlink_to(REPO / "router")
+    state = tmp_path / "state"
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "ROUTER_STATE_DIR": str(state),
+        "ROUTER_RULES_DIR": str(REPO / "rules"),
+    }
+    command = [old, "-I", "-S", str(checkout / "retroeventhandler"), "EndApp", "2/10/2017 15:39"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    assert "needs Python 3.9 or newer" in done.stderr and "Traceback" not in done.stderr
+    (checkout / ".venv").symlink_to(Path(sys.prefix))
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert (state / "events.log").read_text().endswith("EndApp 2/10/2017 15:39\n")
