@@ -11,20 +11,12 @@ from sinks import HttpSink, SmtpSink
 @pytest.fixture
 def http_sink() -> Iterator[HttpSink]:
     """An HTTP server on 127.0.0.1 (a free port) that records every request."""
-    sink = HttpSink()
-    sink.start()
-    try:
+    with HttpSink() as sink:
         yield sink
-    finally:
-        sink.stop()
 
 
 @pytest.fixture
 def smtp_sink() -> Iterator[SmtpSink]:
     """An SMTP server on 127.0.0.1 that accepts any login and records every message."""
-    sink = SmtpSink()
-    sink.start()
-    try:
+    with SmtpSink() as sink:
         yield sink
-    finally:
-        sink.stop()

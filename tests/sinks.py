@@ -96,6 +96,13 @@ class HttpSink:
         """``127.0.0.1:PORT``, to build Apprise URLs with."""
         return f"127.0.0.1:{self.port}"
 
+    def __enter__(self):  # noqa: ANN204 - returns this sink, started
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def start(self) -> None:
         self._release.clear()
         self._server = _Server(("127.0.0.1", self.port), self)
@@ -189,6 +196,13 @@ class SmtpSink:
         self.port = 0
         self._cond = threading.Condition()
         self._controller: Any = None
+
+    def __enter__(self):  # noqa: ANN204 - returns this sink, started
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     def start(self) -> None:
         from aiosmtpd.controller import Controller

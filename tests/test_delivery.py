@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Optional
@@ -44,16 +43,6 @@ TOKEN = "s3cret-token-value"
 def store(tmp_path: Path) -> Iterator[Store]:
     with Store(tmp_path / "state") as opened:
         yield opened
-
-
-@contextmanager
-def another_http_sink() -> Iterator[HttpSink]:
-    sink = HttpSink()
-    sink.start()
-    try:
-        yield sink
-    finally:
-        sink.stop()
 
 
 def queue(store: Store, urls: list[str], now: Optional[float] = None) -> list[int]:
@@ -173,7 +162,7 @@ def test_http_500_keeps_row_pending_with_a_masked_reason(http_sink: HttpSink, st
 
 def test_each_concurrent_send_reports_its_own_reason(store: Store) -> None:
     """The log capture tells sends apart although Apprise logs from its own threads."""
-    with another_http_sink() as a, another_http_sink() as b:
+    with HttpSink() as a, HttpSink() as b:
         a.mode, a.status = ERROR, 500
         b.mode, b.status = ERROR, 404
         ids = queue(store, [f"json://{a.address}/x", f"json://{b.address}/y"] * 3, now=T0)
@@ -259,7 +248,7 @@ def test_hung_smtp_server_send_returns_within_the_timeouts(http_sink: HttpSink) 
 
 def test_a_hung_target_does_not_delay_a_healthy_one(store: Store) -> None:
     policy = DeliveryPolicy(connect_timeout=1.0, read_timeout=2.0)
-    with another_http_sink() as hung, another_http_sink() as healthy:
+    with HttpSink() as hung, HttpSink() as healthy:
         hung.mode = HANG
         # The hung target's rows come first: sent in order, they would block.
         ids = queue(
