@@ -55,6 +55,9 @@ log = logging.getLogger("router.ingest")
 
 #: The largest event a client may send (the issue: 1 MiB).
 MAX_BODY = 1024 * 1024
+#: How much of a refused body is read and thrown away, and for how long.
+DRAIN_LIMIT = 4 * MAX_BODY
+DRAIN_TIMEOUT = 1.0
 #: How long a client may take to send its request (slow clients hold a thread).
 READ_TIMEOUT = 10.0
 #: After a stop is asked for, how long a handler still performing its steps
@@ -436,9 +439,31 @@ class _HttpHandler(BaseHTTPRequestHandler):
     server_version = "retro-router"
     sys_version = ""
     timeout = READ_TIMEOUT  # a slow client cannot hold a thread forever
+    #: Bytes of a refused body still on their way (see ``finish``).
+    refused_body = 0
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base signature
         log.debug("http %s: %s", self.address_string(), format % args)
+
+    def finish(self) -> None:
+        """After refusing an oversized body unread, let the client finish
+        sending (a bounded amount, briefly) before closing: closing on
+        unread data resets the connection, and the client would see a
+        broken pipe instead of the 413 already sent to it."""
+        super().finish()
+        if not self.refused_body:
+            return
+        try:
+            self.connection.shutdown(socket.SHUT_WR)
+            self.connection.settimeout(DRAIN_TIMEOUT)
+            remaining = min(self.refused_body, DRAIN_LIMIT)
+            while remaining > 0:
+                chunk = self.connection.recv(min(65536, remaining))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
+        except OSError:
+            pass  # the client went away: nothing left to protect
 
     def _reply(self, status: int, body: Any, content_type: str = "application/json") -> None:
         data = body if isinstance(body, bytes) else json.dumps(body).encode("utf-8") + b"\n"
@@ -516,7 +541,8 @@ class _HttpHandler(BaseHTTPRequestHandler):
             raise RequestError("Content-Length is not a number")
         size = int(length)
         if size > MAX_BODY:
-            self.close_connection = True  # the body is not read
+            self.close_connection = True  # the body is not read...
+            self.refused_body = size  # ...but drained a little on closing
             raise RequestError(f"the body is {size} bytes; at most {MAX_BODY} are accepted", 413)
         data = self.rfile.read(size)
         if len(data) < size:

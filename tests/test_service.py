@@ -593,8 +593,18 @@ def test_http_ingest_validates_and_answers_with_the_local_steps(router_at, http_
         status, reply = call(port, "POST", "/events", body)
         assert (status, reply["ok"]) == (expected, False), body
         assert reply["error"]
+    # Over 1 MiB: refused on its Content-Length, before the body is read...
     big = json.dumps({"event": "EndScript", "args": ["x" * (1024 * 1024)]}).encode()
-    assert call(port, "POST", "/events", big)[0] == 413
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        raw.sendall(
+            b"POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(big)
+        )
+        raw.sendall(big[:1024])
+        assert raw.recv(100).split(b"\r\n", 1)[0].split()[1] == b"413"
+    # ...and a client that sends all of it still gets the 413, not a reset.
+    for _ in range(5):
+        assert call(port, "POST", "/events", big)[0] == 413
     with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
         raw.sendall(b"POST /events HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert raw.recv(100).startswith(b"HTTP/1.0 411")
