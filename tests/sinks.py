@@ -73,7 +73,47 @@ class _Server(ThreadingHTTPServer):
         super().__init__(address, _Handler)
 
 
-class HttpSink:
+class _Sink:
+    """What both sinks share: used as a context they are started and
+    stopped, and ``wait_for`` waits on a condition for arrivals."""
+
+    #: How an arrival is called in messages ("request", "message").
+    noun = "item"
+
+    def __init__(self) -> None:
+        self.arrived: list[Any] = []
+        self._cond = threading.Condition()
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):  # noqa: ANN204 - returns this sink, started
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _record(self, item: Any) -> None:
+        with self._cond:
+            self.arrived.append(item)
+            self._cond.notify_all()
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[Any]:
+        """The first ``count`` arrivals, waiting up to ``timeout`` seconds for them."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(self.arrived) >= count, timeout):
+                raise AssertionError(
+                    f"{type(self).__name__} got {len(self.arrived)} {self.noun}(s),"
+                    f" expected {count} within {timeout} s"
+                )
+            return list(self.arrived[:count])
+
+
+class HttpSink(_Sink):
     """A ThreadingHTTPServer on 127.0.0.1 that records every request.
 
     ``mode`` switches the answer: ``ok`` (200), ``error`` (``status``,
@@ -81,12 +121,14 @@ class HttpSink:
     and ``start`` again keep the same port, for "target down, then back".
     """
 
+    noun = "request"
+
     def __init__(self) -> None:
-        self.requests: list[HttpRequest] = []
+        super().__init__()
+        self.requests: list[HttpRequest] = self.arrived
         self.mode = OK
         self.status = 500
         self.port = 0
-        self._cond = threading.Condition()
         self._release = threading.Event()
         self._server: Optional[_Server] = None
         self._thread: Optional[threading.Thread] = None
@@ -95,13 +137,6 @@ class HttpSink:
     def address(self) -> str:
         """``127.0.0.1:PORT``, to build Apprise URLs with."""
         return f"127.0.0.1:{self.port}"
-
-    def __enter__(self):  # noqa: ANN204 - returns this sink, started
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def start(self) -> None:
         self._release.clear()
@@ -137,19 +172,7 @@ class HttpSink:
             request.json = json.loads(body.decode("utf-8"))
         elif "form" in content_type:
             request.form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
-        with self._cond:
-            self.requests.append(request)
-            self._cond.notify_all()
-
-    def wait_for(self, count: int, timeout: float = 10.0) -> list[HttpRequest]:
-        """The first ``count`` requests, waiting up to ``timeout`` seconds for them."""
-        with self._cond:
-            if not self._cond.wait_for(lambda: len(self.requests) >= count, timeout):
-                raise AssertionError(
-                    f"HTTP sink got {len(self.requests)} request(s), expected {count}"
-                    f" within {timeout} s"
-                )
-            return list(self.requests[:count])
+        self._record(request)
 
 
 @dataclass
@@ -183,26 +206,21 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-class SmtpSink:
+class SmtpSink(_Sink):
     """An aiosmtpd server on 127.0.0.1 that accepts any login and records mail.
 
     AUTH is offered without TLS so that Apprise's ``mode=insecure`` can log
     in with the user and password of a ``mailto://user:pass@`` URL.
     """
 
+    noun = "message"
+
     def __init__(self) -> None:
-        self.messages: list[Mail] = []
+        super().__init__()
+        self.messages: list[Mail] = self.arrived
         self.logins: list[tuple[str, str]] = []
         self.port = 0
-        self._cond = threading.Condition()
         self._controller: Any = None
-
-    def __enter__(self):  # noqa: ANN204 - returns this sink, started
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def start(self) -> None:
         from aiosmtpd.controller import Controller
@@ -226,9 +244,7 @@ class SmtpSink:
                     message=message_from_bytes(envelope.original_content or envelope.content),
                     at=time.time(),
                 )
-                with sink._cond:
-                    sink.messages.append(mail)
-                    sink._cond.notify_all()
+                sink._record(mail)
                 return "250 Message accepted for delivery"
 
         self.port = free_port()
@@ -245,13 +261,3 @@ class SmtpSink:
         if self._controller is not None:
             self._controller.stop()
             self._controller = None
-
-    def wait_for(self, count: int, timeout: float = 10.0) -> list[Mail]:
-        """The first ``count`` messages, waiting up to ``timeout`` seconds for them."""
-        with self._cond:
-            if not self._cond.wait_for(lambda: len(self.messages) >= count, timeout):
-                raise AssertionError(
-                    f"SMTP sink got {len(self.messages)} message(s), expected {count}"
-                    f" within {timeout} s"
-                )
-            return list(self.messages[:count])
