@@ -26,10 +26,10 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import pytest
-from helpers import router_command, write_rules
+from helpers import router_command, wait_until, write_rules
 from sinks import HANG, OK, HttpSink, free_port
 
 from router.urls import mask_url
@@ -53,18 +53,6 @@ read_timeout = 1
 first_delay = 0.3
 max_delay = 1
 """
-
-
-def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll ``condition`` until it is truthy; fail with ``what`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 class Router:
@@ -113,8 +101,8 @@ class Router:
             log_path = self.log_path
             wait_until(
                 lambda: "ready:" in log_path.read_text(errors="replace") or self.exited(),
-                30,
                 "the service to start",
+                timeout=30,
             )
             assert not self.exited(), self.log()
         return self
@@ -230,7 +218,7 @@ def test_thin_handler_the_service_decides_and_delivers_the_handler_runs_and_abor
     # The handler reported what its steps did; the service recorded it.
     assert [(s["kind"], s["outcome"]) for s in start["steps"]] == [("run", "ok"), ("abort", "ok")]
     assert wait_until(
-        lambda: [row[1] for row in router.outbox()] == ["sent"], 10, "the row marked sent"
+        lambda: [row[1] for row in router.outbox()] == ["sent"], "the row marked sent", timeout=10
     )
     assert router.stop() == 0
 
@@ -346,7 +334,7 @@ def test_sigterm_in_the_middle_of_a_stream_loses_no_event_and_journals_none_twic
 
     thread = threading.Thread(target=stream)
     thread.start()
-    wait_until(lambda: len(router.journal()) >= 15, 60, "15 events through the service")
+    wait_until(lambda: len(router.journal()) >= 15, "15 events through the service", timeout=60)
     assert router.stop(timeout=60) == 0
     thread.join(timeout=120)
     assert len(results) == 50
@@ -385,7 +373,9 @@ def test_after_kill_9_everything_pending_is_delivered_after_restart(router_at, h
     assert router.stop(signal.SIGKILL) == -signal.SIGKILL
     http_sink.mode = OK
     router.start()
-    wait_until(lambda: all(row[1] == "sent" for row in router.outbox()), 30, "every row to be sent")
+    wait_until(
+        lambda: all(row[1] == "sent" for row in router.outbox()), "every row to be sent", timeout=30
+    )
     titles = Counter(request.json["title"] for request in http_sink.requests)
     # Everything arrived; only the send in flight at the kill arrived twice.
     assert titles == Counter(
@@ -402,11 +392,13 @@ def test_a_target_down_for_10_s_gets_everything_once_when_it_is_back(router_at, 
     down_at = time.monotonic()
     for number in range(5):
         assert router.handler("EndScript", f"d{number}", "0", "0", "ok").returncode == 0
-    wait_until(lambda: any(row[2] >= 2 for row in router.outbox()), 20, "retries while down")
+    wait_until(
+        lambda: any(row[2] >= 2 for row in router.outbox()), "retries while down", timeout=20
+    )
     time.sleep(max(0.0, 10 - (time.monotonic() - down_at)))  # the issue's 10 s outage
     assert all(row[1] == "pending" for row in router.outbox())
     http_sink.start()
-    wait_until(lambda: all(row[1] == "sent" for row in router.outbox()), 30, "all sent")
+    wait_until(lambda: all(row[1] == "sent" for row in router.outbox()), "all sent", timeout=30)
     titles = [request.json["title"] for request in http_sink.requests]
     assert sorted(titles) == [f"d{number}" for number in range(5)]  # all, none twice
     assert "delivery to json://127.0.0.1" in router.log()  # failures logged, masked
@@ -478,8 +470,8 @@ def test_dead_letters_and_broken_rule_edits_are_reported_to_admin(router_at, htt
         lambda: (
             {row[4]: row[1] for row in router.outbox()} == {"notify": "dead", "(router)": "sent"}
         ),
-        10,
         "the dead letter and the sent report",
+        timeout=10,
     )
 
     write_rules(router.root / "rules" / "test.rules", rules + "on EndScript where and\n")
@@ -517,7 +509,7 @@ def test_8_concurrent_handlers_every_event_once_and_no_locked_database(
     journal = router.journal()
     assert Counter(entry["args"][0] for entry in journal) == expected
     http_sink.wait_for(8 * BURST, timeout=120)
-    wait_until(lambda: all(row[1] == "sent" for row in router.outbox()), 60, "all sent")
+    wait_until(lambda: all(row[1] == "sent" for row in router.outbox()), "all sent", timeout=60)
     assert Counter(request.json["title"] for request in http_sink.requests) == expected
     assert "database is locked" not in router.log()
     assert router.stop() == 0
@@ -625,7 +617,7 @@ def test_http_ingest_validates_and_answers_with_the_local_steps(router_at, http_
         timeout=60,
     )
     assert (inline.returncode, inline.stderr) == (0, "")
-    wait_until(lambda: all(row[1] == "sent" for row in router.outbox()), 10, "all sent")
+    wait_until(lambda: all(row[1] == "sent" for row in router.outbox()), "all sent", timeout=10)
     status, text = call(port, "GET", "/metrics")
     assert status == 200
     target = mask_url(f"json://{http_sink.address}/hook")

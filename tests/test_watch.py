@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import pytest
+from helpers import wait_until
 
 from router.engine import Ruleset
 from router.loader import load_ruleset
@@ -92,15 +93,6 @@ class Recorder:
                     f"timed out waiting for {what}: swaps={self.swaps} errors={self.errors} "
                     f"attempts={self.attempts}"
                 )
-
-
-def wait_until(predicate: Callable[[], Any], what: str, timeout: float = TIMEOUT) -> None:
-    """For conditions nothing notifies about (a log line, a file's state)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 @pytest.fixture
