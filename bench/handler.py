@@ -101,6 +101,17 @@ def rule_text(port: int, rules: int = RULES) -> str:
     return "\n".join(lines)
 
 
+def bare_env(base: Path, config: Path) -> dict[str, str]:
+    """The bare environment Retrospect starts the handler with (a fresh HOME)."""
+    home = base / "home"
+    home.mkdir(exist_ok=True)
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "ROUTER_CONFIG": str(config),
+    }
+
+
 def setup(base: Path, port: int) -> tuple[Path, Path]:
     """Write rules/, state/ and router.toml under ``base``; return (config, state)."""
     rules = base / "rules"
@@ -171,14 +182,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="retro-router-bench-") as temp, Sink() as sink:
         base = Path(temp)
         config, state = setup(base, sink.port)
-        home = base / "home"
-        home.mkdir()
-        # Retrospect starts the handler with a bare environment.
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": str(home),
-            "ROUTER_CONFIG": str(config),
-        }
+        env = bare_env(base, config)
         handler = [python, str(HANDLER), *EVENT]
         floor_argv = [python, "-I", "-S", "-c", "pass"]
 

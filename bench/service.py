@@ -230,13 +230,7 @@ def main() -> int:
         port = bench_handler_free_port()
         config.write_text(config.read_text() + f'listen = "127.0.0.1:{port}"\n', encoding="utf-8")
         (base / "rules").chmod(0o700)
-        home = base / "home"
-        home.mkdir()
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": str(home),
-            "ROUTER_CONFIG": str(config),
-        }
+        env = bench_handler.bare_env(base, config)
         router = shutil.which("router", path=str(BIN)) or "router"
         log_path = base / "serve.log"
         with log_path.open("wb") as log:
