@@ -242,25 +242,13 @@ def describe_outcome(outcome: Any) -> str:
             lines.append(("    body:  " if number == 0 else "           ") + body_line)
     lines.append("")
     lines.append("steps:" if outcome.steps else "steps: none")
+    from router.steps import describe
+
     for step in outcome.steps:
-        lines.extend("  " + line for line in _describe_step(step))
+        lines.extend("  " + line for line in describe(step))
     for error in outcome.errors:
         lines.append(f"error: {error}")
     return "\n".join(lines)
-
-
-def _describe_step(step: Any) -> list[str]:
-    import shlex
-
-    if step.kind == "run":
-        out = [f"run {shlex.join(step.argv)} (timeout {step.timeout:g} s) from {step.rule}"]
-        if step.fallback is not None:
-            out.extend("  or " + line for line in _describe_step(step.fallback))
-        return out
-    if step.kind == "abort":
-        where = step.path or "no intervention file"
-        return [f"abort: {step.text!r} into {where} (exit status 1) from {step.rule}"]
-    return [f"log to {step.path or 'the event log'}: {step.text} from {step.rule}"]
 
 
 def cmd_test(args: argparse.Namespace) -> int:
@@ -275,7 +263,9 @@ def cmd_test(args: argparse.Namespace) -> int:
     event = event_from_argv([args.event, *args.args], date_order=config.date_order)
     store = Store.existing(config.state_dir)
     try:
-        outcome = process(event, ruleset, store, record=False, explain=True)
+        outcome = process(
+            event, ruleset, store, record=False, explain=True, run_env=config.run_env
+        )
     finally:
         if store is not None:
             store.close()

@@ -13,7 +13,6 @@ directory.
 from __future__ import annotations
 
 import os
-import stat
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,6 +25,7 @@ else:  # pragma: no cover - exercised on 3.9/3.10 in CI
 
 from router import locations
 from router.events import DATE_ORDERS
+from router.trust import admin_problem, private_problem
 
 CONFIG_NAME = locations.CONFIG_NAME
 DEFAULT_RETENTION = 90 * 86400.0
@@ -48,6 +48,9 @@ class Config:
     event_log: Optional[Path] = None
     #: How long the journal keeps events, in seconds (``retention = "90d"``).
     retention: float = DEFAULT_RETENTION
+    #: Variables a ``run`` program gets from the handler's environment besides
+    #: the few every program needs (``run_env = ["ORACLE_HOME"]``).
+    run_env: tuple[str, ...] = ()
     #: Where the settings came from, for messages ("built-in defaults" or a path).
     source: str = "built-in defaults"
     #: The whole parsed file, for sections later stages read (delivery, service).
@@ -74,14 +77,24 @@ def cache_dir() -> Optional[Path]:
     return _CACHE_DIR
 
 
+def cache_file(name: str) -> Optional[Path]:
+    """``name`` in the cache directory, if there is one and the file is not
+    another user's (a pickle planted while the directory was open would run
+    code on load): None means "do without the cache"."""
+    directory = cache_dir()
+    if directory is None:
+        return None
+    path = directory / name
+    return None if private_problem(path) else path
+
+
 def _is_private(directory: Path) -> bool:
-    try:
-        info = directory.stat()
-    except OSError:
+    if not directory.is_dir():
         return False
     if os.name != "posix":
-        return directory.is_dir()
-    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o077
+        return True
+    # Ours, and no one else may even read it (the caches hold rule text).
+    return private_problem(directory) is None and not directory.stat().st_mode & 0o077
 
 
 def duration_setting(name: str, value: Any) -> float:
@@ -114,6 +127,10 @@ def load_config(explicit: Optional[str] = None) -> Config:
     raw: dict[str, Any] = {}
     base = PROJECT_ROOT
     if path is not None:
+        refused = admin_problem(path)
+        if refused:
+            # router.toml says which rules run, as root: another user's file must not.
+            raise ConfigError(f"{path}: refused: {refused}; chmod go-w it, owned by root")
         try:
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
@@ -136,6 +153,7 @@ def load_config(explicit: Optional[str] = None) -> Config:
         retention=duration_setting(f"{path}: retention", raw["retention"])
         if "retention" in raw
         else DEFAULT_RETENTION,
+        run_env=_names(raw.get("run_env", []), f"{path}: run_env"),
         source=str(path) if path else "built-in defaults",
         raw=raw,
     )
@@ -148,6 +166,15 @@ def load_config(explicit: Optional[str] = None) -> Config:
     if os.environ.get("ROUTER_RULES_DIR"):
         overrides["rules_dir"] = Path(os.environ["ROUTER_RULES_DIR"]).expanduser().resolve()
     return replace(config, **overrides) if overrides else config
+
+
+def _names(value: Any, what: str) -> tuple[str, ...]:
+    """A list of environment variable names."""
+    if not isinstance(value, list) or not all(
+        isinstance(v, str) and v and "=" not in v and "\0" not in v for v in value
+    ):
+        raise ConfigError(f"{what} must be a list of environment variable names, not {value!r}")
+    return tuple(value)
 
 
 def event_log_path(config: Config) -> Path:

@@ -33,17 +33,18 @@ import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 from urllib.parse import unquote, urlsplit
 
 from router.config import ConfigError, duration_setting
+from router.store import OutboxItem, OutboxRow
 from router.urls import MASK, mask_url, plugin_for, recognise
 
 if TYPE_CHECKING:
     from router.language.nodes import TargetDef
-    from router.store import OutboxRow, Store
+    from router.store import Store
 
 #: Added to connect + read timeout for the wall-clock bound of one send:
 #: time for Apprise's own work around the request (building the payload,
@@ -395,13 +396,14 @@ class DeliveryReport:
 
 
 def deliver(
-    store: Store,
+    store: Optional[Store],
     rows: list[OutboxRow],
     policy: DeliveryPolicy,
     deadline: Optional[float] = None,
     now: Callable[[], float] = time.time,
 ) -> DeliveryReport:
-    """Send ``rows`` (already claimed) and record each outcome in ``store``.
+    """Send ``rows`` (already claimed) and record each outcome in ``store``
+    (None: only report it).
 
     Rows are grouped by URL; groups run concurrently in a pool of
     ``policy.concurrency`` threads, and a group's rows go one after
@@ -463,8 +465,18 @@ def deliver(
     return report
 
 
+def send_now(
+    items: list[OutboxItem], policy: DeliveryPolicy, deadline: Optional[float] = None
+) -> list[int]:
+    """Send notifications that are in no outbox (the journal could not take
+    their event), with the same grouping, timeouts and deadline as
+    ``deliver``. Returns the indexes of the items that were sent."""
+    rows = [OutboxRow(**asdict(item), id=index) for index, item in enumerate(items)]
+    return sorted(deliver(None, rows, policy, deadline=deadline).sent)
+
+
 def _record(
-    store: Store,
+    store: Optional[Store],
     policy: DeliveryPolicy,
     report: DeliveryReport,
     outcome: str,
@@ -472,21 +484,24 @@ def _record(
     error: Optional[str],
     at: float,
 ) -> None:
-    """Write one row's outcome to the store and the report."""
+    """Write one row's outcome to the store (if any) and the report."""
     if outcome == "sent":
-        store.mark_sent(row.id, now=at)
+        if store is not None:
+            store.mark_sent(row.id, now=at)
         report.sent.append(row.id)
     elif outcome == "skipped":
-        store.release([row.id])
+        if store is not None:
+            store.release([row.id])
         report.skipped.append(row.id)
     else:
         error = error or "failed"
         report.errors[row.id] = error
-        if at - row.created > policy.max_age:
+        if store is not None and at - row.created > policy.max_age:
             store.mark_dead(row.id, error)
             report.dead.append(row.id)
         else:
-            store.mark_failed(row.id, error, at + next_delay(row.attempts + 1, policy))
+            if store is not None:
+                store.mark_failed(row.id, error, at + next_delay(row.attempts + 1, policy))
             report.failed.append(row.id)
 
 

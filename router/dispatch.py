@@ -9,6 +9,9 @@ asked) records both in one transaction.
 
 from __future__ import annotations
 
+import os
+import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -25,6 +28,7 @@ from router.engine import (
 )
 from router.events import INTERVENTION_FILE, Event
 from router.language import nodes as n
+from router.steps import DEFAULT_RUN_TIMEOUT, Step
 from router.store import (
     DigestItem,
     ExpectMatch,
@@ -34,7 +38,6 @@ from router.store import (
     ThrottleUpdate,
 )
 
-DEFAULT_RUN_TIMEOUT = 300.0
 #: Without ``type``, a notification's type follows the event's status.
 TYPE_FOR_STATUS = {"failure": "failure", "warning": "warning", "success": "success"}
 
@@ -52,35 +55,6 @@ class Notification:
 
 
 @dataclass
-class LocalStep:
-    """Something that must happen on the engine's machine, in the handler.
-
-    Plain data (it crosses the service's socket in the thin-handler path).
-    """
-
-    kind: str  # "run", "abort" or "log"
-    rule: str
-    argv: list[str] = field(default_factory=list)
-    env: dict[str, str] = field(default_factory=dict)
-    timeout: float = DEFAULT_RUN_TIMEOUT
-    fallback: Optional[LocalStep] = None
-    #: The abort reason, or the log line.
-    text: str = ""
-    #: The intervention file (abort) or log file (log); None for the router's event log.
-    path: Optional[str] = None
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> LocalStep:
-        data = dict(data)
-        if data.get("fallback"):
-            data["fallback"] = cls.from_json(data["fallback"])
-        return cls(**data)
-
-
-@dataclass
 class Outcome:
     """What one event turned into."""
 
@@ -89,7 +63,7 @@ class Outcome:
     identity: str
     streak: int
     notifications: list[Notification]
-    steps: list[LocalStep]
+    steps: list[Step]
     outbox: list[OutboxItem]
     #: Router-side problems (template errors, unresolvable targets, a broken ruleset).
     errors: list[str]
@@ -116,24 +90,73 @@ def env_value(value: Any) -> str:
     return str(value)
 
 
-def program_environment(fields: dict[str, Any]) -> dict[str, str]:
+def retro_variables(fields: dict[str, Any]) -> dict[str, str]:
     """Every field as ``RETRO_FIELD`` (upper case), as LANGUAGE.md's ``run`` promises."""
     return {f"RETRO_{name.upper()}": env_value(value) for name, value in fields.items()}
+
+
+_TEMPLATE_MARK = re.compile(r"{[{%]")
+
+
+def confined_path(
+    source: str, rendered: str, base_dir: Optional[Path]
+) -> tuple[str, Optional[str]]:
+    """The file a ``log ... to`` path names, and why it may not be written
+    (or None).
+
+    A path without template marks is taken as written (relative to the rule
+    file). A rendered one must stay inside the directory its literal part
+    names: event values are data, never a path of their own, so a client
+    called ``../../etc/x`` cannot move the file out of ``/var/log/backup/``.
+    """
+
+    def absolute(text: str) -> str:
+        if base_dir is not None and not os.path.isabs(text):
+            text = os.path.join(str(base_dir), text)
+        return os.path.normpath(text)
+
+    if "\0" in rendered:
+        return rendered, "the path has a NUL character"
+    mark = _TEMPLATE_MARK.search(source)
+    if mark is None:
+        return absolute(rendered), None
+    literal = source[: mark.start()]
+    root = absolute(literal if literal.endswith(("/", os.sep)) else os.path.dirname(literal) or ".")
+    path = absolute(rendered)
+    parts = rendered.replace(os.sep, "/").split("/")
+    if ".." in parts or os.path.commonpath([root, path]) != root or path == root:
+        return path, f"the rendered path {rendered!r} leaves {root}"
+    return path, None
 
 
 class Renderer:
     """Renders one plan's templates, collecting errors instead of raising."""
 
-    def __init__(self, ruleset: Ruleset, event: Event, fields: dict[str, Any], history: History):
+    def __init__(
+        self,
+        ruleset: Ruleset,
+        event: Event,
+        fields: dict[str, Any],
+        history: History,
+        run_env: tuple[str, ...] = (),
+    ):
         from router.templates import event_variables
 
         self.ruleset = ruleset
         self.event = event
         self.fields = fields
         self.previous = history.previous
+        self.run_env = list(run_env)
         self.errors: list[str] = []
         self._variables = event_variables
-        self._env = program_environment(fields)
+        self._env = retro_variables(fields)
+
+    def source(self, template: Optional[n.Template], default: str) -> str:
+        if template is None:
+            return default
+        if template.path is not None:
+            return self.ruleset.template_files.get(template, "")
+        return template.source
 
     def text(
         self,
@@ -144,17 +167,23 @@ class Renderer:
     ) -> str:
         from router.templates import render, render_title
 
-        if template is None:
-            source = default
-        elif template.path is not None:
-            source = self.ruleset.template_files.get(template, "")
-        else:
-            source = template.source
-        rendered = (render_title if one_line else render)(source, variables)
+        rendered = (render_title if one_line else render)(self.source(template, default), variables)
         if rendered.error:
             where = f"{template.span}" if template is not None else "default message"
             self.errors.append(f"template error at {where}: {rendered.error}")
         return rendered.text
+
+    def exact(self, template: n.Template, variables: dict[str, Any]) -> tuple[str, Optional[str]]:
+        """A template that must render exactly (a program argument, a path):
+        a variable the event lacks is an error, and an error means no text."""
+        from router.templates import render
+
+        rendered = render(self.source(template, ""), variables, strict=True)
+        if rendered.error:
+            message = f"{template.source!r} at {template.span}: {rendered.error}"
+            self.errors.append(f"template error at {template.span}: {rendered.error}")
+            return "", message
+        return rendered.text, None
 
     def variables(self, planned: PlannedAction) -> dict[str, Any]:
         return self._variables(self.fields, self.previous, planned.variables)
@@ -174,41 +203,74 @@ class Renderer:
             for name, _ in action.targets
         ]
 
-    def step(self, planned: PlannedAction, action: n.Action) -> Optional[LocalStep]:
+    def step(self, planned: PlannedAction, action: n.Action) -> Optional[Step]:
         variables = self.variables(planned)
         label = planned.rule.label
         if isinstance(action, n.Run):
-            argv = [self.text(t, variables, "") for t in (action.program, *action.args)]
+            argv: list[str] = []
+            problem = None
+            for template in (action.program, *action.args):
+                text, problem = self.exact(template, variables)
+                if problem is not None:
+                    break
+                argv.append(text)
             timeout = action.timeout.total_seconds() if action.timeout else DEFAULT_RUN_TIMEOUT
             fallback = self.step(planned, action.fallback) if action.fallback else None
-            return LocalStep(
-                "run", label, argv=argv, env=dict(self._env), timeout=timeout, fallback=fallback
+            return Step(
+                "run",
+                label,
+                argv=[] if problem else argv,
+                env=dict(self._env),
+                pass_env=self.run_env,
+                timeout=timeout,
+                fallback=fallback,
+                error=f"not started: {problem}" if problem else None,
             )
         if isinstance(action, n.Abort):
             path = self.fields.get(INTERVENTION_FILE)
             text = self.text(action.text, variables, "")
-            return LocalStep("abort", label, text=text, path=str(path) if path else None)
+            return Step("abort", label, text=text, path=str(path) if path else None)
         if isinstance(action, n.Log):
-            path = self.text(action.path, variables, "") if action.path else None
-            if path and planned.rule.rule.span.file and not Path(path).is_absolute():
-                path = str(Path(planned.rule.rule.span.file).parent / path)
-            return LocalStep("log", label, text=self.text(action.text, variables, ""), path=path)
+            text = self.text(action.text, variables, "")
+            if action.path is None:
+                return Step("log", label, text=text)
+            rendered, problem = self.exact(action.path, variables)
+            base = Path(planned.rule.rule.span.file).parent if planned.rule.rule.span.file else None
+            path = None
+            if problem is None:
+                path, problem = confined_path(action.path.source, rendered, base)
+                if problem:
+                    self.errors.append(f"log path at {action.path.span}: {problem}")
+            error = f"not written: {problem}" if problem else None
+            return Step("log", label, text=text, path=path, error=error)
         return None  # stop: already applied by evaluate()
 
 
 def render_plan(
-    ruleset: Ruleset, plan: Plan, fields: dict[str, Any], history: History
-) -> tuple[list[Notification], list[LocalStep], list[str]]:
-    renderer = Renderer(ruleset, plan.event, fields, history)
+    ruleset: Ruleset,
+    plan: Plan,
+    fields: dict[str, Any],
+    history: History,
+    run_env: tuple[str, ...] = (),
+) -> tuple[list[Notification], list[Step], list[str]]:
+    """Every planned action rendered; one that fails in an unexpected way
+    costs only itself (its error is kept), never another rule its action."""
+    renderer = Renderer(ruleset, plan.event, fields, history, run_env)
     notifications: list[Notification] = []
-    steps: list[LocalStep] = []
+    steps: list[Step] = []
     for planned in plan.actions:
-        if isinstance(planned.action, n.Notify):
-            notifications.extend(renderer.notifications(planned, planned.action))
-        else:
-            step = renderer.step(planned, planned.action)
-            if step is not None:
-                steps.append(step)
+        try:
+            if isinstance(planned.action, n.Notify):
+                notifications.extend(renderer.notifications(planned, planned.action))
+            else:
+                step = renderer.step(planned, planned.action)
+                if step is not None:
+                    steps.append(step)
+        except Exception as exc:  # noqa: BLE001 - isolate one rule's failure
+            renderer.errors.append(
+                f"rule {planned.rule.label}: {type(planned.action).__name__.lower()}"
+                f" at {planned.action.span} failed: {type(exc).__name__}: {exc}"
+            )
     return notifications, steps, renderer.errors
 
 
@@ -220,30 +282,35 @@ def render_plan(
 def outbox_items(
     ruleset: Ruleset, notifications: list[Notification]
 ) -> tuple[list[OutboxItem], list[str]]:
-    """One outbox item per destination URL of each notification's target."""
+    """One outbox item per destination URL of each notification's target.
+    A target that cannot be resolved (unset variable, malformed URL, broken
+    config file) costs only its own notifications."""
     from router.delivery import resolve_target
     from router.urls import mask_url
 
     items: list[OutboxItem] = []
     problems: list[str] = []
-    resolved: dict[str, list[str]] = {}
+    resolved: dict[str, list[tuple[str, str]]] = {}
     for note in notifications:
         if note.target not in resolved:
+            resolved[note.target] = []
             target = ruleset.targets.get(note.target)
             if target is None:
                 problems.append(f"target '{note.target}' is not defined")
-                resolved[note.target] = []
                 continue
-            urls, target_problems = resolve_target(target, Path(target.span.file).parent)
+            try:
+                urls, target_problems = resolve_target(target, Path(target.span.file).parent)
+                resolved[note.target] = [(url, mask_url(url)) for url in urls]
+            except Exception as exc:  # noqa: BLE001 - one bad target, not the event
+                target_problems = [f"cannot be resolved: {type(exc).__name__}"]
             problems.extend(f"target '{note.target}': {p}" for p in target_problems)
-            resolved[note.target] = urls
-        for url in resolved[note.target]:
+        for url, masked in resolved[note.target]:
             items.append(
                 OutboxItem(
                     note.rule,
                     note.target,
                     url,
-                    mask_url(url),
+                    masked,
                     note.title,
                     note.body,
                     note.type,
@@ -263,33 +330,52 @@ def process(
     extra_errors: Optional[list[str]] = None,
     origin: str = "handler",
     uid: Optional[str] = None,
+    run_env: tuple[str, ...] = (),
 ) -> Outcome:
     """Evaluate and render ``event``; when ``record``, journal it with its
     outbox rows in one transaction. ``store`` None means no history (a dry
-    run on a machine with no state yet)."""
+    run on a machine with no state yet, or a store that cannot be used)."""
     identity = identity_of(event)
-    history = store.history(event.name, identity) if store is not None else History()
+    errors = list(extra_errors or [])
+    history = History()
+    if store is not None:
+        try:
+            history = store.history(event.name, identity)
+        except Exception as exc:  # noqa: BLE001 - decide without history, say so
+            errors.append(f"history unavailable ({type(exc).__name__}: {exc}): previous is empty")
 
     def throttles(rule: str, key: str) -> ThrottleState:
-        return store.throttle_state(rule, key) if store is not None else ThrottleState()
+        if store is None:
+            return ThrottleState()
+        try:
+            return store.throttle_state(rule, key)
+        except Exception:  # noqa: BLE001 - the history error above says it
+            return ThrottleState()
 
     plan = evaluate(ruleset, event, history, throttles, explain=explain)
     fields = dict(event.fields)
     streak = history.streak_for(str(fields.get("status")))
     fields["streak"] = streak
-    notifications, steps, errors = render_plan(ruleset, plan, fields, history)
+    notifications, steps, render_errors = render_plan(ruleset, plan, fields, history, run_env)
     items, problems = outbox_items(ruleset, notifications)
-    errors = list(extra_errors or []) + errors + problems
+    errors += plan.errors + render_errors + problems
     outcome = Outcome(event, plan, identity, streak, notifications, steps, items, errors)
     if record and store is not None:
-        outcome.event_id, outcome.outbox_ids = store.record_event(
-            journal_entry(outcome, origin, uid),
-            items,
-            throttle_updates(plan),
-            expect_matches=expect_matches(plan, fields),
-            digest_items=digest_items(plan, fields),
-        )
+        record_outcome(store, outcome, origin, uid)
     return outcome
+
+
+def record_outcome(store: Store, outcome: Outcome, origin: str, uid: Optional[str] = None) -> None:
+    """Journal an outcome with its outbox rows, throttles, expect matches and
+    digest items, in one transaction (idempotent per ``uid``)."""
+    fields = dict(outcome.event.fields, streak=outcome.streak)
+    outcome.event_id, outcome.outbox_ids = store.record_event(
+        journal_entry(outcome, origin, uid),
+        outcome.outbox,
+        throttle_updates(outcome.plan),
+        expect_matches=expect_matches(outcome.plan, fields),
+        digest_items=digest_items(outcome.plan, fields),
+    )
 
 
 def journal_entry(outcome: Outcome, origin: str, uid: Optional[str] = None) -> JournalEntry:
@@ -338,3 +424,70 @@ def digest_items(plan: Plan, fields: dict[str, Any]) -> list[DigestItem]:
             DigestItem(planned.rule.label, planned.key, at, option.window.total_seconds(), fields)
         )
     return items
+
+
+def spooled(outcome: Outcome, origin: str, uid: Optional[str]) -> dict[str, Any]:
+    """An outcome the journal could not take, as spool data (router.spool)."""
+    from router import spool
+
+    fields = dict(outcome.event.fields, streak=outcome.streak)
+    return spool.decided(
+        journal_entry(outcome, origin, uid),
+        outcome.outbox,
+        throttle_updates(outcome.plan),
+        expect_matches(outcome.plan, fields),
+        digest_items(outcome.plan, fields),
+    )
+
+
+# ---------------------------------------------------------------------------
+# Secrets in what programs print
+# ---------------------------------------------------------------------------
+
+_URL_WITH_SECRETS = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s\"'<>]*[@?][^\s\"'<>]*")
+_MASKED_KEYS = ("output", "error", "text")
+
+
+def target_urls(ruleset: Optional[Ruleset]) -> list[str]:
+    """Every URL the ruleset's targets stand for now (the secrets to mask)."""
+    from router.delivery import resolve_target
+
+    urls: list[str] = []
+    for target in ruleset.targets.values() if ruleset is not None else ():
+        try:
+            urls.extend(resolve_target(target, Path(target.span.file).parent)[0])
+        except Exception:  # noqa: BLE001 - an unresolvable target has no secret to mask
+            continue
+    return urls
+
+
+def mask_text(text: str, urls: Iterable[str]) -> str:
+    """``text`` without the secrets of ``urls`` and with every URL that
+    carries credentials or parameters masked (a program may print one the
+    router does not know)."""
+    from router.delivery import scrub
+    from router.urls import mask_url
+
+    for url in sorted(set(urls), key=len, reverse=True):
+        text = scrub(text, url)
+    return _URL_WITH_SECRETS.sub(lambda match: mask_url(match.group(0)), text)
+
+
+def mask_results(
+    results: list[dict[str, Any]],
+    outbox: Iterable[OutboxItem] = (),
+    ruleset: Optional[Ruleset] = None,
+    extra: Iterable[str] = (),
+) -> list[dict[str, Any]]:
+    """Steps' outcomes as they may be stored and shown: programs' output and
+    errors masked (the URLs of this event's notifications, of every target,
+    and ``extra`` ones such as the admin URLs)."""
+    urls = [item.url for item in outbox] + target_urls(ruleset) + list(extra)
+    masked = []
+    for result in results:
+        clean = dict(result)
+        for key in _MASKED_KEYS:
+            if isinstance(clean.get(key), str) and clean[key]:
+                clean[key] = mask_text(clean[key], urls)
+        masked.append(clean)
+    return masked

@@ -581,6 +581,8 @@ class Plan:
     digests: list[PlannedDigest] = field(default_factory=list)
     #: Expect rules this event matched (every event is seen by them, ``stop`` or not).
     expect_matches: list[ExpectHit] = field(default_factory=list)
+    #: Rules whose condition could not be decided (they did not act).
+    errors: list[str] = field(default_factory=list)
 
     @property
     def matched(self) -> list[str]:
@@ -616,9 +618,13 @@ def evaluate(
     actions: list[PlannedAction] = []
     digests: list[PlannedDigest] = []
     stopped_by: Optional[str] = None
+    errors: list[str] = []
     for compiled in ruleset.candidates(event.name):
-        if not compiled.test(fields, previous):
+        matched = _test(compiled, fields, previous, errors)
+        if not matched:
             reason = first_failure(ruleset, compiled, fields, previous) if explain else None
+            if matched is None:
+                reason = "error (see the errors)"
             decisions.append(RuleDecision(compiled.label, False, reason))
             continue
         decision = RuleDecision(compiled.label, True)
@@ -652,15 +658,31 @@ def evaluate(
     expect_matches = [
         ExpectHit(compiled, expect_key(compiled, fields))
         for compiled in ruleset.expect_candidates(event.name)
-        if compiled.test(fields, previous)
+        if _test(compiled, fields, previous, errors)
     ]
-    return Plan(event, decisions, actions, stopped_by, digests, expect_matches)
+    return Plan(event, decisions, actions, stopped_by, digests, expect_matches, errors)
+
+
+def _test(
+    compiled: CompiledRule, fields: Mapping[str, Any], previous: Mapping, errors: list[str]
+) -> Optional[bool]:
+    """Whether the rule's condition holds; None (and an error noted) when it
+    could not be decided, so one rule's surprise costs no other its action."""
+    try:
+        return bool(compiled.test(fields, previous))
+    except Exception as exc:  # noqa: BLE001
+        errors.append(f"rule {compiled.label}: condition failed: {type(exc).__name__}: {exc}")
+        return None
 
 
 def first_failure(
     ruleset: Ruleset, compiled: CompiledRule, fields: Mapping[str, Any], previous: Mapping
 ) -> str:
     for condition, predicate in compiled.parts:
-        if not predicate(fields, previous):
+        try:
+            held = predicate(fields, previous)
+        except Exception:  # noqa: BLE001 - evaluate() reports it
+            held = False
+        if not held:
             return ruleset.source_text(condition.span) or "condition"
     return "condition"

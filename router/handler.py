@@ -26,176 +26,42 @@ import os
 import sys
 import time
 
-from router import locations
+from router import locations, trust
+from router.steps import Step, perform
 
 # Only the standard library's cheapest modules at import time: this module
 # is the fast path's. (typing, pathlib, subprocess each cost milliseconds.)
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
-    import subprocess
-    from pathlib import Path
-    from typing import Any, Optional, Union
+    from typing import Any, Optional
 
 USAGE = """\
 usage: retroeventhandler EVENT [ARG ...]
 
 Retrospect runs this program once per event (StartScript, EndSource, ...),
-with the event's arguments in the order EVENTS.md lists them.
-`router events` shows every event and its fields; `router test EVENT ARG...`
-shows what the rules would do with one.
+with the event's arguments in order (`router events NAME` lists them).
+`router test EVENT ARG...` shows what the rules would do with one event.
+
+  -h, --help   this text
+  --version    the version
+
+Exit status: 1 when a rule aborted the event (Retrospect skips or cancels),
+else 0.
 """
-
-#: How much of a program's output the journal keeps.
-OUTPUT_TAIL = 2000
-FALLBACK_NAME = "unrecorded-events.jsonl"
-
-
-# ---------------------------------------------------------------------------
-# Local steps
-# ---------------------------------------------------------------------------
-
-
-def _kill_group(process: subprocess.Popen) -> None:
-    """Kill the program and everything it started (its own process group)."""
-    import signal
-    import subprocess
-
-    try:
-        if os.name == "posix":
-            os.killpg(process.pid, signal.SIGKILL)
-        else:  # pragma: no cover - Windows
-            subprocess.run(
-                ["taskkill", "/F", "/T", "/PID", str(process.pid)],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                check=False,
-            )
-    except (OSError, ProcessLookupError):
-        process.kill()
-
-
-def run_program(step: Any) -> dict[str, Any]:
-    """Run ``step.argv`` without a shell; kill its whole group on timeout."""
-    import subprocess
-    import tempfile
-
-    started = time.monotonic()
-    result: dict[str, Any] = {"kind": "run", "rule": step.rule, "program": step.argv[0]}
-    # The output goes to an unnamed temporary file, not a pipe: waiting for
-    # a pipe's end would also wait for any daemon the program left behind
-    # holding it (a "start the service" script), past the timeout and even
-    # past the kill, when the daemon left the process group.
-    try:
-        output_file = tempfile.TemporaryFile()  # noqa: SIM115 - closed by the with below
-    except OSError:  # no writable temporary directory: run it, without its output
-        output_file = open(os.devnull, "w+b")  # noqa: SIM115 - closed by the with below
-    options: dict[str, Any] = {
-        "stdin": subprocess.DEVNULL,
-        "stdout": output_file,
-        "stderr": subprocess.STDOUT,
-        "env": {**os.environ, **step.env},
-    }
-    if os.name == "posix":
-        options["start_new_session"] = True
-    else:  # pragma: no cover - Windows
-        options["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
-    with output_file:
-        try:
-            process = subprocess.Popen(step.argv, **options)
-        except (OSError, ValueError) as exc:
-            result.update(outcome="error", error=f"cannot start: {exc}")
-            return result
-        try:
-            process.wait(timeout=step.timeout)
-            result.update(outcome="ok" if process.returncode == 0 else "failed")
-            result["exit_code"] = process.returncode
-        except subprocess.TimeoutExpired:
-            _kill_group(process)
-            process.wait()
-            result.update(outcome="timeout", error=f"timed out after {step.timeout:g} s")
-        output_file.seek(max(output_file.seek(0, os.SEEK_END) - OUTPUT_TAIL, 0))
-        output = output_file.read()
-    result["seconds"] = round(time.monotonic() - started, 3)
-    result["output"] = output.decode("utf-8", "replace")
-    return result
-
-
-def write_intervention(step: Any) -> dict[str, Any]:
-    """Write the reason into Retrospect's intervention file (appending, so
-    two aborts for one event both reach Retrospect's log)."""
-    result: dict[str, Any] = {"kind": "abort", "rule": step.rule, "text": step.text}
-    if not step.path:
-        result.update(outcome="error", error="this event passed no intervention file")
-        return result
-    try:
-        with open(step.path, "a", encoding="utf-8") as handle:
-            handle.write(step.text.rstrip("\n") + "\n")
-    except OSError as exc:
-        result.update(outcome="error", error=f"cannot write {step.path}: {exc.strerror or exc}")
-        return result
-    result["outcome"] = "ok"
-    return result
-
-
-def append_log(step: Any, default_path: Union[str, Path]) -> dict[str, Any]:
-    # os.path, not pathlib: this runs on the fast path, for every event the
-    # default rules log, and pathlib's import costs more than the write.
-    path = os.fspath(step.path or default_path)
-    result: dict[str, Any] = {"kind": "log", "rule": step.rule, "path": path}
-    try:
-        parent = os.path.dirname(path)
-        if parent:
-            os.makedirs(parent, exist_ok=True)
-        # One write of one line with O_APPEND: concurrent handlers never interleave.
-        data = (step.text.replace("\n", " ") + "\n").encode("utf-8", "replace")
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            os.write(fd, data)
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        result.update(outcome="error", error=f"cannot write {path}: {exc.strerror or exc}")
-        return result
-    result["outcome"] = "ok"
-    return result
-
-
-def perform_steps(
-    steps: list[Any], event_log: Union[str, Path]
-) -> tuple[list[dict[str, Any]], bool]:
-    """Run the local steps in order. Returns their outcomes and whether
-    Retrospect was told to abort."""
-    outcomes: list[dict[str, Any]] = []
-    aborted = False
-    for step in steps:
-        current: Optional[Any] = step
-        while current is not None:
-            if current.kind == "run":
-                outcome = run_program(current)
-            elif current.kind == "abort":
-                outcome = write_intervention(current)
-                aborted = aborted or outcome["outcome"] == "ok"
-            else:
-                outcome = append_log(current, event_log)
-            outcomes.append(outcome)
-            # `run ... or ACTION`: the fallback runs when the program failed.
-            failed = current.kind == "run" and outcome["outcome"] != "ok"
-            current = current.fallback if failed else None
-    return outcomes, aborted
-
 
 # ---------------------------------------------------------------------------
 # The fast path: the service does the work, this process the local steps
 # ---------------------------------------------------------------------------
 
-#: The service's local socket in the state directory (POSIX).
-SOCKET_NAME = "router.sock"
-#: Where a service without Unix sockets (Windows) writes its loopback port and token.
-ENDPOINT_NAME = "router.endpoint"
 #: How long to wait for the service to accept: it answers at once or not at all.
 CONNECT_TIMEOUT = 0.2
-#: How long to wait for each of its replies before falling back to the inline path.
-REPLY_TIMEOUT = 5.0
+#: How long to wait for its answer to an event before deciding inline (with
+#: the same uid, so an event it did journal is not journaled twice): it
+#: answers in milliseconds, so this much silence means it is stopped or hung.
+REPLY_TIMEOUT = 1.0
+#: How long to wait for it to acknowledge the steps' outcomes (they are
+#: written to the journal directly when it does not).
+REPORT_TIMEOUT = 2.0
 #: The longest reply line read from the service.
 MAX_REPLY = 16 * 1024 * 1024
 
@@ -265,31 +131,6 @@ def loads(text: str) -> Any:
     if text[end:].strip(_WHITESPACE):
         raise ValueError("extra data after the JSON value")
     return value
-
-
-_STEP_DEFAULTS = {
-    "kind": "log",
-    "rule": "",
-    "argv": [],
-    "env": {},
-    "timeout": 300.0,
-    "fallback": None,
-    "text": "",
-    "path": None,
-}
-
-
-class _Step:
-    """A local step as the service sends it (LocalStep's JSON), with the
-    attributes ``perform_steps`` reads. router.dispatch is not imported here:
-    it would pull in the engine, the language and SQLite."""
-
-    def __init__(self, data: dict[str, Any]) -> None:
-        self.__dict__.update(_STEP_DEFAULTS)
-        self.__dict__.update(data)
-        if isinstance(self.fallback, dict):
-            self.fallback = _Step(self.fallback)
-        self.env = {str(k): str(v) for k, v in (self.env or {}).items()}
 
 
 class _Settings:
@@ -412,16 +253,25 @@ def _received_now() -> str:
 
 def _connect(state_dir: str) -> Any:
     """A connection to the service and the token to send (loopback TCP only),
-    or (None, None) when none answers at once."""
+    or (None, None) when none answers at once, or when the state directory,
+    its socket or its endpoint file is not private to this user: whoever
+    answers there hands back programs to run, as root."""
     import _socket
 
+    if trust.private_problem(state_dir):
+        return None, None  # the inline path refuses the directory, saying why
     token = None
-    unix_path = os.path.join(state_dir, SOCKET_NAME)
+    unix_path = os.path.join(state_dir, locations.SOCKET_NAME)
     if hasattr(_socket, "AF_UNIX") and os.path.exists(unix_path):
+        if trust.private_problem(unix_path):
+            return None, None
         family, address = _socket.AF_UNIX, unix_path
     else:
+        endpoint_path = os.path.join(state_dir, locations.ENDPOINT_NAME)
         try:  # a service without Unix sockets: loopback port and token in a private file
-            with open(os.path.join(state_dir, ENDPOINT_NAME), encoding="utf-8") as handle:
+            if trust.private_problem(endpoint_path):
+                return None, None
+            with open(endpoint_path, encoding="utf-8") as handle:
                 endpoint = loads(handle.read())
             family, address = _socket.AF_INET, ("127.0.0.1", int(endpoint["port"]))
             token = str(endpoint["token"])
@@ -500,14 +350,15 @@ def via_service(config: Any, args: list[str], uid: str) -> Optional[int]:
         # would run twice). Whatever goes wrong is reported, not retried.
         event_id = reply.get("event_id")
         try:
-            steps = [_Step(step) for step in reply.get("steps") or []]
-            results, aborted = perform_steps(steps, config.event_log)
+            steps = [Step.from_json(step) for step in reply.get("steps") or []]
+            results, aborted = perform(steps, config.event_log)
         except Exception as exc:
             results = [
                 {"kind": "error", "outcome": "error", "error": f"{type(exc).__name__}: {exc}"}
             ]
             aborted = False
         if results:
+            connection.settimeout(REPORT_TIMEOUT)
             _report_steps(connection, pending, config, event_id, results)
         return 1 if aborted else 0
     finally:
@@ -528,10 +379,11 @@ def _report_steps(
     except (OSError, ValueError):
         pass
     try:
+        from router.dispatch import mask_results
         from router.store import Store
 
         with Store(config.state_dir) as store:
-            store.record_steps(int(event_id), results)
+            store.record_steps(int(event_id), mask_results(results))
     except Exception as exc:
         sys.stderr.write(f"retroeventhandler: the steps' outcomes were not recorded: {exc}\n")
 
@@ -541,29 +393,41 @@ def _report_steps(
 # ---------------------------------------------------------------------------
 
 
-def handle(args: list[str], config_path: Optional[str] = None, uid: Optional[str] = None) -> int:
-    from router.config import (
-        PROJECT_ROOT,
-        Config,
-        ConfigError,
-        default_state_dir,
-        load_config,
-        use_cache_dir,
-    )
-    from router.dispatch import process
+def _say(message: str) -> None:
+    sys.stderr.write(f"retroeventhandler: {message}\n")
+
+
+def handle(
+    args: list[str],
+    config_path: Optional[str] = None,
+    uid: Optional[str] = None,
+    started: Optional[float] = None,
+) -> int:
+    """The whole event in this process. The local steps are performed
+    whatever happens to the journal: an event that cannot be recorded (full
+    disk, read-only or refused state directory, damaged database) is decided
+    without history, its steps performed, its notifications sent directly,
+    and kept in the spool until a later handler or the service records it."""
+    from router.config import PROJECT_ROOT, Config, ConfigError, load_config, use_cache_dir
+    from router.dispatch import process, record_outcome
     from router.events import event_from_argv
     from router.loader import load_ruleset
     from router.store import Store
 
+    started = time.time() if started is None else started
     problems: list[str] = []
     try:
         config = load_config(config_path)
     except ConfigError as exc:
         problems.append(f"configuration: {exc}; using the defaults")
-        config = Config(rules_dir=PROJECT_ROOT / "rules", state_dir=default_state_dir())
+        config = Config(rules_dir=PROJECT_ROOT / "rules", state_dir=_default_state_dir())
     event = event_from_argv(args, date_order=config.date_order)
-    store = Store(config.state_dir)
-    use_cache_dir(config.state_dir)  # private (Store made it 0700): caches may live there
+    store: Optional[Any] = None
+    try:
+        store = Store(config.state_dir)
+        use_cache_dir(config.state_dir)  # private (Store checked it): caches may live there
+    except Exception as exc:  # Untrusted, OSError, sqlite3.Error
+        problems.append(f"the journal in {config.state_dir} cannot be used: {_reason(exc)}")
     try:
         loaded = load_ruleset(config.rules_dir, config.state_dir, config.date_order)
         if loaded.errors:
@@ -571,104 +435,181 @@ def handle(args: list[str], config_path: Optional[str] = None, uid: Optional[str
                 "the rules have errors; the last good ruleset stays in force: "
                 + "; ".join(loaded.errors)
             )
+        problems.extend(loaded.warnings)
         for problem in problems:
-            sys.stderr.write(f"retroeventhandler: {problem}\n")
-        outcome = process(event, loaded.ruleset, store, extra_errors=problems, uid=uid)
-        try:
-            return finish(outcome, store, config, loaded.ruleset)
-        except Exception as exc:  # the event is journaled: note the failure there
-            message = f"internal error after journaling: {type(exc).__name__}: {exc}"
-            sys.stderr.write(f"retroeventhandler: {message}\n")
-            if outcome.event_id is not None:
-                store.add_error(outcome.event_id, message)
-            return 0
+            _say(problem)
+        if store is not None:
+            _flush_spool(store, config, loaded.ruleset)
+        outcome = process(
+            event,
+            loaded.ruleset,
+            store,
+            record=False,
+            extra_errors=problems,
+            uid=uid,
+            run_env=config.run_env,
+        )
+        recorded = False
+        if store is not None:
+            try:
+                record_outcome(store, outcome, "handler", uid)
+                recorded = True
+            except Exception as exc:
+                _say(f"the event could not be journaled: {_reason(exc)}")
+        if recorded:
+            return finish(outcome, store, config, loaded.ruleset, started)
+        return _finish_unrecorded(outcome, config, loaded.ruleset, uid, started)
     finally:
-        store.close()
+        if store is not None:
+            store.close()
 
 
-def finish(outcome: Any, store: Any, config: Any, ruleset: Any = None) -> int:
+def _reason(exc: BaseException) -> str:
+    """An exception in words: its own message when that says it all."""
+    text = str(exc) or type(exc).__name__
+    plain = type(exc).__name__ in ("Untrusted", "OSError")
+    return text if plain else f"{type(exc).__name__}: {text}"
+
+
+def _default_state_dir() -> Any:
+    from pathlib import Path
+
+    return Path(locations.default_state_dir())
+
+
+def finish(
+    outcome: Any, store: Any, config: Any, ruleset: Any = None, started: Optional[float] = None
+) -> int:
     """Local steps, the timers (when ``ruleset`` is given), then delivery
-    within the deadline. Returns the exit status."""
+    until the deadline (counted from ``started``). Returns the exit status."""
+    import contextlib
+
     from router.config import event_log_path
-    from router.delivery import DeliveryPolicy, drain
+    from router.delivery import drain
+    from router.dispatch import mask_results
     from router.store import apply_retention
 
-    results, aborted = perform_steps(outcome.steps, event_log_path(config))
-    if outcome.event_id is not None and results:
-        store.record_steps(outcome.event_id, results)
-    if ruleset is not None:
-        _tick_timers(ruleset, store, config)
-    policy = DeliveryPolicy.from_config(config.raw)
-    deadline = time.time() + policy.deadline
-    drain(store, policy, deadline=deadline, ids=outcome.outbox_ids)
-    if time.time() < deadline:
-        drain(store, policy, deadline=deadline)  # older rows still waiting
-    apply_retention(store, config.retention)
+    results, aborted = perform(outcome.steps, event_log_path(config))
+    try:
+        if outcome.event_id is not None and results:
+            store.record_steps(outcome.event_id, mask_results(results, outcome.outbox, ruleset))
+        if ruleset is not None:
+            _tick_timers(ruleset, store, config)
+        policy = _policy(config)
+        deadline = (time.time() if started is None else started) + policy.deadline
+        drain(store, policy, deadline=deadline, ids=outcome.outbox_ids)
+        if time.time() < deadline:
+            drain(store, policy, deadline=deadline)  # older rows still waiting
+        apply_retention(store, config.retention)
+    except Exception as exc:  # the event and its steps are done; say what was not
+        _say(f"after the event was journaled: {_reason(exc)}")
+        if outcome.event_id is not None:
+            with contextlib.suppress(Exception):
+                store.add_error(outcome.event_id, f"after journaling: {_reason(exc)}")
     return 1 if aborted else 0
+
+
+def _finish_unrecorded(
+    outcome: Any, config: Any, ruleset: Any, uid: Optional[str], started: float
+) -> int:
+    """The event could not be journaled: spool it, perform its steps, send
+    its notifications directly within the deadline, note what was sent."""
+    from router import spool
+    from router.config import event_log_path
+    from router.delivery import send_now
+    from router.dispatch import mask_results, spooled
+
+    data = spooled(outcome, "handler", uid)
+    path = _spool(spool, data, config)
+    results, aborted = perform(outcome.steps, event_log_path(config))
+    data["steps"] = mask_results(results, outcome.outbox, ruleset)
+    policy = _policy(config)
+    sent = send_now(outcome.outbox, policy, deadline=started + policy.deadline)
+    data["sent"] = sent
+    if path is not None:
+        path = _spool(spool, data, config) or path
+    unsent = len(outcome.outbox) - len(sent)
+    if outcome.outbox:
+        _say(f"sent {len(sent)} of {len(outcome.outbox)} notification(s) directly")
+    if path is None and unsent:
+        _say(f"{unsent} notification(s) were not sent and could not be kept")
+    return 1 if aborted else 0
+
+
+def _policy(config: Any) -> Any:
+    """The delivery policy, or the defaults when [delivery] is broken (the
+    configuration error was reported already; the event still goes out)."""
+    from router.delivery import DeliveryPolicy
+
+    try:
+        return DeliveryPolicy.from_config(config.raw)
+    except Exception:
+        return DeliveryPolicy()
+
+
+def _spool(spool: Any, data: dict[str, Any], config: Any) -> Optional[Any]:
+    try:
+        path = spool.save(data, config.state_dir)
+    except Exception as exc:
+        _say(f"the event could not be kept for later either: {_reason(exc)}")
+        return None
+    _say(f"event kept in {path}; it is journaled when the state directory takes it again")
+    return path
+
+
+def _flush_spool(store: Any, config: Any, ruleset: Any) -> None:
+    """Record the events earlier handlers had to spool, before this one."""
+    from datetime import datetime
+
+    from router import spool
+    from router.dispatch import process
+    from router.events import event_from_argv
+
+    def decide(data: dict[str, Any]) -> None:
+        received = datetime.fromisoformat(data["received"])
+        event = event_from_argv(data["argv"], date_order=config.date_order, received=received)
+        error = f"recorded late from the spool: {data.get('error')}"
+        process(event, ruleset, store, extra_errors=[error], origin="spool", uid=data.get("uid"))
+
+    try:
+        problems = spool.flush(store, config.state_dir, decide)[1]
+    except Exception as exc:
+        problems = [_reason(exc)]
+    for problem in problems:
+        _say(f"spool: {problem}")
 
 
 def _tick_timers(ruleset: Any, store: Any, config: Any) -> None:
     """Without a service, handlers run the timers (expect windows, digests)
     that have come due; their rows are delivered with the event's."""
     from router.config import event_log_path
+    from router.timers import tick
 
-    try:
-        from router.timers import tick
-    except ImportError:
-        return
     report = tick(ruleset, store, event_log=event_log_path(config))
     for error in report.errors:
-        sys.stderr.write(f"retroeventhandler: timers: {error}\n")
+        _say(f"timers: {error}")
 
 
-def _save_unrecorded(args: list[str], error: str) -> None:
-    """Last resort when the journal itself failed: keep the event in a
-    plain file, so it can be replayed (``router replay``) once fixed."""
-    import json
-    from pathlib import Path
+def _keep_raw(args: list[str], uid: Optional[str], error: str, config_path: Optional[str]) -> None:
+    """Last resort when the handler failed before deciding: keep the
+    arguments in the spool, so the event is decided once things work."""
+    try:
+        from router import spool
+        from router.events import decode_arg
 
-    from router.events import decode_arg
-
-    line = json.dumps(
-        {
-            "received": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "args": [decode_arg(a) for a in args],
-            "error": error,
-        },
-        ensure_ascii=False,
-    )
-    candidates = []
-    try:  # the configured state directory (ROUTER_STATE_DIR applied), if it can be read
-        from router.config import load_config
-
-        candidates.append(load_config().state_dir)
-    except Exception:
-        pass
-    state = os.environ.get("ROUTER_STATE_DIR")
-    if state:
-        candidates.append(Path(state))
-    candidates.append(Path(locations.default_state_dir()))
-    candidates.append(Path(os.environ.get("TMPDIR", "/tmp")))
-    for directory in candidates:
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            # 0600, and never through a symlink: the last candidate is the
-            # shared temporary directory, and the handler may run as root.
-            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
-            handle = os.open(str(directory / FALLBACK_NAME), flags, 0o600)
-            try:
-                os.write(handle, (line + "\n").encode("utf-8"))
-            finally:
-                os.close(handle)
-            sys.stderr.write(f"retroeventhandler: event kept in {directory / FALLBACK_NAME}\n")
-            return
-        except OSError:
-            continue
+        settings = fast_settings(config_path)
+        state_dir = settings.state_dir if settings is not None else _default_state_dir()
+        data = spool.raw([decode_arg(a) for a in args], uid, error)
+        _say(f"event kept in {spool.save(data, state_dir)}")
+    except Exception as exc:
+        _say(f"the event could not be kept: {type(exc).__name__}: {exc}")
 
 
 #: Hands the event's uid from a site-less fast path to the full Python it
 #: re-runs for the inline path (see ``main_without_site``); private to us.
 UID_VARIABLE = "ROUTER_HANDLER_UID"
+#: The same for when the event arrived (the deadline counts from then).
+STARTED_VARIABLE = "ROUTER_HANDLER_STARTED"
 
 
 def fast_path(args: list[str], config_path: Optional[str], uid: str) -> Optional[int]:
@@ -684,21 +625,27 @@ def main_without_site(reexec: Any) -> None:
     only the standard library; if the service does not take the event,
     ``reexec()`` replaces this process with a full Python for the inline
     path, handing it the event's uid so the journal never has it twice."""
+    started = time.time()
     args = sys.argv[1:]
-    if args:
+    if args and args[0] not in OPTIONS:
         uid = new_uid()
         try:
             status = fast_path(args, None, uid)
         except Exception:
             status = None  # the inline path will journal it, or keep it
         if status is not None:
-            sys.exit(status)
+            exit_now(status)
         os.environ[UID_VARIABLE] = uid
+        os.environ[STARTED_VARIABLE] = repr(started)
         try:  # noqa: SIM105 - contextlib costs milliseconds on this path
             reexec()
         except OSError:
             pass  # carry on here; the inline path says what is missing
-    sys.exit(main(args))
+    exit_now(main(args))
+
+
+#: The handler's own options (anything else is an event name, as Retrospect sends).
+OPTIONS = ("-h", "--help", "--version")
 
 
 def main(argv: Optional[list[str]] = None, config_path: Optional[str] = None) -> int:
@@ -708,10 +655,16 @@ def main(argv: Optional[list[str]] = None, config_path: Optional[str] = None) ->
         if getattr(sys, name) is None:
             setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115
     args = sys.argv[1:] if argv is None else argv
-    if not args:
+    if not args or args[0] in ("-h", "--help"):
         sys.stdout.write(USAGE)
         return 0
+    if args[0] == "--version":
+        from router import __version__
+
+        sys.stdout.write(f"retroeventhandler (retro-router) {__version__}\n")
+        return 0
     uid = os.environ.pop(UID_VARIABLE, None)
+    started = _float(os.environ.pop(STARTED_VARIABLE, None)) or time.time()
     if uid is None:  # not already tried by main_without_site
         uid = new_uid()
         try:
@@ -719,21 +672,45 @@ def main(argv: Optional[list[str]] = None, config_path: Optional[str] = None) ->
             if status is not None:
                 return status
         except KeyboardInterrupt:
-            _save_unrecorded(args, "interrupted")
+            _keep_raw(args, uid, "interrupted", config_path)
             return 0
         except Exception:  # the fast path failed before the service took the event
             pass
     try:
-        return handle(args, config_path, uid=uid)
+        return handle(args, config_path, uid=uid, started=started)
     except KeyboardInterrupt:
-        _save_unrecorded(args, "interrupted")
+        _keep_raw(args, uid, "interrupted", config_path)
         return 0
     except Exception as exc:  # the contract: never a traceback for Retrospect
         message = f"{type(exc).__name__}: {exc}"
-        sys.stderr.write(f"retroeventhandler: internal error: {message}\n")
-        _save_unrecorded(args, message)
+        _say(f"internal error: {message}")
+        _keep_raw(args, uid, message, config_path)
         return 0
 
 
+def _float(text: Optional[str]) -> Optional[float]:
+    try:
+        return float(text) if text else None
+    except ValueError:
+        return None
+
+
+def exit_now(status: int) -> None:
+    """End the process now with ``status``. Apprise's worker threads (a send
+    to a server that never answers) are joined at a normal exit, which would
+    hold Retrospect past the deadline: output is flushed, then nothing waits."""
+    for stream in (sys.stdout, sys.stderr):
+        try:  # noqa: SIM105 - contextlib costs milliseconds on this path
+            stream.flush()
+        except Exception:  # a closed stream has nothing to flush
+            pass
+    os._exit(status)
+
+
+def run() -> None:
+    """The console script ``retroeventhandler``."""
+    exit_now(main())
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()

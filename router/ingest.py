@@ -46,7 +46,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
-from router.handler import ENDPOINT_NAME, SOCKET_NAME
+from router.locations import ENDPOINT_NAME, SOCKET_NAME
 
 if TYPE_CHECKING:
     from router.service import Service

@@ -20,6 +20,7 @@ from typing import NamedTuple, Optional
 from router import __version__
 from router.engine import Ruleset, compile_ruleset
 from router.language import nodes as n
+from router.trust import Untrusted, private_problem, require_private_dir
 
 CACHE_NAME = "ruleset.pickle"
 RULE_SUFFIX = ".rules"
@@ -35,6 +36,8 @@ class LoadedRuleset:
     #: True when the ruleset in force is older than the files on disk.
     stale: bool = False
     from_cache: bool = False
+    #: Things worth saying that are not rule errors (a cache that was refused).
+    warnings: list[str] = field(default_factory=list)
     #: The fingerprint of the files this load looked at (taken before reading
     #: them), so a watcher knows which state of the directory it has seen.
     fingerprint: str = ""
@@ -80,15 +83,28 @@ def load_ruleset(rules_dir: Path, state_dir: Path, date_order: str = "mdy") -> L
     otherwise checked afresh (and cached when good)."""
     cache_path = state_dir / CACHE_NAME
     current = fingerprint(rules_dir)
-    cached = _read_cache(cache_path)
+    refused = cache_problem(cache_path)
+    warnings = [f"the ruleset cache was not read: {refused}"] if refused else []
+    cached = None if refused else _read_cache(cache_path)
     if cached is not None and cached.fingerprint == current:
         return LoadedRuleset(_build(cached, date_order), from_cache=True, fingerprint=current)
 
     checked = check_and_compile(rules_dir, state_dir, date_order, current=current)
     if checked.ruleset is not None:
-        return LoadedRuleset(checked.ruleset, fingerprint=current)
+        return LoadedRuleset(checked.ruleset, fingerprint=current, warnings=warnings)
     last_good = _build(cached, date_order) if cached is not None else empty_ruleset()
-    return LoadedRuleset(last_good, errors=checked.errors, stale=True, fingerprint=current)
+    return LoadedRuleset(
+        last_good, errors=checked.errors, stale=True, fingerprint=current, warnings=warnings
+    )
+
+
+def cache_problem(path: Path) -> Optional[str]:
+    """Why the pickled cache at ``path`` must not be loaded, or None.
+
+    Unpickling runs code: the cache is read only from a directory that is
+    the router's own and private, and only a file that is the router's own.
+    """
+    return private_problem(path.parent) or private_problem(path)
 
 
 class Checked(NamedTuple):
@@ -166,10 +182,10 @@ def write_cache(path: Path, cached: _Cached) -> None:
     """Write atomically (temp file, then rename), so a concurrent handler
     reads either the old cache or the new one, never half of one."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        require_private_dir(path.parent)
         handle, temp = tempfile.mkstemp(dir=str(path.parent), prefix=".ruleset.")
         with os.fdopen(handle, "wb") as out:
             pickle.dump(cached, out, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(temp, path)
-    except OSError:
+    except (OSError, Untrusted):
         pass  # no cache is slower, never wrong

@@ -20,6 +20,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 CONFIG_NAME = "router.toml"
 EVENT_LOG_NAME = "events.log"
+#: The service's local socket in the state directory (POSIX).
+SOCKET_NAME = "router.sock"
+#: Where a service without Unix sockets (Windows) writes its loopback port and token.
+ENDPOINT_NAME = "router.endpoint"
 
 
 def platform_config_dir() -> str:

@@ -49,7 +49,7 @@ from typing import Any, Callable, Optional
 
 from router.config import Config, ConfigError, event_log_path, use_cache_dir
 from router.delivery import DeliveryPolicy, drain, next_delay
-from router.dispatch import Outcome, process
+from router.dispatch import Outcome, mask_results, process
 from router.events import event_from_argv
 from router.ingest import HttpServer, LocalServer
 from router.store import JournalEntry, OutboxItem, Store, apply_retention
@@ -319,6 +319,7 @@ class Service:
                 extra_errors=problems,
                 origin=origin,
                 uid=uid,
+                run_env=self.config.run_env,
             )
         if outcome.outbox_ids:
             self.wake_delivery()
@@ -326,6 +327,7 @@ class Service:
 
     def record_steps(self, event_id: int, results: list[dict[str, Any]]) -> bool:
         """Store what a handler's local steps did. False if there is no such event."""
+        results = mask_results(results, ruleset=self.rules.ruleset, extra=self.admin)
         with self._ingest_lock:
             assert self._ingest_store is not None
             if not self._ingest_store.has_event(event_id):

@@ -19,7 +19,6 @@ import json
 import os
 import socket
 import sqlite3
-import stat
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from router.engine import History, ThrottleState
+from router.trust import require_private, require_private_dir
 
 DB_NAME = "router.sqlite3"
 BUSY_TIMEOUT_MS = 10_000
@@ -283,19 +283,24 @@ def _outbox_row(row: tuple) -> OutboxRow:
 
 
 def ensure_private_dir(path: Path) -> None:
-    """Create ``path`` as 0700 (and tighten it if it exists)."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if os.name == "posix" and stat.S_IMODE(path.stat().st_mode) != 0o700:
-        os.chmod(path, 0o700)
+    """Create ``path`` as 0700, tighten it if it is ours, refuse it (Untrusted)
+    if another user owns it: the store and the caches beside it decide what
+    the router does, and it may run as root."""
+    require_private_dir(path)
 
 
 class Store:
     """The journal, outbox and throttle state in ``state_dir``."""
 
     def __init__(self, state_dir: Path) -> None:
+        """Open (or create) the store in ``state_dir``. Raises Untrusted when
+        the directory or a database file is another user's or writable by
+        others (a planted database could queue sends or hold crafted rows)."""
         self.state_dir: Optional[Path] = Path(state_dir)
         ensure_private_dir(self.state_dir)
         self.path: Optional[Path] = self.state_dir / DB_NAME
+        for name in (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm"):
+            require_private(self.state_dir / name)
         old_umask = os.umask(0o077)  # the database and its -wal/-shm files: 0600
         try:
             self.db = _connect(str(self.path))
@@ -661,6 +666,11 @@ class Store:
 
     def last_event_id(self) -> int:
         return int(self.db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0])
+
+    def has_uid(self, uid: str) -> bool:
+        """Whether an event with this uid is journaled (recording is idempotent)."""
+        query = "SELECT 1 FROM events WHERE uid = ?"
+        return self.db.execute(query, (uid,)).fetchone() is not None
 
     def has_event(self, event_id: int) -> bool:
         query = "SELECT 1 FROM events WHERE id = ?"

@@ -20,7 +20,7 @@ from typing import Any, Optional, Union
 from jinja2 import nodes
 from jinja2.environment import Template
 from jinja2.exceptions import SecurityError, TemplateSyntaxError
-from jinja2.runtime import ChainableUndefined, Undefined
+from jinja2.runtime import ChainableUndefined, StrictUndefined, Undefined
 from jinja2.sandbox import SandboxedEnvironment
 
 from router.events import EVENTS, canonical_name
@@ -126,6 +126,7 @@ def make_environment() -> SandboxedEnvironment:
 
 
 _ENV: Optional[SandboxedEnvironment] = None
+_STRICT_ENV: Optional[SandboxedEnvironment] = None
 
 
 def environment() -> SandboxedEnvironment:
@@ -134,6 +135,16 @@ def environment() -> SandboxedEnvironment:
     if _ENV is None:
         _ENV = make_environment()
     return _ENV
+
+
+def strict_environment() -> SandboxedEnvironment:
+    """The same environment where a variable the event lacks is an error, not
+    empty text: for what must be exactly right or not happen at all (a
+    ``run`` argument, a log file's path)."""
+    global _STRICT_ENV
+    if _STRICT_ENV is None:
+        _STRICT_ENV = environment().overlay(undefined=StrictUndefined)
+    return _STRICT_ENV
 
 
 # ---------------------------------------------------------------------------
@@ -201,24 +212,27 @@ def template_refs(source: str) -> TemplateRefs:
 
 #: Compiled templates by source text. The ruleset renders the same handful of
 #: templates for every event, and compiling costs far more than rendering.
-_COMPILED: dict[str, Template] = {}
+_COMPILED: dict[tuple[str, bool], Template] = {}
 #: Rule edits in a long-running service keep adding sources; past this many
 #: the cache starts over rather than growing without end.
 _COMPILED_MAX = 4096
 
 
-def compile_template(source: str) -> Template:
-    """``source`` compiled in the sandbox, once per distinct text.
+def compile_template(source: str, strict: bool = False) -> Template:
+    """``source`` compiled in the sandbox, once per distinct text (and
+    strictness, see :func:`strict_environment`).
 
     Raises TemplateSyntaxError for a broken template (not cached, so a fixed
     rule file is picked up as soon as its text changes).
     """
-    template = _COMPILED.get(source)
+    key = (source, strict)
+    template = _COMPILED.get(key)
     if template is None:
-        template = environment().from_string(source)
+        env = strict_environment() if strict else environment()
+        template = env.from_string(source)
         if len(_COMPILED) >= _COMPILED_MAX:
             _COMPILED.clear()
-        _COMPILED[source] = template
+        _COMPILED[key] = template
     return template
 
 
@@ -241,7 +255,7 @@ def _error_message(exc: Exception) -> str:
     return " ".join(message.split())
 
 
-def render(source: str, variables: Mapping[str, Any]) -> Rendered:
+def render(source: str, variables: Mapping[str, Any], *, strict: bool = False) -> Rendered:
     """Render ``source`` with ``variables``; never raises for a bad template.
 
     A syntax error, a sandbox SecurityError, an exception in a filter or in
@@ -250,7 +264,7 @@ def render(source: str, variables: Mapping[str, Any]) -> Rendered:
     tells the admin what happened, where an empty or missing one would not.
     """
     try:
-        text = compile_template(source).render(dict(variables))
+        text = compile_template(source, strict).render(dict(variables))
     except Exception as exc:  # noqa: BLE001 - any failure must keep the message
         message = _error_message(exc)
         return Rendered(text=f"{source}\n[template error: {message}]", error=message)

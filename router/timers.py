@@ -39,7 +39,6 @@ from typing import Any, Optional, Union
 
 from router.dispatch import (
     TYPE_FOR_STATUS,
-    LocalStep,
     Notification,
     Renderer,
     outbox_items,
@@ -54,6 +53,7 @@ from router.engine import (
 )
 from router.events import Event, canonical_name
 from router.language import nodes as n
+from router.steps import Step, append_log
 from router.store import DigestBatch, ExpectState, JournalEntry, OutboxItem, Store
 
 #: Deadlines are sums of floats read back from SQLite: equal within this.
@@ -276,7 +276,7 @@ def fire_expect(
     event = Event(name="expect", known=False, fields=fields, args=[])
     renderer = Renderer(ruleset, event, fields, History())
     notifications: list[Notification] = []
-    steps: list[LocalStep] = []
+    steps: list[Step] = []
     skipped: list[str] = []
     for action in rule.rule.actions:
         if isinstance(action, n.Notify):
@@ -476,12 +476,10 @@ def _notifications(
     return [Notification(label, name, title, body, kind, body_format) for name, _ in action.targets]
 
 
-def _perform_logs(store: Store, event_id: int, steps: list[LocalStep], log: Optional[Path]) -> None:
+def _perform_logs(store: Store, event_id: int, steps: list[Step], log: Optional[Path]) -> None:
     """A timer's ``log`` lines, after its journal entry (as the handler does)."""
     if not steps:
         return
-    from router.handler import append_log
-
     outcomes = []
     for step in steps:
         if step.path is None and log is None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import unquote, urlsplit
 
-from router.config import cache_dir
+from router.config import cache_dir, cache_file
 
 MASK = "****"
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
@@ -44,12 +44,13 @@ _INDEX: Optional[dict[str, str]] = None
 
 
 def _index_path() -> Optional[Path]:
-    directory = cache_dir()
-    if directory is None:
+    """The index file, when the private state directory can hold it (it names
+    modules to import: another user's copy is never read)."""
+    if cache_dir() is None:
         return None
     import apprise
 
-    return directory / f"apprise-{apprise.__version__}-schemes.json"
+    return cache_file(f"apprise-{apprise.__version__}-schemes.json")
 
 
 def scheme_index() -> dict[str, str]:

@@ -820,7 +820,7 @@ def test_rules_directory_writable_by_others_is_refused(tmp_path: Path) -> None:
     assert [(d.path, d.line, d.column, d.severity, d.code) for d in result.diagnostics] == [
         (str(root), 1, 1, "error", "insecure-permissions")
     ]
-    assert "directory is writable by any user" in result.diagnostics[0].message
+    assert "is writable by any user" in result.diagnostics[0].message
 
 
 def test_regex_column_points_inside_the_string_after_other_text() -> None:

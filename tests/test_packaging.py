@@ -71,7 +71,7 @@ def test_console_scripts_declared() -> None:
     dist = metadata.distribution(DIST_NAME)
     scripts = {ep.name: ep for ep in dist.entry_points if ep.group == "console_scripts"}
     assert scripts["router"].value == "router.cli:main"
-    assert scripts["retroeventhandler"].value == "router.handler:main"
+    assert scripts["retroeventhandler"].value == "router.handler:run"
     for entry_point in scripts.values():
         assert callable(entry_point.load())
 
@@ -148,7 +148,7 @@ def test_wheel_contains_grammar_and_entry_points(installed_wheel: dict[str, Path
     assert "router/language/parser.py" in names
     assert not any(n.startswith("grammar/") for n in names), "grammar/ must not be top-level"
     assert "router = router.cli:main" in entry_text
-    assert "retroeventhandler = router.handler:main" in entry_text
+    assert "retroeventhandler = router.handler:run" in entry_text
 
 
 def test_wheel_parses_with_its_own_grammar(installed_wheel: dict[str, Path]) -> None:

@@ -988,20 +988,39 @@ def test_router_toml_beside_the_resolved_executable(tmp_path: Path) -> None:
     assert list(cwd.iterdir()) == [] and list(home.iterdir()) == []
 
 
-def test_an_event_the_journal_cannot_take_is_kept_in_the_state_directory(site: Site) -> None:
-    site.write_rules('on any\n  log "{{ event }}"\n')
+def test_an_event_the_journal_cannot_take_is_acted_on_kept_and_recorded_later(
+    site: Site,
+) -> None:
+    site.write_rules('on any\n  log "{{ event }} {{ script }}"\n')
     site.state.mkdir(mode=0o700)
-    (site.state / "router.sqlite3").write_bytes(b"not a database, " * 512)  # a damaged disk
-    (site.state / "router.sqlite3").chmod(0o600)
+    database = site.state / "router.sqlite3"
+    database.write_bytes(b"not a database, " * 512)  # a damaged disk
+    database.chmod(0o600)
     result = site.handler("EndScript", "Nightly", "0", "0", EVIL_PATH)
     assert (result.code, result.out) == (0, "")
-    kept = site.state / "unrecorded-events.jsonl"
-    assert result.err.splitlines()[-1] == f"retroeventhandler: event kept in {kept}"
     assert "Traceback" not in result.err
-    (line,) = kept.read_text(encoding="utf-8").splitlines()
-    assert json.loads(line)["args"] == ["EndScript", "Nightly", "0", "0", EVIL_PATH]
+    assert "the journal in" in result.err and "cannot be used" in result.err
+    # The local step happened anyway...
+    assert (site.state / "events.log").read_text(encoding="utf-8") == "EndScript Nightly\n"
+    # ...and the event waits, private, in the spool.
+    (kept,) = (site.state / "spool").iterdir()
+    assert f"retroeventhandler: event kept in {kept};" in result.err
     assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    assert json.loads(kept.read_text(encoding="utf-8"))["entry"]["args"] == [
+        "Nightly",
+        "0",
+        "0",
+        EVIL_PATH,
+    ]
     assert list(site.home.iterdir()) == [] and list(site.cwd.iterdir()) == []
+
+    database.unlink()  # the disk is repaired: the next event records both, in order
+    assert site.handler("EndScript", "Weekly", "0", "0", "successful").code == 0
+    assert [(e["fields"]["script"], e["steps"][0]["outcome"]) for e in site.history()] == [
+        ("Nightly", "ok"),
+        ("Weekly", "ok"),
+    ]
+    assert list((site.state / "spool").iterdir()) == []
 
 
 def test_closed_standard_streams(site: Site) -> None:

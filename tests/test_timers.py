@@ -20,7 +20,7 @@ import pytest
 from router.dispatch import Outcome, process
 from router.engine import Ruleset, build_ruleset, evaluate
 from router.events import event_from_argv
-from router.handler import append_log
+from router.steps import append_log
 from router.language.checker import check_text
 from router.loader import empty_ruleset
 from router.store import OutboxRow, Store

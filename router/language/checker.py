@@ -12,8 +12,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import stat
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +31,7 @@ from router.language import nodes as n
 from router.language.diagnostics import ERROR, WARNING, Diagnostic, did_you_mean
 from router.language.parser import parse_file
 from router.templates import environment, template_refs
+from router.trust import admin_problem
 
 RULE_SUFFIX = ".rules"
 NOTIFY_TYPES = ("info", "success", "warning", "failure")
@@ -50,6 +49,10 @@ DIGEST_VARIABLES = ("events", "count")
 _NUMERIC = {"int", "float"}
 _ORDERED = {"int", "float", "duration", "datetime"}
 _TEMPLATE_MARK = re.compile(r"{[{%]")
+REFUSAL_HINT = (
+    "rules can run programs as the user Retrospect runs as (often root):"
+    " make it owned by root or that user, and chmod go-w it"
+)
 
 
 @dataclass
@@ -93,26 +96,12 @@ def discover(paths: Iterable[Path]) -> tuple[list[Path], Optional[str]]:
     return found, None
 
 
-def permission_problem(path: Path) -> Optional[str]:
-    """Why the router refuses ``path`` (writable by others), or None.
-
-    Rules can run programs as the user Retrospect runs as, often root: a
-    rule file others can write is a way to run code as root.
-    """
-    if sys.platform.startswith("win"):
-        return None
-    try:
-        mode = path.stat().st_mode
-    except OSError:
-        return None
-    if mode & stat.S_IWOTH:
-        who = "any user"
-    elif mode & stat.S_IWGRP:
-        who = "its group"
-    else:
-        return None
-    kind = "directory" if path.is_dir() else "file"
-    return f"{kind} is writable by {who} (mode {stat.S_IMODE(mode):04o})"
+def permission_problem(path: Path, *, check_directory: bool = True) -> Optional[str]:
+    """Why the router refuses ``path``, or None: rules can run programs as the
+    user Retrospect runs as, often root, so a rule file, its directory and
+    every file a rule reads (templates, Apprise configs, programs) must be
+    owned by root or the router's user and writable by no one else."""
+    return admin_problem(path, check_directory=check_directory)
 
 
 # ---------------------------------------------------------------------------
@@ -307,6 +296,10 @@ class Checker:
                 f"Apprise config file '{source.value}' does not exist",
                 "relative paths are relative to the rule file",
             )
+            return
+        refused = permission_problem(path)
+        if refused:
+            self.error(source.span, "insecure-permissions", f"refused: {refused}", REFUSAL_HINT)
             return
         if source.tag is None:
             return
@@ -742,6 +735,15 @@ class Checker:
                     problem,
                     "the program runs without a shell; give its full path",
                 )
+            else:
+                refused = permission_problem(Path(shutil.which(program) or program))
+                if refused:
+                    self.error(
+                        action.program.span,
+                        "insecure-permissions",
+                        f"refused: {refused}; the router will not run it",
+                        REFUSAL_HINT,
+                    )
         if action.fallback is not None:
             self.check_action(action.fallback, rule, scope, variables)
 
@@ -879,6 +881,10 @@ class Checker:
             return template.source, TemplateLocation(template, self.result.sources)
         path = self.base_dir / template.path
         display = str(path)
+        refused = permission_problem(path)
+        if refused:
+            self.error(template.span, "insecure-permissions", f"refused: {refused}", REFUSAL_HINT)
+            return None, TemplateLocation(template, self.result.sources)
         try:
             text = path.read_text(encoding="utf-8-sig")  # without a Windows BOM
         except (OSError, UnicodeDecodeError) as exc:
@@ -1063,16 +1069,19 @@ def check_paths(paths: Iterable[Path]) -> CheckResult:
         result.usage_error = problem
         return result
     for directory in (p for p in paths if p.is_dir()):
-        refused = permission_problem(directory)
+        refused = permission_problem(directory, check_directory=False)
         if refused:
             result.diagnostics.append(_refusal(str(directory), refused))
+    given = {p for p in paths if not p.is_dir()}
     for path in files:
         rule_file, diagnostics = parse_file(path)
         result.files += 1
         result.rule_files.append(rule_file)
         result.sources[rule_file.path] = rule_file.text.splitlines()
         result.diagnostics.extend(diagnostics)
-        refused = permission_problem(path)
+        # A file named on its own: its directory is checked with it (a
+        # directory argument was checked once, above).
+        refused = permission_problem(path, check_directory=path in given)
         if refused:
             result.diagnostics.append(_refusal(rule_file.path, refused))
     Checker(result).run(result.rule_files)
@@ -1103,6 +1112,6 @@ def _refusal(path: str, reason: str) -> Diagnostic:
         1,
         ERROR,
         "insecure-permissions",
-        f"refused: the {reason}",
-        "rules can run programs as the user Retrospect runs as; chmod go-w it",
+        f"refused: {reason}",
+        REFUSAL_HINT,
     )

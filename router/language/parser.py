@@ -21,7 +21,7 @@ from typing import Optional
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from router.config import cache_dir, use_cache_dir
+from router.config import cache_file, use_cache_dir
 from router.language import nodes as n
 from router.language.diagnostics import ERROR, WARNING, Diagnostic
 from router.language.literals import parse_duration, parse_size
@@ -59,8 +59,8 @@ def lark_parser() -> Lark:
         # Lark's own cache=True would use a predictable file in the shared temp
         # directory; its cache is a pickle and the router may run as root, so
         # only the private state directory is used (see config.use_cache_dir).
-        directory = cache_dir()
-        cache: object = str(directory / "grammar.lark-cache") if directory else False
+        path = cache_file("grammar.lark-cache")
+        cache: object = str(path) if path is not None else False
         _PARSER = Lark(
             grammar_path().read_text(encoding="utf-8"),
             parser="lalr",
