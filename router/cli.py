@@ -263,9 +263,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     event = event_from_argv([args.event, *args.args], date_order=config.date_order)
     store = Store.existing(config.state_dir)
     try:
-        outcome = process(
-            event, ruleset, store, record=False, explain=True, run_env=config.run_env
-        )
+        outcome = process(event, ruleset, store, record=False, explain=True, run_env=config.run_env)
     finally:
         if store is not None:
             store.close()

@@ -20,9 +20,9 @@ import pytest
 from router.dispatch import Outcome, process
 from router.engine import Ruleset, build_ruleset, evaluate
 from router.events import event_from_argv
-from router.steps import append_log
 from router.language.checker import check_text
 from router.loader import empty_ruleset
+from router.steps import append_log
 from router.store import OutboxRow, Store
 from router.timers import ORPHAN_DIGEST_AFTER, TickReport, tick
 
