@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
 import sys
+import textwrap
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional, Union
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
 
 
 def router_command() -> list[str]:
@@ -43,3 +50,128 @@ def wait_until(condition: Callable[[], Any], what: str, timeout: float = 10.0) -
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.01)
+
+
+DELIVERY = """
+[delivery]
+connect_timeout = 1
+read_timeout = 2
+deadline = 5
+"""
+
+Arg = Union[str, bytes, Path]
+
+
+def _installed(name: str, fallback: list[str]) -> list[str]:
+    script = BIN / name
+    return [str(script)] if script.is_file() else fallback
+
+
+#: The executable Retrospect runs: the console script the package installs.
+HANDLER = _installed("retroeventhandler", [sys.executable, str(REPO / "retroeventhandler")])
+ROUTER = router_command()
+
+
+@dataclass
+class Run:
+    """One finished process."""
+
+    args: list[Arg]
+    code: int
+    out: str
+    err: str
+    seconds: float
+
+
+def run_process(command: list[Arg], *, cwd: Path, env: dict[str, str], timeout: float = 60) -> Run:
+    started = time.monotonic()
+    proc = subprocess.run(
+        [os.fsencode(a) if isinstance(a, Path) else a for a in command],
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=timeout,
+    )
+    return Run(
+        command,
+        proc.returncode,
+        proc.stdout.decode("utf-8", "replace"),
+        proc.stderr.decode("utf-8", "replace"),
+        time.monotonic() - started,
+    )
+
+
+class Site:
+    """One router installation in a temporary directory.
+
+    ``router.toml`` (found through ``ROUTER_CONFIG``), a private rules
+    directory, its own state directory, an empty working directory and an
+    empty home, and Retrospect's directory for intervention files. Every
+    output of every command is kept in ``outputs`` for the secret check.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.rules = root / "rules"
+        self.state = root / "state"
+        self.cwd = root / "somewhere-else"
+        self.home = root / "home"
+        self.retrospect = root / "retrospect"
+        for directory in (self.rules, self.cwd, self.home, self.retrospect):
+            directory.mkdir(mode=0o700)
+        self.config = root / "router.toml"
+        self.config.write_text(
+            f'rules_dir = "{self.rules}"\nstate_dir = "{self.state}"\n' + DELIVERY,
+            encoding="utf-8",
+        )
+        self.env = {
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(self.home),
+            "ROUTER_CONFIG": str(self.config),
+        }
+        self.outputs: list[str] = []
+        self._files = 0
+
+    def write_rules(self, text: str, name: str = "site.rules") -> Path:
+        path = self.rules / name
+        path.write_text(textwrap.dedent(text), encoding="utf-8")
+        path.chmod(0o600)
+        return path
+
+    def intervention_file(self, event: str) -> Path:
+        """A fresh, empty file, as Retrospect creates one for each event that has one."""
+        self._files += 1
+        path = self.retrospect / f"retro-{self._files:02d}-{event}.txt"
+        path.write_bytes(b"")
+        return path
+
+    def handler(self, *args: Arg, env: Optional[dict[str, str]] = None) -> Run:
+        result = run_process(
+            [*HANDLER, *args], cwd=self.cwd, env={**self.env, **(env or {})}, timeout=60
+        )
+        self.outputs += [result.out, result.err]
+        return result
+
+    def router(self, *args: str) -> Run:
+        result = run_process([*ROUTER, *args], cwd=self.cwd, env=self.env, timeout=120)
+        self.outputs += [result.out, result.err]
+        return result
+
+    def history(self) -> list[dict[str, Any]]:
+        """The journal, oldest first, as ``router history --format json`` prints it."""
+        result = self.router("history", "--format", "json", "--limit", "1000")
+        assert (result.code, result.err) == (0, ""), result
+        return list(reversed(json.loads(result.out)))
+
+    def outbox_lines(self) -> list[str]:
+        result = self.router("outbox", "--limit", "1000")
+        assert (result.code, result.err) == (0, ""), result
+        return [line for line in result.out.splitlines() if line.startswith("#")]
+
+
+def write_program(path: Path, body: str) -> Path:
+    """An executable Python program (this interpreter, so it runs in the bare environment)."""
+    path.write_text(f"#!{sys.executable}\n" + textwrap.dedent(body), encoding="utf-8")
+    path.chmod(0o700)
+    return path
