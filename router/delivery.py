@@ -40,6 +40,7 @@ from urllib.parse import unquote, urlsplit
 
 from router.config import ConfigError, duration_setting
 from router.store import OutboxItem, OutboxRow
+from router.trust import admin_problem
 from router.urls import MASK, mask_url, plugin_for, recognise
 
 if TYPE_CHECKING:
@@ -167,7 +168,11 @@ def resolve_target(
             found = [u for u in re.split(r"[\s,]+", value) if u]
             if not found:
                 problems.append(f"environment variable {source.value} is empty")
-            urls.extend(found)
+            for url in found:
+                if _malformed(url):
+                    problems.append(f"environment variable {source.value} holds a malformed URL")
+                else:
+                    urls.append(url)
         elif source.kind == "config":
             found, problem = _config_urls(source.value, source.tag, base_dir)
             if problem:
@@ -179,6 +184,17 @@ def resolve_target(
     return unique, problems
 
 
+def _malformed(url: str) -> bool:
+    """A URL no send could ever use (no scheme, or one urllib cannot take apart)."""
+    if "://" not in url:
+        return True
+    try:
+        urlsplit(url)
+    except ValueError:
+        return True
+    return False
+
+
 def _config_urls(value: str, tag: Optional[str], base_dir: Path) -> tuple[list[str], Optional[str]]:
     """URLs of an Apprise config file (YAML or text), only ``tag``'s when given."""
     path = Path(value).expanduser()
@@ -186,6 +202,9 @@ def _config_urls(value: str, tag: Optional[str], base_dir: Path) -> tuple[list[s
         path = Path(base_dir) / path
     if not path.is_file():
         return [], f"Apprise config file '{value}' does not exist"
+    refused = admin_problem(path)
+    if refused:  # its URLs would decide where event data goes
+        return [], f"Apprise config file '{value}' refused: {refused}"
     import apprise
 
     config = apprise.AppriseConfig()

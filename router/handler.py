@@ -340,7 +340,12 @@ def via_service(config: Any, args: list[str], uid: str) -> Optional[int]:
             message["token"] = token
         try:
             reply = _exchange(connection, message, pending)
-        except (OSError, ValueError):
+        except (OSError, ValueError) as exc:
+            if isinstance(exc, OSError) and "timed out" in str(exc):
+                sys.stderr.write(
+                    f"retroeventhandler: the service did not answer within {REPLY_TIMEOUT:g} s"
+                    " (stopped or hung?); the event is handled here\n"
+                )
             return None
         if reply is None or reply.get("ok") is not True:
             if reply is not None:

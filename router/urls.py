@@ -158,7 +158,10 @@ def mask_url(url: str) -> str:
     scheme = scheme_of(url)
     if scheme is None:
         return MASK
-    split = urlsplit(url)
+    try:
+        split = urlsplit(url)
+    except ValueError:  # "Invalid IPv6 URL" and the like: nothing can be shown of it
+        return f"{scheme}://{MASK}"
     masked: Optional[str] = None
     try:
         plugin = plugin_for(url)

@@ -70,10 +70,11 @@ def processes_kept_out(request: pytest.FixtureRequest, monkeypatch: pytest.Monke
         env = kwargs.get("env")
         if isinstance(env, dict):
             env = dict(env)
-            for name in ISOLATING:
-                if name == "ROUTER_CONFIG" and discovery:
-                    continue
-                env.setdefault(name, os.environ[name])
+            if not discovery:
+                env.setdefault("ROUTER_CONFIG", os.environ["ROUTER_CONFIG"])
+            if "HOME" not in env:  # a test that gives its own home means its data there
+                for name in ISOLATING[1:]:
+                    env.setdefault(name, os.environ[name])
             kwargs["env"] = env
         original(self, *args, **kwargs)  # type: ignore[arg-type]
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
@@ -175,3 +177,54 @@ def write_program(path: Path, body: str) -> Path:
     path.write_text(f"#!{sys.executable}\n" + textwrap.dedent(body), encoding="utf-8")
     path.chmod(0o700)
     return path
+
+
+# ---------------------------------------------------------------------------
+# Hostile machines: other users' files, read-only and full file systems
+# ---------------------------------------------------------------------------
+
+#: The user that owns what "another user" planted (nobody, on Debian and macOS).
+OTHER_UID = 65534
+
+
+def give_to_other_user(*paths: Path) -> None:
+    """Make ``paths`` another user's, as an attacker's planted files would be
+    (needs root: the tests that use it are skipped otherwise)."""
+    for path in paths:
+        os.chown(path, OTHER_UID, OTHER_UID, follow_symlinks=False)
+
+
+NEEDS_ROOT = pytest.mark.skipif(
+    os.name != "posix" or os.geteuid() != 0,
+    reason="making files another user's needs root (CI runs as root)",
+)
+
+
+def _namespaces_work() -> bool:
+    if os.name != "posix" or shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(["unshare", "-r", "-m", "true"], capture_output=True)
+    return probe.returncode == 0
+
+
+NEEDS_NAMESPACES = pytest.mark.skipif(
+    not _namespaces_work(), reason="needs `unshare -r -m` (user and mount namespaces)"
+)
+
+
+def in_mount_namespace(
+    command: list[Any], *, read_only: Optional[Path] = None, full: Optional[Path] = None
+) -> list[str]:
+    """``command`` run in a private mount namespace where ``read_only`` is a
+    read-only file system and ``full`` a file system with no space left: real
+    EROFS and ENOSPC for the router, even as root, and nothing outside the
+    namespace changes."""
+    script = ["set -e"]
+    if read_only is not None:
+        script.append(f'mount --bind "{read_only}" "{read_only}"')
+        script.append(f'mount -o remount,bind,ro "{read_only}"')
+    if full is not None:
+        script.append(f'mount -t tmpfs -o size=64k,mode=0700 tmpfs "{full}"')
+        script.append(f'dd if=/dev/zero of="{full}/filler" bs=4k 2>/dev/null || true')
+    script.append('exec "$@"')
+    return ["unshare", "-r", "-m", "sh", "-c", "\n".join(script), "sh", *map(str, command)]

@@ -553,7 +553,7 @@ CASES = [
     Case(
         "env-holding-a-bad-url",
         'target ops = env("RR_CORPUS_URL")\non EndScript\n  notify ops\n',
-        [err(1, 14, "bad-url", "RR_CORPUS_URL holds 'foo://****'")],
+        [warn(1, 14, "bad-url", "RR_CORPUS_URL holds 'foo://****'")],
         env={"RR_CORPUS_URL": f"json://localhost:9/ foo://admin:{SECRET}@host"},
     ),
     # ---- warnings about this machine ------------------------------------------

@@ -281,10 +281,13 @@ class Checker:
         for url in filter(None, re.split(r"[\s,]+", value)):
             problem = recognise(url)
             if problem:
-                self.error(
+                # A warning: the variable is read when the rule runs, and a bad
+                # value then costs only this target, never the whole ruleset.
+                self.warning(
                     source.span,
                     "bad-url",
                     f"{source.value} holds '{mask_url(url)}', not a usable Apprise URL: {problem}",
+                    "the other targets and rules are unaffected; fix the variable",
                 )
 
     def check_config_source(self, source: n.Source) -> None:
