@@ -363,6 +363,8 @@ def _convert(spec: FieldSpec, raw: str, date_order: str) -> Any:
     if spec.type in ("str", "path"):
         return raw
     if spec.type == "int":
+        if len(text.lstrip("+-")) > 18:  # past a 64-bit integer: no count Retrospect sends
+            return None
         try:
             return int(text)
         except ValueError:
