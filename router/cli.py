@@ -30,7 +30,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="router", description="Route Retrospect events through rules.")
     parser.add_argument("--version", action="version", version=f"retro-router {__version__}")
     parser.add_argument("--config", help="router.toml to use (default: ROUTER_CONFIG, ...)")
+    # --config is also taken after the command (`router check --config FILE`);
+    # SUPPRESS keeps a subcommand without it from undoing the one given before.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=argparse.SUPPRESS, help="router.toml to use")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    original = sub.add_parser
+
+    def add_parser(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return original(name, parents=[common], **kwargs)
+
+    sub.add_parser = add_parser  # type: ignore[method-assign]
+
+    init = sub.add_parser(
+        "init", help="write router.toml, the default rules and a private state directory"
+    )
+    init.add_argument("--prefix", metavar="DIR", help="put all three under DIR")
+    init.add_argument("--rules-dir", metavar="DIR", help="the rules directory to create")
+    init.add_argument("--state-dir", metavar="DIR", help="the state directory to create")
+    init.set_defaults(func=cmd_init)
 
     check = sub.add_parser("check", help="validate rule files like a compiler")
     check.add_argument("paths", nargs="*", help="rule files or directories (default: rules_dir)")
@@ -89,6 +107,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(func=cmd_serve)
     return parser
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from router.init import initialise, layout, next_steps
+    from router.trust import Untrusted
+
+    where = layout(args.prefix, args.config, args.rules_dir, args.state_dir)
+    try:
+        said = initialise(where)
+    except (OSError, Untrusted) as exc:
+        print(f"router init: {exc}", file=sys.stderr)
+        if isinstance(exc, PermissionError):
+            print("router init: run it as root, or choose places with --prefix", file=sys.stderr)
+        return EXIT_ERRORS
+    print("\n".join(said))
+    print("\nNext:")
+    print("\n".join(f"  {command}" for command in next_steps(where)))
+    return EXIT_OK
 
 
 def cmd_events(args: argparse.Namespace) -> int:

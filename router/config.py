@@ -29,8 +29,9 @@ from router.trust import admin_problem, private_problem
 
 CONFIG_NAME = locations.CONFIG_NAME
 DEFAULT_RETENTION = 90 * 86400.0
-#: The checkout this module was loaded from (its rules/ is the fallback).
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+#: The shipped default rules (in the wheel, or the checkout's rules/): the
+#: rules directory when router.toml names none.
+DEFAULT_RULES_DIR = Path(locations.default_rules_dir())
 
 
 class ConfigError(Exception):
@@ -125,7 +126,7 @@ def load_config(explicit: Optional[str] = None) -> Config:
     """Read the configuration in DESIGN.md's order, then apply environment overrides."""
     path = find_config_file(explicit)
     raw: dict[str, Any] = {}
-    base = PROJECT_ROOT
+    base = Path(locations.package_dir())  # (no file: no relative paths to resolve)
     if path is not None:
         refused = admin_problem(path)
         if refused:
@@ -146,7 +147,7 @@ def load_config(explicit: Optional[str] = None) -> Config:
 
     state_dir = locations.state_dir_of(raw, str(base))
     config = Config(
-        rules_dir=resolve(raw.get("rules_dir"), PROJECT_ROOT / "rules"),
+        rules_dir=resolve(raw.get("rules_dir"), DEFAULT_RULES_DIR),
         state_dir=Path(state_dir),
         date_order=str(raw.get("date_order", "mdy")),
         event_log=Path(locations.event_log_of(raw, str(base), state_dir)),

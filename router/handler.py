@@ -413,7 +413,7 @@ def handle(
     disk, read-only or refused state directory, damaged database) is decided
     without history, its steps performed, its notifications sent directly,
     and kept in the spool until a later handler or the service records it."""
-    from router.config import PROJECT_ROOT, Config, ConfigError, load_config, use_cache_dir
+    from router.config import DEFAULT_RULES_DIR, Config, ConfigError, load_config, use_cache_dir
     from router.dispatch import process, record_outcome
     from router.events import event_from_argv
     from router.loader import load_ruleset
@@ -425,7 +425,7 @@ def handle(
         config = load_config(config_path)
     except ConfigError as exc:
         problems.append(f"configuration: {exc}; using the defaults")
-        config = Config(rules_dir=PROJECT_ROOT / "rules", state_dir=_default_state_dir())
+        config = Config(rules_dir=DEFAULT_RULES_DIR, state_dir=_default_state_dir())
     event = event_from_argv(args, date_order=config.date_order)
     store: Optional[Any] = None
     try:

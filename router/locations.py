@@ -26,6 +26,28 @@ SOCKET_NAME = "router.sock"
 ENDPOINT_NAME = "router.endpoint"
 
 
+def package_dir() -> str:
+    return os.path.dirname(os.path.abspath(__file__))
+
+
+def default_rules_dir() -> str:
+    """The shipped default rules: inside the installed package (a wheel
+    carries them as router/rules/), or the checkout's rules/ beside router/."""
+    inside = os.path.join(package_dir(), "rules")
+    if os.path.isdir(inside):
+        return inside
+    return os.path.join(os.path.dirname(package_dir()), "rules")
+
+
+def platform_state_dir() -> str:
+    """Where ``router init`` puts the state directory by default."""
+    if sys.platform == "darwin":
+        return os.path.join(platform_config_dir(), "state")
+    if sys.platform.startswith("win"):
+        return os.path.join(platform_config_dir(), "state")
+    return "/var/lib/retro-router"
+
+
 def platform_config_dir() -> str:
     if sys.platform == "darwin":
         return "/Library/Application Support/RetroRouter"

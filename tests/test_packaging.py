@@ -190,3 +190,94 @@ def test_wheel_router_check(installed_wheel: dict[str, Path]) -> None:
     output = done.stdout + done.stderr
     assert "bad.rules:2:3: error" in output
     assert "error" in output
+
+
+@pytest.fixture(scope="module")
+def fresh_venv(installed_wheel: dict[str, Path]) -> Path:
+    """A new virtual environment outside the checkout with the wheel installed
+    the normal way (not editable, dependencies from the package index)."""
+    venv = installed_wheel["base"] / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    install = subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "-q", str(installed_wheel["wheel"])],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert install.returncode == 0, install.stdout + install.stderr
+    return venv
+
+
+@pytest.mark.config_discovery
+@pytest.mark.skipif(os.name != "posix", reason="the venv's bin/ layout and Unix sockets")
+def test_a_normal_install_works_as_retrospect_runs_it(fresh_venv: Path, tmp_path: Path) -> None:
+    """pip install of the wheel, `router init`, then the handler started as
+    Retrospect starts it: a bare environment, an unknown working directory,
+    router.toml found beside the handler; inline, and with `router serve`."""
+    from helpers import run_process, wait_until
+
+    bin_dir = fresh_venv / "bin"
+    site = tmp_path / "site"
+    bare = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    nowhere = Path("/")
+    init = run_process(
+        [bin_dir / "router", "init", "--config", bin_dir / "router.toml"]
+        + ["--rules-dir", site / "rules", "--state-dir", site / "state"],
+        cwd=nowhere,
+        env=bare,
+    )
+    assert init.code == 0, init.err
+    (site / "rules" / "site.rules").write_text(
+        'on StartScript where script == "Nightly"\n  abort "not tonight"\n', encoding="utf-8"
+    )
+    check = run_process([bin_dir / "router", "check"], cwd=nowhere, env=bare)
+    assert check.code == 0, check.out + check.err
+    assert "2 file(s), 9 rule(s): 0 error(s)" in check.out + check.err
+    assert str(REPO_ROOT) not in check.out + check.err  # nothing read from the checkout
+
+    file = tmp_path / "intervention"
+    file.write_text("")
+    inline = run_process(
+        [bin_dir / "retroeventhandler", "StartScript", "Nightly", "2/10/2017 15:39", file],
+        cwd=nowhere,
+        env=bare,
+    )
+    assert (inline.code, file.read_text()) == (1, "not tonight\n"), inline.err
+
+    service = subprocess.Popen(
+        [str(bin_dir / "router"), "serve"], cwd=nowhere, env=bare, stderr=subprocess.PIPE
+    )
+    try:
+        wait_until(lambda: (site / "state" / "router.sock").exists(), "the service's socket")
+        served = run_process(
+            [bin_dir / "retroeventhandler", "EndScript", "Nightly", "0", "0", "successful"],
+            cwd=nowhere,
+            env=bare,
+        )
+        assert (served.code, served.err) == (0, "")
+    finally:
+        service.terminate()
+        service.wait(timeout=60)
+    history = run_process(
+        [bin_dir / "router", "history", "--format", "json"], cwd=nowhere, env=bare
+    )
+    import json
+
+    entries = json.loads(history.out)
+    assert [(e["event"], e["fields"]["script"]) for e in reversed(entries)] == [
+        ("StartScript", "Nightly"),
+        ("EndScript", "Nightly"),
+    ]
+    events_log = (site / "state" / "events.log").read_text()
+    assert events_log.count("\n") == 2  # the default rules logged both
+
+
+def test_the_wheel_carries_the_default_rules_and_the_config_template(
+    installed_wheel: dict[str, Path],
+) -> None:
+    with zipfile.ZipFile(installed_wheel["wheel"]) as archive:
+        names = set(archive.namelist())
+    assert "router/rules/default.rules" in names
+    assert "router/data/router.toml" in names
+    assert not any(n.startswith("rules/") for n in names)
