@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Optional, Union
 
+# The splitter lives in a module the handler's fast path can import cheaply.
+from router.commandline import arguments_after_program, split_command_line  # noqa: F401
+
 # ---------------------------------------------------------------------------
 # The catalog
 # ---------------------------------------------------------------------------
@@ -53,6 +56,9 @@ class EventSpec:
     #: Number of positional fields Retrospect always sends; the rest are
     #: optional (NextExec's intervention file). None means all of them.
     required: Optional[int] = None
+    #: An argument some Retrospect versions append after the last field
+    #: (Client 7.7+ ends EndSource with ``true``): kept in args, no warning.
+    known_extra: Optional[str] = None
 
     @property
     def field_names(self) -> tuple[str, ...]:
@@ -147,6 +153,7 @@ CATALOG: tuple[EventSpec, ...] = (
             _ERROR_MESSAGE,
         ),
         "a source (volume) finished",
+        known_extra="true",
     ),
     EventSpec(
         9,
@@ -514,7 +521,11 @@ def event_from_argv(
             warnings.append(
                 f"{name} expects {spec.min_args} arguments, got {len(args)}; missing: {missing}"
             )
-        elif len(args) > len(spec.fields):
+        elif len(args) > len(spec.fields) and not (
+            len(args) == len(spec.fields) + 1
+            and spec.known_extra is not None
+            and args[-1].strip().lower() == spec.known_extra
+        ):
             warnings.append(
                 f"{name} expects {len(spec.fields)} arguments, got {len(args)};"
                 " the extra ones are kept in args"

@@ -27,6 +27,7 @@ import sys
 import time
 
 from router import locations, trust
+from router.commandline import command_line_args
 from router.steps import Step, perform
 
 # Only the standard library's cheapest modules at import time: this module
@@ -631,7 +632,7 @@ def main_without_site(reexec: Any) -> None:
     ``reexec()`` replaces this process with a full Python for the inline
     path, handing it the event's uid so the journal never has it twice."""
     started = time.time()
-    args = sys.argv[1:]
+    args = command_line_args(sys.argv)
     if args and args[0] not in OPTIONS:
         uid = new_uid()
         try:
@@ -659,7 +660,7 @@ def main(argv: Optional[list[str]] = None, config_path: Optional[str] = None) ->
     for name in ("stdout", "stderr"):
         if getattr(sys, name) is None:
             setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115
-    args = sys.argv[1:] if argv is None else argv
+    args = command_line_args(sys.argv) if argv is None else argv
     if not args or args[0] in ("-h", "--help"):
         sys.stdout.write(USAGE)
         return 0
