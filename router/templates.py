@@ -400,17 +400,8 @@ _FOOTER = (
 )
 
 
-def _intervention(event: str) -> str:
-    """What a rule's ``abort`` would do, when Retrospect passed an intervention file."""
-    effect = EVENTS[event].intervention
-    if effect is None or effect == "none known":
-        return ""
-    assert "{" not in effect and "}" not in effect  # catalog text, used as template source
-    return _line(f"If a rule aborts this event, {effect}.", "intervention_file is defined")
-
-
 def _body(event: str, opening: str, *lines: str) -> str:
-    """The opening sentence, the event's fields, what an abort would do, the footer.
+    """The opening sentence, the event's fields, the footer.
 
     The opening says what happened even when Retrospect sent no arguments;
     the line after it says when Retrospect sent fewer arguments than usual,
@@ -425,7 +416,7 @@ def _body(event: str, opening: str, *lines: str) -> str:
         + "; the missing details are left out.",
         "args is sequence and args | length < " + str(spec.min_args),
     )
-    return _line(opening) + short + "".join(lines) + _intervention(event) + _FOOTER
+    return _line(opening) + short + "".join(lines) + _FOOTER
 
 
 _MEDIA_FIELDS = (

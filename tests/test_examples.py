@@ -256,6 +256,12 @@ def test_default_rules_fire_on_failures_and_warnings(site: Site) -> None:
             "default: media request timed out"
         ),
         'PasswordEntry "Set A" 1 0 successful': "-",
+        'PasswordEntry "Set A" 3 -1 "wrong password"': "default: password entry failed",
+        'AnomalyAlert "Daily Backup" "SQL01/Data" D: SQL01 sel 100 40 40.0 /tmp/i': (
+            "default: anomaly"
+        ),
+        # Too few arguments: the built-in title still reads as a sentence.
+        "EndScript": "default: script finished with errors",
     }
     invocations = "".join(line + "\n" for line in lines)
     expected = "".join(
@@ -271,6 +277,7 @@ def test_default_rules_fire_on_failures_and_warnings(site: Site) -> None:
 
 
 def test_default_rules_notify_only_once_the_url_is_set(site: Site, http_sink: HttpSink) -> None:
+    """And the built-in titles read well, even for an EndScript without arguments."""
     shutil.copy(DEFAULT_RULES / "default.rules", site.rules / "default.rules")
     (site.rules / "default.rules").chmod(0o644)
 
@@ -288,8 +295,8 @@ def test_default_rules_notify_only_once_the_url_is_set(site: Site, http_sink: Ht
     assert done.returncode == 0, done.stderr
     first, second = http_sink.wait_for(2)
     assert sorted([first.path, second.path]) == ["/notify", "/second"]
-    assert first.json["title"] == (
-        "Backup script Daily Backup failed: backup client not found (-530)"
+    assert (
+        first.json["title"] == "Backup 'Daily Backup' failed: error -530 (backup client not found)"
     )
     assert first.json["type"] == "failure"
 
@@ -297,6 +304,12 @@ def test_default_rules_notify_only_once_the_url_is_set(site: Site, http_sink: Ht
     assert done.returncode == 0, done.stderr
     assert len(http_sink.requests) == 2  # a success notifies nobody
     assert len((site.state / "events.log").read_text(encoding="utf-8").splitlines()) == 3
+
+    done = site.handler("EndScript", env={"ROUTER_NOTIFY_URL": url})
+    assert done.returncode == 0, done.stderr
+    assert http_sink.wait_for(3)[2].json["title"] == (
+        "A backup script finished (Retrospect sent no result)"
+    )
 
 
 # ---------------------------------------------------------------------------
