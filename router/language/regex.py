@@ -58,7 +58,7 @@ class RegexError(ValueError):
 def compile_regex(pattern: str) -> Union[Any, RegexProblem]:
     """``pattern`` compiled with RE2 (its ``search`` finds a match anywhere
     in a text, as ``re.search`` does), or the problem that prevents it."""
-    detail = _re2_error(pattern)
+    compiled, detail = _re2_compile(pattern)
     if detail is not None:
         return _problem(pattern, detail)
     offset = _open_lower_bound(pattern)
@@ -70,27 +70,21 @@ def compile_regex(pattern: str) -> Union[Any, RegexProblem]:
             "invalid regular expression: RE2 reads {,n} as text, not as a repeat",
             "write {0,n} to repeat at most n times",
         )
-    return _compile(pattern)
+    return compiled
 
 
-def _compile(pattern: str) -> Any:
+def _re2_compile(pattern: str) -> tuple[Any, Optional[str]]:
+    """``pattern`` compiled with RE2, or None and RE2's complaint (such as
+    ``invalid perl operator: (?=``)."""
     import re2
 
     options = re2.Options()
     options.log_errors = False  # RE2 would print every problem to stderr itself
-    return re2.compile(pattern, options)
-
-
-def _re2_error(pattern: str) -> Optional[str]:
-    """RE2's complaint about ``pattern`` (such as ``invalid perl operator: (?=``), or None."""
-    import re2
-
     try:
-        _compile(pattern)
+        return re2.compile(pattern, options), None
     except re2.error as exc:
         detail = exc.args[0] if exc.args else ""
-        return detail.decode("utf-8", "replace") if isinstance(detail, bytes) else str(detail)
-    return None
+        return None, detail.decode("utf-8", "replace") if isinstance(detail, bytes) else str(detail)
 
 
 def _python_error(pattern: str) -> Optional[re.error]:
@@ -133,7 +127,7 @@ def _locate(pattern: str, fragment: str) -> Optional[int]:
     found: Optional[int] = None
     start = pattern.find(fragment) if fragment else -1
     while start >= 0:
-        before = _re2_error(pattern[:start])
+        before = _re2_compile(pattern[:start])[1]
         if before is None or before.startswith("missing )"):
             found = start
         start = pattern.find(fragment, start + len(fragment))
