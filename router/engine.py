@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from router.events import EVENTS, Event, fields_of, parse_date
 from router.language import nodes as n
+from router.language.regex import RegexError, RegexProblem, compile_regex
 
 if TYPE_CHECKING:  # the checker pulls in Lark; a cached ruleset must load without it
     from router.language.checker import CheckResult
@@ -158,8 +159,15 @@ class ConditionCompiler:
         if cond.op == "matches":
             regex = re.compile(fnmatch.translate(text), re.IGNORECASE)
             return f"(type(_v := {access}) is str and {self.const(regex)}.match(_v) is not None)"
-        regex = re.compile(text)
-        return f"(type(_v := {access}) is str and {self.const(regex)}.search(_v) is not None)"
+        regex = compile_regex(text)
+        if isinstance(regex, RegexProblem):
+            raise RegexError(f"{cond.pattern.span}: {regex.message}")
+        # RE2 matches UTF-8 bytes; "surrogatepass" keeps a value that arrived
+        # with undecodable bytes (lone surrogates) searchable, as re did.
+        return (
+            f"(type(_v := {access}) is str and "
+            f"{self.const(regex)}.search(_v.encode('utf-8', 'surrogatepass')) is not None)"
+        )
 
     def _member(self, cond: n.Member) -> str:
         literals = cond.values.value

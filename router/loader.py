@@ -20,6 +20,7 @@ from typing import NamedTuple, Optional
 from router import __version__
 from router.engine import Ruleset, compile_ruleset
 from router.language import nodes as n
+from router.language.regex import RegexError
 from router.trust import Untrusted, private_problem, require_private_dir
 
 CACHE_NAME = "ruleset.pickle"
@@ -87,12 +88,16 @@ def load_ruleset(rules_dir: Path, state_dir: Path, date_order: str = "mdy") -> L
     warnings = [f"the ruleset cache was not read: {refused}"] if refused else []
     cached = None if refused else _read_cache(cache_path)
     if cached is not None and cached.fingerprint == current:
-        return LoadedRuleset(_build(cached, date_order), from_cache=True, fingerprint=current)
+        ruleset = _build_cached(cached, date_order)
+        if ruleset is not None:
+            return LoadedRuleset(ruleset, from_cache=True, fingerprint=current)
 
     checked = check_and_compile(rules_dir, state_dir, date_order, current=current)
     if checked.ruleset is not None:
         return LoadedRuleset(checked.ruleset, fingerprint=current, warnings=warnings)
-    last_good = _build(cached, date_order) if cached is not None else empty_ruleset()
+    last_good = _build_cached(cached, date_order)
+    if last_good is None:
+        last_good = empty_ruleset()
     return LoadedRuleset(
         last_good, errors=checked.errors, stale=True, fingerprint=current, warnings=warnings
     )
@@ -165,6 +170,18 @@ def check_and_compile(
 
 def _build(cached: _Cached, date_order: str) -> Ruleset:
     return compile_ruleset(cached.rule_files, cached.template_files, cached.sources, date_order)
+
+
+def _build_cached(cached: Optional[_Cached], date_order: str) -> Optional[Ruleset]:
+    """The cached ruleset compiled, or None when there is none or it no longer
+    compiles: an older router cached it after checking its regular
+    expressions with Python's re, and RE2 cannot run one of them."""
+    if cached is None:
+        return None
+    try:
+        return _build(cached, date_order)
+    except RegexError:
+        return None
 
 
 def _read_cache(path: Path) -> Optional[_Cached]:

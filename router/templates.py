@@ -24,6 +24,10 @@ from jinja2.runtime import ChainableUndefined, StrictUndefined, Undefined
 from jinja2.sandbox import SandboxedEnvironment
 
 from router.events import EVENTS, canonical_name
+from router.template_limits import MAX_OUTPUT as MAX_OUTPUT  # the limits, for callers
+from router.template_limits import MAX_RANGE_ITEMS as MAX_RANGE_ITEMS
+from router.template_limits import MAX_RENDER_SECONDS as MAX_RENDER_SECONDS
+from router.template_limits import LimitedSandbox, render_bounded
 
 # ---------------------------------------------------------------------------
 # Filters
@@ -81,8 +85,9 @@ FILTERS = {
 }
 
 
-class _Sandbox(SandboxedEnvironment):
-    """Jinja's sandbox, but an unsafe attribute is an error at once.
+class _Sandbox(LimitedSandbox):
+    """Jinja's sandbox, bounded (``router.template_limits``), and an unsafe
+    attribute is an error at once.
 
     Jinja's own sandbox returns an Undefined for ``x.__class__`` that only
     fails when used; with the chainable Undefined below, ``{{ x.__class__ }}``
@@ -262,12 +267,20 @@ def render(source: str, variables: Mapping[str, Any], *, strict: bool = False) -
     the template's own arithmetic all give the template's source followed by
     ``[template error: MESSAGE]``: a notification with a raw template still
     tells the admin what happened, where an empty or missing one would not.
+
+    A template that passes a limit (``MAX_OUTPUT`` characters,
+    ``MAX_RENDER_SECONDS``, ``MAX_RANGE_ITEMS``, or one operation making a
+    value past the output bound) gives what it rendered before that,
+    followed by a note such as ``[template output exceeded 64 KB: cut
+    here]``; the error says which limit, with the word "exceeded".
     """
     try:
-        text = compile_template(source, strict).render(dict(variables))
+        text, breach = render_bounded(compile_template(source, strict), dict(variables))
     except Exception as exc:  # noqa: BLE001 - any failure must keep the message
         message = _error_message(exc)
         return Rendered(text=f"{source}\n[template error: {message}]", error=message)
+    if breach is not None:
+        return Rendered(text=f"{text}\n{breach.note}" if text else breach.note, error=breach.what)
     return Rendered(text=text, error=None)
 
 

@@ -352,6 +352,70 @@ CASES = [
         'on EndScript where script =~ "\\\\d+("\n  log "x"\n',
         [err(1, 35, "bad-regex", "missing )")],
     ),
+    # RE2 runs rule regexes (linear time): what it cannot do is an error
+    # pointing at the refused part, with a hint naming RE2.
+    Case(
+        "regex-backreference",
+        'on EndScript where script =~ "(a)\\1"\n  log "x"\n',
+        [err(1, 34, "bad-regex", "RE2", "\\1", "no backreferences")],
+    ),
+    Case(
+        "regex-named-backreference-points-at-the-reference",
+        'on EndScript where script =~ "(?P<n>a)(?P=n)"\n  log "x"\n',
+        [err(1, 39, "bad-regex", "RE2", "no backreferences")],
+    ),
+    Case(
+        "regex-lookahead",
+        'on EndScript where script =~ "Daily(?=Backup)"\n  log "x"\n',
+        [err(1, 36, "bad-regex", "invalid perl operator: (?=", "RE2 has no lookahead", "rewrite")],
+    ),
+    Case(
+        "regex-negative-lookahead",
+        'on EndScript where script =~ "^(?!Test)"\n  log "x"\n',
+        [err(1, 32, "bad-regex", "(?!", "RE2 has no lookahead")],
+    ),
+    Case(
+        "regex-lookbehind",
+        'on EndScript where script =~ "(?<=Daily) Backup"\n  log "x"\n',
+        [err(1, 31, "bad-regex", "(?<=", "lookbehind")],
+    ),
+    Case(
+        "regex-negative-lookbehind",
+        'on EndScript where script =~ "x(?<!Daily)"\n  log "x"\n',
+        [err(1, 32, "bad-regex", "(?<!", "lookbehind")],
+    ),
+    Case(
+        "regex-column-counts-escapes-for-re2",
+        # Source "\\d(?=x)" is the pattern \d(?=x): the '(' is at column 34.
+        'on EndScript where script =~ "\\\\d(?=x)"\n  log "x"\n',
+        [err(1, 34, "bad-regex", "(?=")],
+    ),
+    Case(
+        "regex-end-of-text-is-lowercase-z",
+        'on EndScript where script =~ "Backup\\Z"\n  log "x"\n',
+        [err(1, 37, "bad-regex", "\\Z", "RE2 writes the end of the text as \\z")],
+    ),
+    Case(
+        "regex-possessive-quantifier",
+        'on EndScript where script =~ "a++b"\n  log "x"\n',
+        [err(1, 32, "bad-regex", "RE2", "possessive")],
+    ),
+    Case(
+        "regex-atomic-group",
+        'on EndScript where script =~ "(?>ab)c"\n  log "x"\n',
+        [err(1, 31, "bad-regex", "RE2", "atomic")],
+    ),
+    Case(
+        "regex-open-lower-bound-would-change-meaning",
+        # Python's re read {,3} as {0,3}; RE2 reads it as text.
+        'on EndScript where script =~ "Daily-a{,3}"\n  log "x"\n',
+        [err(1, 38, "bad-regex", "{,n}", "{0,n}")],
+    ),
+    Case(
+        "regex-re2-accepts-what-python-did-not",
+        'on EndScript where script =~ "\\pL+ Backup\\z"\n  log "x"\n',
+        [],
+    ),
     # ---- names ----------------------------------------------------------------
     Case(
         "unknown-target",

@@ -311,6 +311,42 @@ def test_regex_searches_anywhere(regex: str, script: str, expected: bool) -> Non
 
 
 @pytest.mark.parametrize(
+    "regex",
+    [
+        "(?i)^daily backup$",
+        "\\d+",
+        "^\\w+ \\w+$",
+        "\\s",
+        "\\bBack",
+        "\\Bup\\b",
+        "(?P<kind>Daily|Weekly)-\\d{2,3}",
+        "\\ABackup",
+        "(?m)^Mail",
+        "[^a-z ]+$",
+        "Da.*?ly",
+        "(?i:DAILY)-[0-9]{2}",
+        "^$",
+    ],
+)
+def test_regex_matches_as_python_re_did(regex: str) -> None:
+    """RE2 decides like Python's re on every pattern both accept (ASCII text)."""
+    import re
+
+    escaped = regex.replace("\\", "\\\\")
+    for script in ["Daily Backup", "daily backup", "Daily-07", "Weekly-123", "Backup", "", "X9"]:
+        expected = re.search(regex, script) is not None
+        got = matches(f'script =~ "{escaped}"', ["EndScript", script, "0", "0", "ok"])
+        assert got is expected, (regex, script)
+
+
+def test_regex_searches_a_value_with_undecodable_bytes() -> None:
+    """A byte that was not UTF-8 arrives as a lone surrogate: it is one character, as before."""
+    argv = ["EndScript", "Caf\udce9 Backup", "0", "0", "ok"]
+    assert matches('script =~ "^Caf. Backup$"', argv) is True
+    assert matches('script =~ "^Caf Backup$"', argv) is False
+
+
+@pytest.mark.parametrize(
     "condition, expected",
     [
         ('error_message contains "client"', True),

@@ -178,6 +178,23 @@ def test_a_broken_first_load_gives_an_empty_ruleset_and_the_errors(
     assert not (state_dir / CACHE_NAME).exists()
 
 
+def test_a_cached_ruleset_re2_cannot_run_is_checked_again(rules_dir: Path, state_dir: Path) -> None:
+    """An older router checked regexes with Python's re and cached a lookahead;
+    that cache is neither run nor kept as the last good ruleset."""
+    from router import __version__
+    from router.language.parser import parse_text
+    from router.loader import _Cached, fingerprint, write_cache
+
+    text = 'rule "old" on EndScript where script =~ "Daily(?=Backup)"\n  log "x"\n'
+    path = write(rules_dir / "a.rules", text)
+    rule_file, _ = parse_text(text, str(path))
+    cached = _Cached(__version__, fingerprint(rules_dir), [rule_file], {}, {})
+    write_cache(state_dir / CACHE_NAME, cached)
+    loaded = load_ruleset(rules_dir, state_dir)
+    assert (loaded.from_cache, loaded.stale, labels(loaded)) == (False, True, [])
+    assert len(loaded.errors) == 1 and "RE2" in loaded.errors[0]
+
+
 def test_a_missing_rules_dir_is_an_error_not_a_crash(tmp_path: Path, state_dir: Path) -> None:
     loaded = load_ruleset(tmp_path / "nowhere", state_dir)
     assert loaded.ruleset.rules == []

@@ -30,6 +30,7 @@ from router.events import (
 from router.language import nodes as n
 from router.language.diagnostics import ERROR, WARNING, Diagnostic, did_you_mean
 from router.language.parser import parse_file
+from router.language.regex import RegexProblem, compile_regex
 from router.templates import environment, template_refs
 from router.trust import admin_problem
 
@@ -609,11 +610,10 @@ class Checker:
             )
         pattern = str(cond.pattern.value)
         if cond.op == "=~":
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                span = self.char_span(cond.pattern, exc.pos)
-                self.error(span, "bad-regex", f"invalid regular expression: {exc.msg}")
+            problem = compile_regex(pattern)
+            if isinstance(problem, RegexProblem):
+                span = self.pattern_span(cond.pattern, problem.offset, problem.length)
+                self.error(span, "bad-regex", problem.message, problem.hint)
         elif cond.op == "matches":
             problem = glob_problem(pattern)
             if problem:
@@ -627,22 +627,40 @@ class Checker:
         column = span.column + 1 + self.source_offset(literal, index)
         return n.Span(span.file, span.line, column, span.line, column + 1)
 
+    def pattern_span(self, literal: n.Literal, index: Optional[int], length: int) -> n.Span:
+        """The span of ``length`` characters of a string literal's value from
+        ``index``; the whole literal when the index is unknown or the literal
+        spans lines (its columns no longer follow the value's)."""
+        span = literal.span
+        if index is None or span.end_line != span.line or self.is_long_string(literal):
+            return span
+        start = self.char_span(literal, index)
+        end = span.column + 1 + self.source_offset(literal, index + max(length, 1))
+        return n.Span(span.file, span.line, start.column, span.line, max(end, start.end_column))
+
     def source_offset(self, literal: n.Literal, index: Optional[int]) -> int:
         """How many source characters, after the opening quote, spell the
         first ``index`` characters of a string literal (``\\"`` spells one)."""
         index = index or 0
         span = literal.span
-        lines = self.result.sources.get(span.file) or []
-        line = lines[span.line - 1] if 0 < span.line <= len(lines) else ""
-        if span.end_line != span.line or line[span.column - 1 : span.column + 2] == '"""':
+        if span.end_line != span.line or self.is_long_string(literal):
             return index
-        raw, offset = line[span.column : span.end_column - 2], 0
+        raw, offset = self.source_line(span)[span.column : span.end_column - 2], 0
         for _ in range(index):
             if offset >= len(raw):
                 break
             escaped = raw[offset] == "\\" and raw[offset + 1 : offset + 2] in ('"', "\\", "n", "t")
             offset += 2 if escaped else 1
         return offset
+
+    def source_line(self, span: n.Span) -> str:
+        lines = self.result.sources.get(span.file) or []
+        return lines[span.line - 1] if 0 < span.line <= len(lines) else ""
+
+    def is_long_string(self, literal: n.Literal) -> bool:
+        """A triple-quoted string: its value's characters are not where its columns say."""
+        span = literal.span
+        return self.source_line(span)[span.column - 1 : span.column + 2] == '"""'
 
     def check_member(self, cond: n.Member, scope: Scope) -> None:
         info = self.check_field(cond.field, scope)
