@@ -122,11 +122,16 @@ def encode_value(value: Any) -> Any:
 
 
 def decode_value(value: Any) -> Any:
+    """The inverse of ``encode_value``; a marker that does not decode (an
+    odd row) stays as it is."""
     if isinstance(value, dict):
-        if "$datetime" in value:
-            return datetime.fromisoformat(value["$datetime"])
-        if "$seconds" in value:
-            return timedelta(seconds=value["$seconds"])
+        try:
+            if "$datetime" in value:
+                return datetime.fromisoformat(value["$datetime"])
+            if "$seconds" in value:
+                return timedelta(seconds=value["$seconds"])
+        except (TypeError, ValueError, OverflowError):
+            return value
     if isinstance(value, list):
         return [decode_value(v) for v in value]
     return value
@@ -137,7 +142,31 @@ def encode_fields(fields: dict[str, Any]) -> str:
 
 
 def decode_fields(text: str) -> dict[str, Any]:
-    return {k: decode_value(v) for k, v in json.loads(text).items()}
+    """A fields column; empty when an old or odd row holds no JSON object."""
+    value = _json_value(text)
+    if not isinstance(value, dict):
+        return {}
+    return {str(k): decode_value(v) for k, v in value.items()}
+
+
+def _json_value(text: Any) -> Any:
+    """A journal column's JSON value; the text itself when it is not JSON."""
+    if not isinstance(text, (str, bytes)):
+        return text
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return text
+
+
+def json_list(text: Any) -> list[Any]:
+    """A list column (args, warnings, decisions, steps, errors) as a list,
+    whatever an old or odd row holds: nothing is lost and nothing raises
+    (not JSON: the text as the one item; one value: that value alone)."""
+    value = _json_value(text)
+    if value is None or value == "":
+        return []
+    return value if isinstance(value, list) else [value]
 
 
 # ---------------------------------------------------------------------------
@@ -444,7 +473,7 @@ class Store:
     def add_error(self, event_id: int, message: str) -> None:
         with self.transaction() as db:
             row = db.execute("SELECT errors FROM events WHERE id = ?", (event_id,)).fetchone()
-            errors = json.loads(row[0]) if row else []
+            errors = json_list(row[0]) if row else []
             errors.append(message)
             db.execute(
                 "UPDATE events SET errors = ? WHERE id = ?",
@@ -673,14 +702,10 @@ class Store:
             "SELECT id, name, origin, decisions FROM events WHERE id > ? ORDER BY id",
             (event_id,),
         ).fetchall()
-        result = []
-        for row_id, name, origin, decisions in rows:
-            try:
-                parsed = json.loads(decisions)
-            except ValueError:
-                parsed = []
-            result.append((int(row_id), str(name), str(origin), parsed))
-        return result
+        return [
+            (int(row_id), str(name), str(origin), json_list(decisions))
+            for row_id, name, origin, decisions in rows
+        ]
 
     def dead_count(self) -> int:
         query = "SELECT COUNT(*) FROM outbox WHERE state = ?"
@@ -763,18 +788,18 @@ class Store:
                 JournalEntry(
                     id=row[0],
                     received=datetime.fromisoformat(row[1]),
-                    name=row[2],
-                    identity=row[3],
-                    status=row[4],
+                    name=str(row[2]),
+                    identity=str(row[3]),
+                    status=str(row[4]),
                     streak=row[5],
-                    host=row[6],
-                    origin=row[7],
+                    host=str(row[6]),
+                    origin=str(row[7]),
                     fields=decode_fields(row[8]),
-                    args=json.loads(row[9]),
-                    warnings=json.loads(row[10]),
-                    decisions=json.loads(row[11]),
-                    steps=json.loads(row[12]),
-                    errors=json.loads(row[13]),
+                    args=json_list(row[9]),
+                    warnings=json_list(row[10]),
+                    decisions=json_list(row[11]),
+                    steps=json_list(row[12]),
+                    errors=json_list(row[13]),
                 )
             )
         return entries
