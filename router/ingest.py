@@ -23,14 +23,20 @@ and clients (answered with the event's local steps, which the caller must
 perform on its machine, and may report with ``POST /events/N/steps``),
 ``GET /healthz`` and ``GET /metrics``. A bearer token is required on any
 address but loopback (and everywhere with ``require_token = true``); the
-body is at most 1 MiB; at most ``MAX_HTTP_REQUESTS`` requests are served
-at once; a malformed request gets a 4xx with a JSON error and stores nothing.
+body is at most 1 MiB; a malformed request gets a 4xx with a JSON error and
+stores nothing. Slow or greedy clients are bounded: the whole request must
+arrive within ``REQUEST_DEADLINE`` of the accept; a client may hold
+``max_client_connections`` connections and send ``rate_limit`` requests
+per second (``router.limits``; beyond either it gets 429 at once, without
+a thread); at most ``MAX_HTTP_REQUESTS`` requests are processed at once,
+each taking its slot only once its body has been read.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hmac
+import io
 import ipaddress
 import json
 import logging
@@ -39,14 +45,18 @@ import re
 import secrets
 import socket
 import socketserver
+import sys
 import threading
 import time
 from datetime import datetime
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
+from router.events import parse_int
 from router.handler import ENDPOINT_NAME, SOCKET_NAME
+from router.limits import ClientLimits, Refusal
 
 if TYPE_CHECKING:
     from router.service import Service
@@ -60,6 +70,9 @@ DRAIN_LIMIT = 4 * MAX_BODY
 DRAIN_TIMEOUT = 1.0
 #: How long a client may take to send its request (slow clients hold a thread).
 READ_TIMEOUT = 10.0
+#: HTTP: the whole request, headers and body, must arrive within this long
+#: of the accept, however it trickles in.
+REQUEST_DEADLINE = 10.0
 #: After a stop is asked for, how long a handler still performing its steps
 #: may take to report them before the service stops waiting (the handler
 #: then writes them to the journal itself).
@@ -68,6 +81,9 @@ STEPS_GRACE = 10.0
 MAX_HTTP_REQUESTS = 32
 #: The longest event name, argument list, argument, host and uid accepted.
 MAX_NAME, MAX_ARGS, MAX_ARG, MAX_HOST, MAX_UID = 200, 1000, 64 * 1024, 255, 128
+#: ``received`` must fall in these years (local time): an engine's clock
+#: outside them is wrong, and date arithmetic near year 1 or 9999 overflows.
+RECEIVED_YEARS = (1970, 9999)
 
 
 class RequestError(Exception):
@@ -93,6 +109,18 @@ def _text(value: Any, name: str, limit: int, empty: bool = True) -> str:
     return value
 
 
+def parse_json_object(data: bytes, what: str) -> dict[str, Any]:
+    """``data`` as a JSON object; RequestError for anything else (deep
+    nesting included: json raises RecursionError for that)."""
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise RequestError(f"{what} is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise RequestError(f"{what} must be a JSON object")
+    return value
+
+
 def parse_received(value: Any) -> Optional[datetime]:
     """An ISO 8601 time as local naive time (the engine's clock); None if absent."""
     if value is None:
@@ -102,8 +130,15 @@ def parse_received(value: Any) -> Optional[datetime]:
         when = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
     except ValueError:
         raise RequestError(f"received is not an ISO 8601 date and time: {text!r}") from None
-    if when.tzinfo is not None:
-        when = when.astimezone().replace(tzinfo=None)
+    try:
+        if when.tzinfo is not None:
+            when = when.astimezone().replace(tzinfo=None)
+        when.timestamp()  # what throttles and timers compute with
+    except (OverflowError, ValueError, OSError):
+        when = None
+    if when is None or not RECEIVED_YEARS[0] <= when.year <= RECEIVED_YEARS[1]:
+        low, high = RECEIVED_YEARS
+        raise RequestError(f"received is not between the years {low} and {high}: {text!r}")
     return when
 
 
@@ -189,13 +224,7 @@ class _LocalHandler(socketserver.BaseRequestHandler):
         self.pending[:] = rest
         if len(line) > MAX_BODY:
             raise RequestError("message larger than 1 MiB", 413)
-        try:
-            message = json.loads(line.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise RequestError(f"not a JSON line: {exc}") from None
-        if not isinstance(message, dict):
-            raise RequestError("the message must be a JSON object")
-        return message
+        return parse_json_object(line, "the message")
 
     def handle(self) -> None:
         try:
@@ -431,16 +460,48 @@ def is_loopback(host: str) -> bool:
         return False  # a name: it may resolve to anything, so it is not loopback
 
 
-_STEPS_PATH = re.compile(r"^/events/(\d+)/steps$")
+_STEPS_PATH = re.compile(r"/events/([0-9]+)/steps")
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The connection's bytes, every recv waiting at most until one deadline
+    for the whole request: a client trickling a byte every few seconds runs
+    out of time like one that sends nothing. Past it, reads raise
+    socket.timeout (http.server closes the connection on that)."""
+
+    def __init__(self, connection: socket.socket, deadline: float, idle: float) -> None:
+        super().__init__()
+        self.connection = connection
+        self.deadline = deadline
+        self.idle = idle  # the connection's timeout between reads (for writes)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise socket.timeout("the request did not arrive in time")
+        self.connection.settimeout(remaining)
+        try:
+            return self.connection.recv_into(buffer)
+        finally:
+            self.connection.settimeout(self.idle)
 
 
 class _HttpHandler(BaseHTTPRequestHandler):
     server: _HttpServer
     server_version = "retro-router"
     sys_version = ""
-    timeout = READ_TIMEOUT  # a slow client cannot hold a thread forever
+    timeout = READ_TIMEOUT  # for writes; reads are bounded by REQUEST_DEADLINE
     #: Bytes of a refused body still on their way (see ``finish``).
     refused_body = 0
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()  # replaced: every read is bounded by the deadline
+        deadline = time.monotonic() + REQUEST_DEADLINE
+        self.rfile = io.BufferedReader(_DeadlineReader(self.connection, deadline, self.timeout))
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base signature
         log.debug("http %s: %s", self.address_string(), format % args)
@@ -455,15 +516,18 @@ class _HttpHandler(BaseHTTPRequestHandler):
             return
         try:
             self.connection.shutdown(socket.SHUT_WR)
-            self.connection.settimeout(DRAIN_TIMEOUT)
+            reader = _DeadlineReader(
+                self.connection, time.monotonic() + DRAIN_TIMEOUT, DRAIN_TIMEOUT
+            )
             remaining = min(self.refused_body, DRAIN_LIMIT)
+            chunk = bytearray(65536)
             while remaining > 0:
-                chunk = self.connection.recv(min(65536, remaining))
-                if not chunk:
+                got = reader.readinto(memoryview(chunk)[: min(len(chunk), remaining)])
+                if not got:
                     break
-                remaining -= len(chunk)
+                remaining -= got
         except OSError:
-            pass  # the client went away: nothing left to protect
+            pass  # the client went away, or took too long: nothing left to protect
 
     def _reply(self, status: int, body: Any, content_type: str = "application/json") -> None:
         data = body if isinstance(body, bytes) else json.dumps(body).encode("utf-8") + b"\n"
@@ -472,6 +536,8 @@ class _HttpHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         if status == 401:
             self.send_header("WWW-Authenticate", 'Bearer realm="retro-router"')
+        if status in (429, 503):
+            self.send_header("Retry-After", "1")
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
@@ -490,33 +556,44 @@ class _HttpHandler(BaseHTTPRequestHandler):
         )
 
     def _dispatch(self, method: str) -> None:
-        if not self.server.slots.acquire(blocking=False):
-            self._error(503, "too many requests at once; try again")
-            return
+        """Authorize, route, read the body, then take a request slot: a slow
+        sender holds its own thread until the deadline, never a slot."""
+        path = self.path.split("?", 1)[0]
         try:
             if not self._authorized():
-                self._error(401, "a bearer token is required (Authorization: Bearer ...)")
-                return
-            path = self.path.split("?", 1)[0]
-            routes = {
-                ("GET", "/healthz"): self._healthz,
-                ("GET", "/metrics"): self._metrics,
-                ("POST", "/events"): self._post_event,
-            }
-            route = routes.get((method, path))
-            match = _STEPS_PATH.match(path)
-            if route is None and match and method == "POST":
-                self._post_steps(int(match.group(1)))
-            elif route is not None:
-                route()
-            elif path in ("/healthz", "/metrics", "/events") or match:
-                self._error(405, f"{method} is not allowed on {path}")
-            else:
-                self._error(404, f"no such resource: {path}")
+                raise RequestError("a bearer token is required (Authorization: Bearer ...)", 401)
+            route = self._route(method, path)
+            body = self._body() if method == "POST" else {}
+            if not self.server.slots.acquire(blocking=False):
+                raise RequestError("too many requests at once; try again", 503)
+            try:
+                route(body)
+            finally:
+                self.server.slots.release()
         except RequestError as exc:
             self._error(exc.status, str(exc))
-        finally:
-            self.server.slots.release()
+        except OSError:
+            raise  # the client went away: the server's handle_error says so
+        except Exception as exc:  # a bug: answer, log it, serve on
+            log.exception("http: %s %s failed", method, path)
+            self._error(500, f"internal error: {type(exc).__name__}")
+
+    def _route(self, method: str, path: str) -> Callable[[dict[str, Any]], None]:
+        routes: dict[tuple[str, str], Callable[[dict[str, Any]], None]] = {
+            ("GET", "/healthz"): self._healthz,
+            ("GET", "/metrics"): self._metrics,
+            ("POST", "/events"): self._post_event,
+        }
+        route = routes.get((method, path))
+        if route is not None:
+            return route
+        match = _STEPS_PATH.fullmatch(path)
+        if match and method == "POST":
+            event_id = parse_int(match.group(1))  # None: beyond any event id
+            return lambda body: self._post_steps(event_id, body)
+        if path in ("/healthz", "/metrics", "/events") or match:
+            raise RequestError(f"{method} is not allowed on {path}", 405)
+        raise RequestError(f"no such resource: {path}", 404)
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         self._dispatch("GET")
@@ -537,26 +614,27 @@ class _HttpHandler(BaseHTTPRequestHandler):
             raise RequestError("send a Content-Length, not a chunked body", 411)
         if length is None:
             raise RequestError("Content-Length is required", 411)
-        if not length.strip().isdigit():
+        digits = length.strip()
+        if not (digits.isascii() and digits.isdigit()):  # "²" is a digit to isdigit
             raise RequestError("Content-Length is not a number")
-        size = int(length)
-        if size > MAX_BODY:
+        size = parse_int(digits)  # None: more digits than any body has
+        if size is None or size > MAX_BODY:
             self.close_connection = True  # the body is not read...
-            self.refused_body = size  # ...but drained a little on closing
-            raise RequestError(f"the body is {size} bytes; at most {MAX_BODY} are accepted", 413)
-        data = self.rfile.read(size)
+            self.refused_body = DRAIN_LIMIT if size is None else size  # ...but drained a little
+            shown = f"{size} bytes" if size is not None else "too large"
+            raise RequestError(f"the body is {shown}; at most {MAX_BODY} bytes are accepted", 413)
+        try:
+            data = self.rfile.read(size)
+        except socket.timeout:
+            self.close_connection = True
+            raise RequestError(
+                f"the request did not arrive within {REQUEST_DEADLINE:g} s", 408
+            ) from None
         if len(data) < size:
             raise RequestError("the body ended before Content-Length bytes")
-        try:
-            body = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise RequestError(f"the body is not JSON: {exc}") from None
-        if not isinstance(body, dict):
-            raise RequestError("the body must be a JSON object")
-        return body
+        return parse_json_object(data, "the body")
 
-    def _post_event(self) -> None:
-        body = self._body()
+    def _post_event(self, body: dict[str, Any]) -> None:
         check_keys(body, {"event", "args", "host", "received", "uid"})
         if "event" not in body or "args" not in body:
             raise RequestError("event and args are required")
@@ -570,20 +648,40 @@ class _HttpHandler(BaseHTTPRequestHandler):
         )
         self._reply(200, reply_for(outcome))
 
-    def _post_steps(self, event_id: int) -> None:
-        body = self._body()
+    def _post_steps(self, event_id: Optional[int], body: dict[str, Any]) -> None:
         check_keys(body, {"results"})
         results = parse_results(body.get("results"))
-        if not self.server.service.record_steps(event_id, results):
-            raise RequestError(f"no event #{event_id}", 404)
+        if event_id is None or not self.server.service.record_steps(event_id, results):
+            raise RequestError(f"no event #{self.path.split('/')[2]}", 404)
         self._reply(200, {"ok": True})
 
-    def _healthz(self) -> None:
+    def _healthz(self, _body: dict[str, Any]) -> None:
         self._reply(200, self.server.service.health())
 
-    def _metrics(self) -> None:
+    def _metrics(self, _body: dict[str, Any]) -> None:
         text = self.server.service.metrics_text()
         self._reply(200, text.encode("utf-8"), "text/plain; version=0.0.4; charset=utf-8")
+
+
+def _refuse_connection(connection: socket.socket, refusal: Refusal) -> None:
+    """Answer a refused connection at once, on the accepting thread: no
+    thread is spent on it and its request is not read (what has arrived
+    already is, so that closing does not reset the connection)."""
+    body = json.dumps({"ok": False, "error": refusal.message}).encode("utf-8") + b"\n"
+    head = (
+        f"HTTP/1.0 {refusal.status} {HTTPStatus(refusal.status).phrase}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        f"Retry-After: {refusal.retry_after}\r\nConnection: close\r\n\r\n"
+    )
+    try:
+        connection.setblocking(False)
+        connection.send(head.encode("ascii") + body)
+        connection.shutdown(socket.SHUT_WR)
+        for _ in range(16):
+            if not connection.recv(65536):
+                break
+    except OSError:
+        pass  # nothing more to read now (or the client is gone)
 
 
 class _HttpServer(ThreadingHTTPServer):
@@ -591,22 +689,66 @@ class _HttpServer(ThreadingHTTPServer):
     block_on_close = True
     request_queue_size = 64
 
-    def __init__(self, address: tuple[str, int], service: Service, token: Optional[str]) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        service: Service,
+        token: Optional[str],
+        limits: ClientLimits,
+    ) -> None:
         self.service = service
         self.token = token
+        self.limits = limits
         self.slots = threading.BoundedSemaphore(MAX_HTTP_REQUESTS)
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _HttpHandler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """A connection gets a thread only within the client's and the
+        server's bounds (``ClientLimits``); otherwise a 429 or 503 at once."""
+        client = str(client_address[0])
+        refusal = self.limits.admit(client)
+        if refusal is not None:
+            log.debug("http %s: refused (%d): %s", client, refusal.status, refusal.message)
+            _refuse_connection(request, refusal)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.limits.release(client)
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.limits.release(str(client_address[0]))
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-request or before reading the answer
+        is one line in the log, not socketserver's traceback on stderr."""
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):
+            log.info("http %s: connection lost: %s", client_address[0], error)
+        else:
+            log.error("http %s: the request failed", client_address[0], exc_info=error)
 
 
 class HttpServer:
     """``POST /events``, ``GET /healthz``, ``GET /metrics`` on ``listen``."""
 
     def __init__(
-        self, service: Service, listen: str, token: Optional[str], require_token: bool = False
+        self,
+        service: Service,
+        listen: str,
+        token: Optional[str],
+        require_token: bool = False,
+        limits: Optional[ClientLimits] = None,
     ) -> None:
         self.host, self.port = parse_listen(listen)
+        self.limits = limits or ClientLimits()
         self.loopback = is_loopback(self.host)
         self.token_required = require_token or not self.loopback
         if self.token_required and not token:
@@ -631,7 +773,7 @@ class HttpServer:
         return f"http://{shown}:{port} ({auth})"
 
     def start(self) -> None:
-        self._server = _HttpServer((self.host, self.port), self.service, self.token)
+        self._server = _HttpServer((self.host, self.port), self.service, self.token, self.limits)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.2},

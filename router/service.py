@@ -52,6 +52,7 @@ from router.delivery import DeliveryPolicy, drain, next_delay
 from router.dispatch import Outcome, process
 from router.events import event_from_argv
 from router.ingest import HttpServer, LocalServer
+from router.limits import MAX_CLIENT_CONNECTIONS, RATE_LIMIT, ClientLimits
 from router.store import JournalEntry, OutboxItem, Store, apply_retention
 from router.store import ensure_private_dir as _ensure_private_dir
 from router.urls import mask_url
@@ -142,8 +143,15 @@ class Service:
         local_mode = raw.get("local_socket", "auto")
         if local_mode not in ("auto", "unix", "tcp"):
             raise ConfigError('local_socket must be "auto", "unix" or "tcp"')
+        rate = raw.get("rate_limit", RATE_LIMIT)
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1e9:
+            raise ConfigError("rate_limit must be a number of requests per second (0: no limit)")
+        per_client = raw.get("max_client_connections", MAX_CLIENT_CONNECTIONS)
+        if isinstance(per_client, bool) or not isinstance(per_client, int) or per_client < 1:
+            raise ConfigError("max_client_connections must be a whole number, at least 1")
+        limits = ClientLimits(rate=float(rate), max_per_client=per_client)
         self.local = LocalServer(self, self.state_dir, local_mode)
-        self.http = HttpServer(self, listen, token, require_token) if listen else None
+        self.http = HttpServer(self, listen, token, require_token, limits) if listen else None
 
         #: Set when a stop is asked for (a signal); the servers watch it.
         self.stopping = threading.Event()

@@ -170,13 +170,29 @@ class Router:
 
 def call(port: int, method: str, path: str, body: Any = None, headers: Optional[dict] = None):
     """One request to 127.0.0.1:port; returns (status, parsed JSON or text)."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    status, _, parsed = request(port, method, path, body, headers)
+    return status, parsed
+
+
+def request(
+    port: int,
+    method: str,
+    path: str,
+    body: Any = None,
+    headers: Optional[dict] = None,
+    source: str = "127.0.0.1",
+) -> tuple[int, Any, Any]:
+    """``call`` from the loopback address ``source`` (the service bounds
+    each client address); returns (status, headers, parsed JSON or text)."""
+    connection = http.client.HTTPConnection(
+        "127.0.0.1", port, timeout=10, source_address=(source, 0)
+    )
     data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
     connection.request(method, path, body=data, headers=headers or {})
     response = connection.getresponse()
     raw = response.read().decode("utf-8")
     connection.close()
     try:
-        return response.status, json.loads(raw)
+        return response.status, response.headers, json.loads(raw)
     except ValueError:
-        return response.status, raw
+        return response.status, response.headers, raw

@@ -1,0 +1,357 @@
+"""Issue 7 (items 7 and 11): HTTP intake against slow, greedy and malformed
+clients.
+
+Real parts only: ``router serve`` runs as a subprocess (tests/helpers.py
+``Router``) and every client is a real socket on loopback. The service
+bounds each client address, so a test that needs a second client connects
+from 127.0.0.2 (loopback too, on Linux). Every wait is a condition with a
+deadline. ``ClientLimits`` is also driven in-process, with explicit
+times, for the bounds a few requests cannot reach.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import socket
+import struct
+import threading
+import time
+from typing import Any, Callable, Optional
+
+import pytest
+from helpers import Router, call, request, wait_until
+from sinks import free_port
+
+from router.ingest import REQUEST_DEADLINE
+from router.limits import ClientLimits
+
+pytestmark = pytest.mark.skipif(os.name != "posix", reason="Unix sockets, signals, modes")
+
+#: EndScript gets a local step (log): its reply carries steps to report.
+RULES = 'rule "log" on EndScript log "{{ script }}"\n'
+END_SCRIPT = {"event": "EndScript", "args": ["Daily", "0", "0", "successful"]}
+
+
+def _second_loopback_address() -> bool:
+    try:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.2", 0))
+        return True
+    except OSError:
+        return False
+
+
+needs_second_client = pytest.mark.skipif(
+    not _second_loopback_address(), reason="127.0.0.2 is not a loopback address here"
+)
+
+
+def serve(
+    make: Callable[..., Router], settings: str = "", rules: str = RULES
+) -> tuple[Router, int]:
+    """A started ``router serve`` with HTTP on a free loopback port."""
+    port = free_port()
+    router = make(rules, f'listen = "127.0.0.1:{port}"\n{settings}')
+    return router.start(), port
+
+
+def raw_exchange(port: int, data: bytes) -> tuple[int, bytes]:
+    """Send ``data`` as it is, read the answer to its end: (status, body)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as raw:
+        raw.sendall(data)
+        answer = b""
+        while True:
+            chunk = raw.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def post(path: str, body: bytes, length: Optional[str] = None) -> bytes:
+    """A POST as bytes; ``length`` replaces the Content-Length (latin-1, as
+    http.server reads headers)."""
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body) if length is None else length}\r\nConnection: close\r\n\r\n"
+    )
+    return head.encode("latin-1") + body
+
+
+def log_since(router: Router, start: int) -> str:
+    return router.log()[start:]
+
+
+# ---------------------------------------------------------------------------
+# Slow and greedy clients
+# ---------------------------------------------------------------------------
+
+
+class Trickle:
+    """Connections that send a request's headers, then one body byte a
+    second, until the service closes them. ``answers[i]`` is what
+    connection i read before its end, once it has ended."""
+
+    def __init__(self, port: int, count: int) -> None:
+        self.sockets = []
+        for _ in range(count):
+            connection = socket.create_connection(("127.0.0.1", port), timeout=10)
+            connection.sendall(post("/events", b"", length="1000") + b"{")
+            self.sockets.append(connection)
+        self.answers: dict[int, bytes] = {}
+        self.ended_at: dict[int, float] = {}
+        self._read: dict[int, bytes] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _end(self, index: int) -> None:
+        with self._lock:
+            self.answers[index] = self._read.pop(index, b"")
+            self.ended_at[index] = time.monotonic()
+        self.sockets[index].close()
+
+    def _run(self) -> None:
+        while True:
+            live = {s: i for i, s in enumerate(self.sockets) if i not in self.answers}
+            readable = select.select(list(live), [], [], 0)[0] if live else []
+            for connection in readable:
+                index = live.pop(connection)
+                try:
+                    chunk = connection.recv(65536)
+                except OSError:
+                    chunk = b""
+                if chunk:
+                    self._read[index] = self._read.get(index, b"") + chunk
+                    live[connection] = index
+                else:
+                    self._end(index)
+            if self._stop.wait(1.0):
+                return
+            for connection, index in live.items():
+                try:
+                    connection.send(b" ")
+                except OSError:
+                    self._end(index)
+
+    def ended(self) -> int:
+        with self._lock:
+            return len(self.answers)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        for connection in self.sockets:
+            connection.close()
+
+
+def test_trickling_clients_hold_threads_not_request_slots_and_are_cut_at_the_deadline(
+    router_at,
+) -> None:
+    """The issue: 40 connections trickling a body byte every few seconds
+    held all 32 request slots, and every legitimate POST got 503. Now a slot
+    is taken once the body is read, and the whole request must arrive
+    within REQUEST_DEADLINE of the accept, trickle or not."""
+    router, port = serve(router_at, "max_client_connections = 64")
+    opened = time.monotonic()
+    trickle = Trickle(port, 40)
+    try:
+        for _ in range(3):  # while all 40 are held open
+            status, reply = call(port, "POST", "/events", END_SCRIPT)
+            assert status == 200 and reply["ok"] is True
+        assert trickle.ended() == 0
+        wait_until(
+            lambda: trickle.ended() == 40,
+            "the service to cut the trickling connections",
+            timeout=REQUEST_DEADLINE + 10,
+        )
+        assert max(trickle.ended_at.values()) - opened < REQUEST_DEADLINE + 5
+        assert min(trickle.ended_at.values()) - opened > REQUEST_DEADLINE - 1
+        timed_out = [a for a in trickle.answers.values() if a.startswith(b"HTTP/1.0 408 ")]
+        assert len(timed_out) >= 30, trickle.answers  # answered, unless the reset came first
+    finally:
+        trickle.close()
+    assert call(port, "GET", "/healthz")[0] == 200
+    assert "Traceback" not in router.log()
+
+
+@needs_second_client
+def test_a_client_past_its_connection_bound_is_refused_at_once_and_others_are_served(
+    router_at,
+) -> None:
+    router, port = serve(router_at, "max_client_connections = 8")
+    trickle = Trickle(port, 40)
+    try:
+        wait_until(lambda: trickle.ended() == 32, "32 connections refused at once", timeout=5)
+        refused = list(trickle.answers.values())
+        assert all(answer.startswith(b"HTTP/1.0 429 ") for answer in refused), refused
+        assert b"Retry-After: 1\r\n" in refused[0]
+        assert b"more than 8 open connections from 127.0.0.1" in refused[0]
+        status, headers, _ = request(port, "POST", "/events", END_SCRIPT)
+        assert (status, headers["Retry-After"]) == (429, "1")
+        # Another client is served while 127.0.0.1 holds its 8.
+        status, _, reply = request(port, "POST", "/events", END_SCRIPT, source="127.0.0.2")
+        assert status == 200 and reply["ok"] is True
+        assert trickle.ended() == 32
+    finally:
+        trickle.close()
+    # Closed by the clients: the bound is free again.
+    wait_until(lambda: call(port, "GET", "/healthz")[0] == 200, "127.0.0.1 to be served again")
+    assert "Traceback" not in router.log()
+
+
+@needs_second_client
+def test_a_client_past_its_rate_gets_429_with_retry_after(router_at) -> None:
+    router, port = serve(router_at, "rate_limit = 5")  # bursts of 10
+    statuses = []
+    retry_after = None
+    started = time.monotonic()
+    while len(statuses) < 40:
+        status, headers, _ = request(port, "GET", "/healthz")
+        statuses.append(status)
+        if status == 429:
+            retry_after = headers["Retry-After"]
+    elapsed = time.monotonic() - started
+    assert set(statuses) == {200, 429}
+    assert 10 <= statuses.count(200) <= 10 + 5 * elapsed + 1
+    assert retry_after is not None and int(retry_after) >= 1
+    assert request(port, "GET", "/healthz", source="127.0.0.2")[0] == 200  # its own bucket
+    wait_until(lambda: call(port, "GET", "/healthz")[0] == 200, "the bucket to refill", timeout=5)
+    assert "Traceback" not in router.log()
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        'rate_limit = "fast"',
+        "rate_limit = -1",
+        "rate_limit = true",
+        "max_client_connections = 0",
+        "max_client_connections = 2.5",
+        'max_client_connections = "8"',
+    ],
+)
+def test_the_limits_in_router_toml_are_checked(router_at, setting) -> None:
+    router = router_at(RULES, f'listen = "127.0.0.1:{free_port()}"\n{setting}')
+    router.start(wait=False)
+    assert router.process is not None and router.process.wait(timeout=30) == 2
+    assert f"cannot start: {setting.split()[0]} must be" in router.log()
+
+
+def test_client_limits_forget_idle_clients_and_bound_all_connections() -> None:
+    limits = ClientLimits(rate=100.0, max_per_client=2, max_total=3)
+    assert limits.admit("a", now=0.0) is None and limits.admit("a", now=0.0) is None
+    refusal = limits.admit("a", now=0.0)
+    assert refusal is not None and refusal.status == 429
+    assert limits.admit("b", now=0.0) is None
+    refusal = limits.admit("c", now=0.0)
+    assert refusal is not None and refusal.status == 503  # all 3 taken
+    for client in ("a", "a", "b"):
+        limits.release(client)
+    # A flood of new addresses: buckets of clients idle long enough to be
+    # full again are forgotten, so memory follows the last few seconds.
+    for number in range(20_000):
+        at = number / 1000.0  # 1,000 new clients a second
+        assert limits.admit(f"10.0.{number // 256}.{number % 256}", now=at) is None
+        limits.release(f"10.0.{number // 256}.{number % 256}")
+    assert limits.tracked() < 5_000
+
+
+# ---------------------------------------------------------------------------
+# Malformed requests: a 4xx, never a traceback or a dropped connection
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def intake(tmp_path_factory) -> Any:
+    """One service for the malformed requests (each checks its own log lines)."""
+    port = free_port()
+    router = Router(tmp_path_factory.mktemp("intake"), RULES, f'listen = "127.0.0.1:{port}"')
+    router.start()
+    yield router, port
+    router.close()
+
+
+def _event(**fields: Any) -> bytes:
+    return json.dumps({**END_SCRIPT, **fields}).encode()
+
+
+def _report(*results: Any) -> bytes:
+    return json.dumps({"results": list(results)}).encode()
+
+
+MALFORMED = {
+    "deeply nested JSON": (
+        post(
+            "/events", b'{"event": "EndScript", "args": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+        ),
+        400,
+    ),
+    "received year 1": (post("/events", _event(received="0001-01-01T00:00:00")), 400),
+    "received past year 9999 in local time": (
+        post("/events", _event(received="9999-12-31T23:59:59-12:00")),
+        400,
+    ),
+    "received before 1970": (post("/events", _event(received="1969-07-20T20:17:40Z")), 400),
+    "24-digit event id": (post(f"/events/{'9' * 24}/steps", _report()), 404),
+    "negative event id": (post("/events/-1/steps", _report()), 404),
+    "zero-padded huge event id": (post(f"/events/{'0' * 30}1/steps", _report()), 404),
+    "Content-Length ²": (post("/events", _event(), length="\u00b2"), 400),
+    "Content-Length of 5,000 digits": (post("/events", _event(), length="9" * 5000), 413),
+    "4,301-digit number": (
+        post("/events", b'{"event": "EndScript", "args": [], "uid": ' + b"1" * 4301 + b"}"),
+        400,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_a_malformed_request_gets_a_4xx_and_no_traceback(intake, case) -> None:
+    router, port = intake
+    data, expected = MALFORMED[case]
+    start = len(router.log())
+    before = len(router.journal())
+    status, body = raw_exchange(port, data)
+    assert status == expected
+    assert json.loads(body)["ok"] is False
+    assert len(router.journal()) == before  # nothing stored
+    assert call(port, "GET", "/healthz")[0] == 200
+    assert "Traceback" not in log_since(router, start)
+
+
+def test_a_4300_digit_kb_is_kept_as_text_with_a_warning(intake) -> None:
+    """Not a 4xx: like any argument that does not parse, it costs a warning
+    in the journal, never the event (router/events.py)."""
+    router, port = intake
+    start = len(router.log())
+    args = ["Daily", "c/C:", "C:\\", "c", "1" * 4300]
+    status, reply = call(port, "POST", "/events", {"event": "EndSource", "args": args})
+    assert status == 200 and reply["ok"] is True
+    with router.db() as db:
+        fields, warnings = db.execute(
+            "SELECT fields, warnings FROM events WHERE id = ?", (reply["event_id"],)
+        ).fetchone()
+    assert json.loads(fields)["kb"] == "1" * 4300 and "bytes" not in json.loads(fields)
+    assert "is not a valid int; kept as text" in json.loads(warnings)[0]
+    assert "Traceback" not in log_since(router, start)
+
+
+@pytest.mark.parametrize("how", ["in the headers", "in the body"])
+def test_a_client_that_goes_away_mid_request_is_one_line_in_the_log(intake, how) -> None:
+    router, port = intake
+    start = len(router.log())
+    half = post("/events", _event())
+    half = half[: half.index(b"Content-Type")] if how == "in the headers" else half[:-10]
+    connection = socket.create_connection(("127.0.0.1", port), timeout=10)
+    connection.sendall(half)
+    # Linger 0: the close resets the connection, as a client that dies does.
+    connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    connection.close()
+    wait_until(lambda: "connection lost" in log_since(router, start), "the line in the log")
+    lines = [line for line in log_since(router, start).splitlines() if "connection lost" in line]
+    assert len(lines) == 1 and " INFO: http 127.0.0.1: connection lost: " in lines[0]
+    assert "Traceback" not in log_since(router, start)
