@@ -14,6 +14,11 @@ Protocol: one connection per event, newline-delimited UTF-8 JSON::
     handler -> {"op": "steps", "event_id": N, "results": [...]}   (only with steps)
     service <- {"ok": true}
 
+Steps are reported once, by whoever received the event: on the socket, the
+connection that sent it; over HTTP, the holder of the one-time
+``steps_token`` in the reply to ``POST /events`` (only its hash is stored).
+Every report is checked the same way (``parse_results``).
+
 Errors are ``{"ok": false, "error": "..."}``; the handler then takes the
 inline path with the same uid.
 
@@ -57,6 +62,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 from router.events import parse_int
 from router.handler import ENDPOINT_NAME, SOCKET_NAME
 from router.limits import ClientLimits, Refusal
+from router.store import ALREADY_REPORTED, NO_EVENT, STEPS_RECORDED, WRONG_TOKEN
 
 if TYPE_CHECKING:
     from router.service import Service
@@ -84,6 +90,19 @@ MAX_NAME, MAX_ARGS, MAX_ARG, MAX_HOST, MAX_UID = 200, 1000, 64 * 1024, 255, 128
 #: ``received`` must fall in these years (local time): an engine's clock
 #: outside them is wrong, and date arithmetic near year 1 or 9999 overflows.
 RECEIVED_YEARS = (1970, 9999)
+#: A steps report: at most this many results, of these kinds...
+MAX_RESULTS = 500
+STEP_KINDS = ("run", "abort", "log", "error")
+#: ...each with these texts (``outcome`` required), at most this long.
+RESULT_TEXTS = {
+    "outcome": 32,
+    "rule": 1024,
+    "error": 8192,
+    "program": 4096,
+    "path": 4096,
+    "text": MAX_ARG,
+    "output": 16 * 1024,
+}
 
 
 class RequestError(Exception):
@@ -158,15 +177,46 @@ def parse_argv(event: Any, args: Any) -> list[str]:
 
 
 def parse_results(results: Any) -> list[dict[str, Any]]:
-    if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
+    """A steps report's results, checked one by one, the socket's and
+    HTTP's alike, so that what ``router history`` shows later is there and
+    of the right type: ``kind`` (STEP_KINDS) and ``outcome`` required;
+    ``rule``, ``error``, ``program``, ``path``, ``text``, ``output`` bounded
+    strings; ``exit_code`` an int, ``seconds`` a number. Unknown keys are
+    refused, like unknown fields anywhere in a request."""
+    if not isinstance(results, list):
         raise RequestError("results must be a list of objects")
-    return results
+    if len(results) > MAX_RESULTS:
+        raise RequestError(f"results has more than {MAX_RESULTS} items")
+    return [_result(result, f"results[{index}]") for index, result in enumerate(results)]
 
 
-def check_keys(message: dict[str, Any], allowed: set[str]) -> None:
+def _result(result: Any, where: str) -> dict[str, Any]:
+    if not isinstance(result, dict):
+        raise RequestError(f"{where} must be an object")
+    check_keys(result, {"kind", "exit_code", "seconds", *RESULT_TEXTS}, where)
+    if result.get("kind") not in STEP_KINDS:
+        raise RequestError(f"{where}.kind must be one of {', '.join(STEP_KINDS)}")
+    if "outcome" not in result:
+        raise RequestError(f"{where}.outcome is required")
+    for key, limit in RESULT_TEXTS.items():
+        if key in result:
+            _text(result[key], f"{where}.{key}", limit, empty=key != "outcome")
+    code = result.get("exit_code", 0)
+    if isinstance(code, bool) or not isinstance(code, int) or not -(2**63) <= code < 2**63:
+        raise RequestError(f"{where}.exit_code must be a (64-bit) integer")
+    seconds = result.get("seconds", 0)
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise RequestError(f"{where}.seconds must be a number")
+    if not 0 <= seconds < 1e9:  # NaN and infinities too
+        raise RequestError(f"{where}.seconds is out of range")
+    return dict(result)
+
+
+def check_keys(message: dict[str, Any], allowed: set[str], where: str = "") -> None:
     unknown = sorted(set(message) - allowed)
     if unknown:
-        raise RequestError(f"unknown field(s): {', '.join(unknown)}")
+        prefix = f"{where}: " if where else ""
+        raise RequestError(f"{prefix}unknown field(s): {', '.join(unknown)}")
 
 
 def reply_for(outcome: Any) -> dict[str, Any]:
@@ -282,7 +332,10 @@ class _LocalHandler(socketserver.BaseRequestHandler):
         except RequestError as exc:
             self._refuse(str(exc))
             return
-        service.record_steps(outcome.event_id, results)
+        done = service.record_steps(outcome.event_id, results)
+        if done != STEPS_RECORDED:
+            self._refuse(f"event #{outcome.event_id}: {done}")
+            return
         with contextlib.suppress(OSError):
             self._send({"ok": True})
 
@@ -461,6 +514,8 @@ def is_loopback(host: str) -> bool:
 
 
 _STEPS_PATH = re.compile(r"/events/([0-9]+)/steps")
+#: What a refused steps report is answered with.
+_STEPS_REFUSED = {NO_EVENT: 404, WRONG_TOKEN: 403, ALREADY_REPORTED: 409}
 
 
 class _DeadlineReader(io.RawIOBase):
@@ -643,16 +698,24 @@ class _HttpHandler(BaseHTTPRequestHandler):
         host = self.client_address[0] if host is None else _text(host, "host", MAX_HOST)
         received = parse_received(body.get("received"))
         uid = parse_uid(body.get("uid"))
-        outcome = self.server.service.ingest(
-            argv, host=host, received=received, uid=uid, origin="http"
-        )
-        self._reply(200, reply_for(outcome))
+        service = self.server.service
+        outcome = service.ingest(argv, host=host, received=received, uid=uid, origin="http")
+        reply = reply_for(outcome)
+        reply["steps_token"] = service.issue_steps_token(outcome.event_id)
+        self._reply(200, reply)
 
     def _post_steps(self, event_id: Optional[int], body: dict[str, Any]) -> None:
-        check_keys(body, {"results"})
+        """Once per event, with the ``steps_token`` its ``POST /events`` got."""
+        check_keys(body, {"results", "steps_token"})
         results = parse_results(body.get("results"))
-        if event_id is None or not self.server.service.record_steps(event_id, results):
-            raise RequestError(f"no event #{self.path.split('/')[2]}", 404)
+        token = body.get("steps_token")
+        if not isinstance(token, str) or not token:
+            raise RequestError("steps_token (from the reply to POST /events) is required", 403)
+        if event_id is None:
+            raise RequestError("no such event", 404)
+        done = self.server.service.record_steps(event_id, results, token)
+        if done != STEPS_RECORDED:
+            raise RequestError(f"event #{event_id}: {done}", _STEPS_REFUSED[done])
         self._reply(200, {"ok": True})
 
     def _healthz(self, _body: dict[str, Any]) -> None:

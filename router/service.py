@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -332,14 +333,23 @@ class Service:
             self.wake_delivery()
         return outcome
 
-    def record_steps(self, event_id: int, results: list[dict[str, Any]]) -> bool:
-        """Store what a handler's local steps did. False if there is no such event."""
+    def issue_steps_token(self, event_id: int) -> Optional[str]:
+        """A one-time token for reporting the steps of an event received over
+        HTTP (the store keeps only its hash); None if its steps cannot be
+        reported any more (reported already, or not received over HTTP)."""
+        token = secrets.token_urlsafe(24)
         with self._ingest_lock:
             assert self._ingest_store is not None
-            if not self._ingest_store.has_event(event_id):
-                return False
-            self._ingest_store.record_steps(event_id, results)
-        return True
+            return token if self._ingest_store.set_steps_token(event_id, token) else None
+
+    def record_steps(
+        self, event_id: int, results: list[dict[str, Any]], steps_token: Optional[str] = None
+    ) -> str:
+        """Store what the local steps did, once (``Store.record_steps``):
+        ``router.store.STEPS_RECORDED``, or why nothing was stored."""
+        with self._ingest_lock:
+            assert self._ingest_store is not None
+            return self._ingest_store.record_steps(event_id, results, steps_token)
 
     # ------------------------------------------------------------------
     # The admin target

@@ -15,6 +15,8 @@ read, and every display goes through ``url_masked``.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import socket
@@ -32,6 +34,14 @@ from router.engine import History, ThrottleState
 DB_NAME = "router.sqlite3"
 BUSY_TIMEOUT_MS = 10_000
 PENDING, SENT, DEAD = "pending", "sent", "dead"
+#: What ``Store.record_steps`` did: recorded them, or refused because there
+#: is no such event, the steps token is wrong, or they were reported already.
+STEPS_RECORDED, NO_EVENT, WRONG_TOKEN, ALREADY_REPORTED = (
+    "recorded",
+    "no such event",
+    "wrong steps token",
+    "already reported",
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -167,6 +177,17 @@ def json_list(text: Any) -> list[Any]:
     if value is None or value == "":
         return []
     return value if isinstance(value, list) else [value]
+
+
+def token_hash(token: str) -> str:
+    """What the store keeps of a steps token (never the token)."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _steps_pending(text: Any) -> bool:
+    """True while no step of the event has been reported (every one is
+    still "pending", as journaled); rows from before ``steps_reported``."""
+    return all(isinstance(s, dict) and s.get("outcome") == PENDING for s in json_list(text))
 
 
 # ---------------------------------------------------------------------------
@@ -463,12 +484,44 @@ class Store:
         entry.id = event_id
         return event_id, ids
 
-    def record_steps(self, event_id: int, steps: list[dict[str, Any]]) -> None:
-        """Store what the local steps did (they run after the event is journaled)."""
-        self.db.execute(
-            "UPDATE events SET steps = ? WHERE id = ?",
-            (json.dumps(steps, ensure_ascii=False), event_id),
+    def set_steps_token(self, event_id: int, token: str) -> bool:
+        """Let the holder of ``token`` report the event's steps: the HTTP
+        client that posted it. Only the token's hash is kept. False (nothing
+        changed) when the event was not received over HTTP or its steps
+        were reported already."""
+        return (
+            self.db.execute(
+                "UPDATE events SET steps_token = ? WHERE id = ? AND origin = 'http'"
+                " AND steps_reported IS NULL",
+                (token_hash(token), event_id),
+            ).rowcount
+            == 1
         )
+
+    def record_steps(
+        self, event_id: int, steps: list[dict[str, Any]], steps_token: Optional[str] = None
+    ) -> str:
+        """Store what the local steps did (they run after the event is
+        journaled), once: a second report changes nothing. With
+        ``steps_token`` (HTTP), only if it is the event's token.
+        Returns STEPS_RECORDED, or why nothing was stored."""
+        with self.transaction() as db:
+            row = db.execute(
+                "SELECT steps, steps_reported, steps_token FROM events WHERE id = ?", (event_id,)
+            ).fetchone()
+            if row is None:
+                return NO_EVENT
+            if steps_token is not None and not (
+                isinstance(row[2], str) and hmac.compare_digest(row[2], token_hash(steps_token))
+            ):
+                return WRONG_TOKEN
+            if row[1] is not None or not _steps_pending(row[0]):
+                return ALREADY_REPORTED
+            db.execute(
+                "UPDATE events SET steps = ?, steps_reported = ? WHERE id = ?",
+                (json.dumps(steps, ensure_ascii=False), time.time(), event_id),
+            )
+        return STEPS_RECORDED
 
     def add_error(self, event_id: int, message: str) -> None:
         with self.transaction() as db:
@@ -823,7 +876,16 @@ class Store:
 
 
 #: Columns added after the first schema, with their definitions.
-_ADDED_COLUMNS = {"events": [("uid", "TEXT")], "outbox": [("claimed_by", "TEXT")]}
+_ADDED_COLUMNS = {
+    "events": [
+        ("uid", "TEXT"),
+        # When the steps' outcomes were reported (they are reported once).
+        ("steps_reported", "REAL"),
+        # The hash of the token that may report them (HTTP; token_hash).
+        ("steps_token", "TEXT"),
+    ],
+    "outbox": [("claimed_by", "TEXT")],
+}
 #: Who claims outbox rows from this process: ``host:pid``.
 CLAIMANT = f"{socket.gethostname()}:{os.getpid()}"
 

@@ -1,5 +1,5 @@
 """Issue 7 (items 7 and 11): HTTP intake against slow, greedy and malformed
-clients.
+clients; steps reported once, by whoever received the event.
 
 Real parts only: ``router serve`` runs as a subprocess (tests/helpers.py
 ``Router``) and every client is a real socket on loopback. The service
@@ -11,6 +11,7 @@ times, for the bounds a few requests cannot reach.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import select
@@ -281,7 +282,7 @@ def _event(**fields: Any) -> bytes:
 
 
 def _report(*results: Any) -> bytes:
-    return json.dumps({"results": list(results)}).encode()
+    return json.dumps({"results": list(results), "steps_token": "t"}).encode()
 
 
 MALFORMED = {
@@ -302,8 +303,21 @@ MALFORMED = {
     "zero-padded huge event id": (post(f"/events/{'0' * 30}1/steps", _report()), 404),
     "Content-Length ²": (post("/events", _event(), length="\u00b2"), 400),
     "Content-Length of 5,000 digits": (post("/events", _event(), length="9" * 5000), 413),
+    "4,300-digit exit code": (
+        post("/events/1/steps", _report({"kind": "run", "outcome": "ok", "exit_code": 10**4299})),
+        400,
+    ),
     "4,301-digit number": (
         post("/events", b'{"event": "EndScript", "args": [], "uid": ' + b"1" * 4301 + b"}"),
+        400,
+    ),
+    "infinite seconds": (
+        post(
+            "/events/1/steps",
+            _report({"kind": "run", "outcome": "ok"}).replace(
+                b'"outcome": "ok"', b'"outcome": "ok", "seconds": 1e999'
+            ),
+        ),
         400,
     ),
 }
@@ -355,3 +369,91 @@ def test_a_client_that_goes_away_mid_request_is_one_line_in_the_log(intake, how)
     lines = [line for line in log_since(router, start).splitlines() if "connection lost" in line]
     assert len(lines) == 1 and " INFO: http 127.0.0.1: connection lost: " in lines[0]
     assert "Traceback" not in log_since(router, start)
+
+
+def test_the_local_socket_checks_what_the_handler_sends_the_same_way(intake) -> None:
+    router, _ = intake
+    path = str(router.state / "router.sock")
+
+    def exchange(connection: socket.socket, message: bytes) -> dict[str, Any]:
+        connection.sendall(message + b"\n")
+        return json.loads(connection.makefile("rb").readline())
+
+    with socket.socket(socket.AF_UNIX) as connection:
+        connection.connect(path)
+        nested = b'{"op": "event", "argv": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+        reply = exchange(connection, nested)
+    assert reply["ok"] is False and "not JSON" in reply["error"]
+
+    event = {"op": "event", "argv": ["EndScript", "Sock", "0", "0", "ok"]}
+    with socket.socket(socket.AF_UNIX) as connection:
+        connection.connect(path)
+        reply = exchange(connection, json.dumps(event).encode())
+        assert reply["ok"] is True and [s["kind"] for s in reply["steps"]] == ["log"]
+        report = {"op": "steps", "event_id": reply["event_id"], "results": [{"kind": "log"}]}
+        refused = exchange(connection, json.dumps(report).encode())
+    assert refused == {"ok": False, "error": "results[0].outcome is required"}
+    steps = next(e["steps"] for e in router.journal() if e["id"] == reply["event_id"])
+    assert steps == [{"kind": "log", "rule": "log", "outcome": "pending"}]
+
+
+# ---------------------------------------------------------------------------
+# Steps: reported once, by whoever received the event
+# ---------------------------------------------------------------------------
+
+
+def test_steps_are_reported_once_with_the_token_the_reply_carried(router_at) -> None:
+    router, port = serve(router_at)
+    status, first = call(port, "POST", "/events", END_SCRIPT)
+    assert status == 200 and [s["kind"] for s in first["steps"]] == ["log"]
+    token = first["steps_token"]
+    status, second = call(port, "POST", "/events", END_SCRIPT)
+    assert second["steps_token"] != token
+    with router.db() as db:
+        kept = db.execute("SELECT steps_token FROM events WHERE id = ?", (first["event_id"],))
+        assert kept.fetchone()[0] == hashlib.sha256(token.encode()).hexdigest()  # not the token
+
+    url = f"/events/{first['event_id']}/steps"
+    results = [{"kind": "log", "rule": "log", "outcome": "ok", "path": "/var/log/x"}]
+    pending = [{"kind": "log", "rule": "log", "outcome": "pending"}]
+    refused = [
+        ({"results": results}, 403),  # no token
+        ({"results": results, "steps_token": "guess"}, 403),
+        ({"results": results, "steps_token": second["steps_token"]}, 403),  # another event's
+        ({"results": [{"kind": "log", "outcome": "ok", "extra": 1}], "steps_token": token}, 400),
+        ({"results": [{"kind": "bogus", "outcome": "ok"}], "steps_token": token}, 400),
+        (
+            {"results": [{"kind": "run", "outcome": "ok", "exit_code": "1"}], "steps_token": token},
+            400,
+        ),
+        ({"results": [{"kind": "log", "outcome": "x" * 33}], "steps_token": token}, 400),
+        (
+            {
+                "results": [{"kind": "run", "outcome": "ok", "output": "x" * 20_000}],
+                "steps_token": token,
+            },
+            400,
+        ),
+        ({"results": [{"kind": "log", "outcome": "ok"}] * 501, "steps_token": token}, 400),
+        ({"results": {"kind": "log"}, "steps_token": token}, 400),
+        ({"results": ["log"], "steps_token": token}, 400),
+    ]
+    for body, expected in refused:
+        status, reply = call(port, "POST", url, body)
+        assert (status, reply["ok"]) == (expected, False), body
+    assert router.journal()[0]["steps"] == pending  # nothing changed
+
+    report = {"results": results, "steps_token": token}
+    assert call(port, "POST", url, report) == (200, {"ok": True})
+    again = {"results": [{"kind": "log", "rule": "log", "outcome": "error"}], "steps_token": token}
+    status, reply = call(port, "POST", url, again)
+    assert status == 409 and "already reported" in reply["error"]
+    assert router.journal()[0]["steps"] == results
+
+    # An event the handler sent over the socket has no HTTP token at all.
+    assert router.handler("EndScript", "Local", "0", "0", "ok").returncode == 0
+    local = router.journal()[-1]
+    assert local["origin"] == "service" and local["steps"][0]["outcome"] == "ok"
+    status, _ = call(port, "POST", f"/events/{local['id']}/steps", report)
+    assert status == 403
+    assert "Traceback" not in router.log()

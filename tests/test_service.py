@@ -412,16 +412,18 @@ def test_http_ingest_validates_and_answers_with_the_local_steps(router_at, http_
         "laptop is skipped tonight",
         "C:\\ifile.txt",
     )
-    results = {"results": [{"kind": "abort", "rule": "skip", "outcome": "ok"}]}
-    assert call(port, "POST", f"/events/{reply['event_id']}/steps", results)[0] == 200
-    assert call(port, "POST", "/events/999/steps", results)[0] == 404
+    # Reported with the one-time token the reply carried (issue 7).
+    results = [{"kind": "abort", "rule": "skip", "outcome": "ok"}]
+    report = {"results": results, "steps_token": reply["steps_token"]}
+    assert call(port, "POST", f"/events/{reply['event_id']}/steps", report)[0] == 200
+    assert call(port, "POST", "/events/999/steps", report)[0] == 404
 
     journal = router.journal()
     assert [(e["name"], e["origin"]) for e in journal] == [
         ("EndScript", "http"),
         ("StartSource", "http"),
     ]
-    assert journal[1]["steps"] == results["results"]
+    assert journal[1]["steps"] == results
 
     bad = [
         (b"{not json", 400),
