@@ -1,12 +1,13 @@
 """Issue 7 (items 7 and 11): HTTP intake against slow, greedy and malformed
-clients; steps reported once, by whoever received the event.
+clients; steps reported once, by whoever received the event; /metrics with
+bounded labels.
 
 Real parts only: ``router serve`` runs as a subprocess (tests/helpers.py
 ``Router``) and every client is a real socket on loopback. The service
 bounds each client address, so a test that needs a second client connects
 from 127.0.0.2 (loopback too, on Linux). Every wait is a condition with a
-deadline. ``ClientLimits`` is also driven in-process, with explicit
-times, for the bounds a few requests cannot reach.
+deadline. ``ClientLimits`` and ``Metrics`` are also driven in-process, with
+explicit times, for the bounds a few requests cannot reach.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import socket
 import struct
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Optional
 
 import pytest
@@ -27,6 +29,7 @@ from sinks import free_port
 
 from router.ingest import REQUEST_DEADLINE
 from router.limits import ClientLimits
+from router.metrics import MAX_TARGETS, Metrics
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="Unix sockets, signals, modes")
 
@@ -457,3 +460,56 @@ def test_steps_are_reported_once_with_the_token_the_reply_carried(router_at) -> 
     status, _ = call(port, "POST", f"/events/{local['id']}/steps", report)
     assert status == 403
     assert "Traceback" not in router.log()
+
+
+# ---------------------------------------------------------------------------
+# /metrics: bounded labels
+# ---------------------------------------------------------------------------
+
+
+def test_3000_made_up_event_names_leave_metrics_bounded(router_at) -> None:
+    router, port = serve(
+        router_at, "rate_limit = 0\nmax_client_connections = 64", rules="# no rules\n"
+    )
+    started = time.monotonic()
+
+    def send(number: int) -> int:
+        return call(port, "POST", "/events", {"event": f"Made-Up-{number}", "args": []})[0]
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        statuses = list(pool.map(send, range(3000)))
+    assert statuses == [200] * 3000
+    status, text = call(port, "GET", "/metrics")
+    assert status == 200
+    lines = text.splitlines()
+    assert len(lines) < 200
+    assert 'router_events_total{event="unknown"} 3000' in lines
+    assert time.monotonic() - started < 20
+    assert "Traceback" not in router.log()
+
+
+def test_metrics_count_rules_not_in_force_and_targets_past_the_cap_as_other() -> None:
+    metrics = Metrics()
+    in_force = {"notify"}
+    decisions = [{"label": "notify", "matched": True}, {"label": "gone", "matched": True}]
+    metrics.count_event("EndScript", "service", decisions, in_force)
+    metrics.count_event("expect", "timer", [{"label": "x", "matched": False}, "odd"], in_force)
+    for number in range(MAX_TARGETS + 50):
+        metrics.count_sends(f"json://host-{number}/", "sent", 1)
+    text = metrics.render(
+        in_force, 0, 0, {"ok": True, "last_reload": 0.0, "rules": 1, "reloads": 0}
+    )
+    lines = text.splitlines()
+    assert 'router_rule_matches_total{rule="notify"} 1' in lines
+    assert 'router_rule_matches_total{rule="other"} 1' in lines
+    assert 'router_events_total{event="expect"} 1' in lines
+    targets = [line for line in lines if line.startswith("router_notifications_total{")]
+    assert len(targets) == MAX_TARGETS + 1
+    assert 'router_notifications_total{target="other",outcome="sent"} 50' in lines
+    # A rule removed by a reload after it matched: "other" too.
+    assert (
+        'router_rule_matches_total{rule="other"} 2'
+        in metrics.render(
+            set(), 0, 0, {"ok": True, "last_reload": 0.0, "rules": 0, "reloads": 1}
+        ).splitlines()
+    )
