@@ -39,6 +39,7 @@ each taking its slot only once its body has been read.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hmac
 import io
@@ -85,6 +86,9 @@ REQUEST_DEADLINE = 10.0
 STEPS_GRACE = 10.0
 #: HTTP requests served at once; more are answered 503.
 MAX_HTTP_REQUESTS = 32
+#: A refused connection is kept (reading and discarding) at most this long,
+#: and at most this many are.
+REFUSED_LINGER, MAX_LINGERING = 1.0, 256
 #: The longest event name, argument list, argument, host and uid accepted.
 MAX_NAME, MAX_ARGS, MAX_ARG, MAX_HOST, MAX_UID = 200, 1000, 64 * 1024, 255, 128
 #: ``received`` must fall in these years (local time): an engine's clock
@@ -727,9 +731,8 @@ class _HttpHandler(BaseHTTPRequestHandler):
 
 
 def _refuse_connection(connection: socket.socket, refusal: Refusal) -> None:
-    """Answer a refused connection at once, on the accepting thread: no
-    thread is spent on it and its request is not read (what has arrived
-    already is, so that closing does not reset the connection)."""
+    """Answer a refused connection at once, on the accepting thread, without
+    reading its request: no thread is spent on it, nothing blocks."""
     body = json.dumps({"ok": False, "error": refusal.message}).encode("utf-8") + b"\n"
     head = (
         f"HTTP/1.0 {refusal.status} {HTTPStatus(refusal.status).phrase}\r\n"
@@ -740,11 +743,22 @@ def _refuse_connection(connection: socket.socket, refusal: Refusal) -> None:
         connection.setblocking(False)
         connection.send(head.encode("ascii") + body)
         connection.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass  # the client is gone already
+
+
+def _drained(connection: socket.socket) -> bool:
+    """Read and discard what has arrived; True once the client has closed
+    (or is gone), False while it may still be sending."""
+    try:
         for _ in range(16):
             if not connection.recv(65536):
-                break
+                return True
+    except BlockingIOError:
+        return False
     except OSError:
-        pass  # nothing more to read now (or the client is gone)
+        return True
+    return False
 
 
 class _HttpServer(ThreadingHTTPServer):
@@ -762,6 +776,10 @@ class _HttpServer(ThreadingHTTPServer):
         self.service = service
         self.token = token
         self.limits = limits
+        #: Refused connections, answered, until their client is done sending
+        #: (closing on unread data resets the connection, and the client
+        #: would see a broken pipe instead of its 429): (until, connection).
+        self.lingering: collections.deque[tuple[float, socket.socket]] = collections.deque()
         self.slots = threading.BoundedSemaphore(MAX_HTTP_REQUESTS)
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
@@ -775,7 +793,9 @@ class _HttpServer(ThreadingHTTPServer):
         if refusal is not None:
             log.debug("http %s: refused (%d): %s", client, refusal.status, refusal.message)
             _refuse_connection(request, refusal)
-            self.shutdown_request(request)
+            self.lingering.append((time.monotonic() + REFUSED_LINGER, request))
+            while len(self.lingering) > MAX_LINGERING:
+                self.close_request(self.lingering.popleft()[1])
             return
         try:
             super().process_request(request, client_address)
@@ -788,6 +808,24 @@ class _HttpServer(ThreadingHTTPServer):
             super().process_request_thread(request, client_address)
         finally:
             self.limits.release(str(client_address[0]))
+
+    def service_actions(self) -> None:
+        """Between accepts (serve_forever, at least every poll interval):
+        close the refused connections whose clients are done, or past
+        REFUSED_LINGER."""
+        super().service_actions()
+        now = time.monotonic()
+        for _ in range(len(self.lingering)):
+            until, connection = self.lingering.popleft()
+            if now >= until or _drained(connection):
+                self.close_request(connection)
+            else:
+                self.lingering.append((until, connection))
+
+    def server_close(self) -> None:
+        super().server_close()
+        while self.lingering:
+            self.close_request(self.lingering.popleft()[1])
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that went away mid-request or before reading the answer
