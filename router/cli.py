@@ -444,19 +444,33 @@ def cmd_history(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
         return EXIT_OK
     for entry in reversed(entries):
-        acted = [d["label"] for d in entry.decisions if d["matched"] and d["reason"] is None]
+        acted = [
+            str(d.get("label", "?"))
+            for d in entry.decisions
+            if isinstance(d, dict) and d.get("matched") and d.get("reason") is None
+        ]
         print(
             f"#{entry.id} {entry.received:%Y-%m-%d %H:%M:%S} {entry.name} [{entry.status}]"
             f" {entry.identity.replace(chr(31), ' / ')}: rules {', '.join(acted) or '-'}"
         )
         for step in entry.steps:
-            detail = step.get("error") or step.get("path") or step.get("program") or ""
-            print(f"    {step['kind']} ({step['rule']}): {step.get('outcome')} {detail}".rstrip())
+            print(f"    {_describe_result(step)}")
         for text in entry.warnings:
             print(f"    warning: {text}")
         for text in entry.errors:
             print(f"    error: {text}")
     return EXIT_OK
+
+
+def _describe_result(step: Any) -> str:
+    """One journaled step for ``router history``: what the row holds, even
+    when it is not what a report looks like now (old or odd rows)."""
+    if not isinstance(step, dict):
+        return f"step: {step!r}"
+    detail = step.get("error") or step.get("path") or step.get("program") or ""
+    rule = step.get("rule")
+    where = f" ({rule})" if rule is not None else ""
+    return f"{step.get('kind', '?')}{where}: {step.get('outcome')} {detail}".rstrip()
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:

@@ -362,6 +362,21 @@ def _build(
 
 _TRUE = {"true", "yes", "1"}
 _FALSE = {"false", "no", "0"}
+#: The most digits an int may have: 18 always fit a 64-bit integer (SQLite's),
+#: and a longer number is no count Retrospect sends.
+MAX_INT_DIGITS = 18
+
+
+def parse_int(text: str) -> Optional[int]:
+    """``text`` as an int, or None: not a number, or more than MAX_INT_DIGITS
+    digits (a 4,300-digit ``kb`` would overflow whatever computes with it,
+    ``bytes`` first, and Python refuses to print such numbers)."""
+    if len(text.strip().lstrip("+-")) > MAX_INT_DIGITS:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return None
 
 
 def _convert(spec: FieldSpec, raw: str, date_order: str) -> Any:
@@ -370,12 +385,7 @@ def _convert(spec: FieldSpec, raw: str, date_order: str) -> Any:
     if spec.type in ("str", "path"):
         return raw
     if spec.type == "int":
-        if len(text.lstrip("+-")) > 18:  # past a 64-bit integer: no count Retrospect sends
-            return None
-        try:
-            return int(text)
-        except ValueError:
-            return None
+        return parse_int(text)
     if spec.type == "float":
         text = text.rstrip("%").strip()
         if "," in text and "." not in text:

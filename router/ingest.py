@@ -14,6 +14,11 @@ Protocol: one connection per event, newline-delimited UTF-8 JSON::
     handler -> {"op": "steps", "event_id": N, "results": [...]}   (only with steps)
     service <- {"ok": true}
 
+Steps are reported once, by whoever received the event: on the socket, the
+connection that sent it; over HTTP, the holder of the one-time
+``steps_token`` in the reply to ``POST /events`` (only its hash is stored).
+Every report is checked the same way (``parse_results``).
+
 Errors are ``{"ok": false, "error": "..."}``; the handler then takes the
 inline path with the same uid.
 
@@ -23,14 +28,21 @@ and clients (answered with the event's local steps, which the caller must
 perform on its machine, and may report with ``POST /events/N/steps``),
 ``GET /healthz`` and ``GET /metrics``. A bearer token is required on any
 address but loopback (and everywhere with ``require_token = true``); the
-body is at most 1 MiB; at most ``MAX_HTTP_REQUESTS`` requests are served
-at once; a malformed request gets a 4xx with a JSON error and stores nothing.
+body is at most 1 MiB; a malformed request gets a 4xx with a JSON error and
+stores nothing. Slow or greedy clients are bounded: the whole request must
+arrive within ``REQUEST_DEADLINE`` of the accept; a client may hold
+``max_client_connections`` connections and send ``rate_limit`` requests
+per second (``router.limits``; beyond either it gets 429 at once, without
+a thread); at most ``MAX_HTTP_REQUESTS`` requests are processed at once,
+each taking its slot only once its body has been read.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hmac
+import io
 import ipaddress
 import json
 import logging
@@ -39,14 +51,19 @@ import re
 import secrets
 import socket
 import socketserver
+import sys
 import threading
 import time
 from datetime import datetime
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
+from router.events import parse_int
+from router.limits import ClientLimits, Refusal
 from router.locations import ENDPOINT_NAME, SOCKET_NAME
+from router.store import ALREADY_REPORTED, NO_EVENT, STEPS_RECORDED, WRONG_TOKEN
 
 if TYPE_CHECKING:
     from router.service import Service
@@ -60,14 +77,36 @@ DRAIN_LIMIT = 4 * MAX_BODY
 DRAIN_TIMEOUT = 1.0
 #: How long a client may take to send its request (slow clients hold a thread).
 READ_TIMEOUT = 10.0
+#: HTTP: the whole request, headers and body, must arrive within this long
+#: of the accept, however it trickles in.
+REQUEST_DEADLINE = 10.0
 #: After a stop is asked for, how long a handler still performing its steps
 #: may take to report them before the service stops waiting (the handler
 #: then writes them to the journal itself).
 STEPS_GRACE = 10.0
 #: HTTP requests served at once; more are answered 503.
 MAX_HTTP_REQUESTS = 32
+#: A refused connection is kept (reading and discarding) at most this long,
+#: and at most this many are.
+REFUSED_LINGER, MAX_LINGERING = 1.0, 256
 #: The longest event name, argument list, argument, host and uid accepted.
 MAX_NAME, MAX_ARGS, MAX_ARG, MAX_HOST, MAX_UID = 200, 1000, 64 * 1024, 255, 128
+#: ``received`` must fall in these years (local time): an engine's clock
+#: outside them is wrong, and date arithmetic near year 1 or 9999 overflows.
+RECEIVED_YEARS = (1970, 9999)
+#: A steps report: at most this many results, of these kinds...
+MAX_RESULTS = 500
+STEP_KINDS = ("run", "abort", "log", "error")
+#: ...each with these texts (``outcome`` required), at most this long.
+RESULT_TEXTS = {
+    "outcome": 32,
+    "rule": 1024,
+    "error": 8192,
+    "program": 4096,
+    "path": 4096,
+    "text": MAX_ARG,
+    "output": 16 * 1024,
+}
 
 
 class RequestError(Exception):
@@ -93,6 +132,18 @@ def _text(value: Any, name: str, limit: int, empty: bool = True) -> str:
     return value
 
 
+def parse_json_object(data: bytes, what: str) -> dict[str, Any]:
+    """``data`` as a JSON object; RequestError for anything else (deep
+    nesting included: json raises RecursionError for that)."""
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise RequestError(f"{what} is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise RequestError(f"{what} must be a JSON object")
+    return value
+
+
 def parse_received(value: Any) -> Optional[datetime]:
     """An ISO 8601 time as local naive time (the engine's clock); None if absent."""
     if value is None:
@@ -102,8 +153,15 @@ def parse_received(value: Any) -> Optional[datetime]:
         when = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
     except ValueError:
         raise RequestError(f"received is not an ISO 8601 date and time: {text!r}") from None
-    if when.tzinfo is not None:
-        when = when.astimezone().replace(tzinfo=None)
+    try:
+        if when.tzinfo is not None:
+            when = when.astimezone().replace(tzinfo=None)
+        when.timestamp()  # what throttles and timers compute with
+    except (OverflowError, ValueError, OSError):
+        when = None
+    if when is None or not RECEIVED_YEARS[0] <= when.year <= RECEIVED_YEARS[1]:
+        low, high = RECEIVED_YEARS
+        raise RequestError(f"received is not between the years {low} and {high}: {text!r}")
     return when
 
 
@@ -123,15 +181,46 @@ def parse_argv(event: Any, args: Any) -> list[str]:
 
 
 def parse_results(results: Any) -> list[dict[str, Any]]:
-    if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
+    """A steps report's results, checked one by one, the socket's and
+    HTTP's alike, so that what ``router history`` shows later is there and
+    of the right type: ``kind`` (STEP_KINDS) and ``outcome`` required;
+    ``rule``, ``error``, ``program``, ``path``, ``text``, ``output`` bounded
+    strings; ``exit_code`` an int, ``seconds`` a number. Unknown keys are
+    refused, like unknown fields anywhere in a request."""
+    if not isinstance(results, list):
         raise RequestError("results must be a list of objects")
-    return results
+    if len(results) > MAX_RESULTS:
+        raise RequestError(f"results has more than {MAX_RESULTS} items")
+    return [_result(result, f"results[{index}]") for index, result in enumerate(results)]
 
 
-def check_keys(message: dict[str, Any], allowed: set[str]) -> None:
+def _result(result: Any, where: str) -> dict[str, Any]:
+    if not isinstance(result, dict):
+        raise RequestError(f"{where} must be an object")
+    check_keys(result, {"kind", "exit_code", "seconds", *RESULT_TEXTS}, where)
+    if result.get("kind") not in STEP_KINDS:
+        raise RequestError(f"{where}.kind must be one of {', '.join(STEP_KINDS)}")
+    if "outcome" not in result:
+        raise RequestError(f"{where}.outcome is required")
+    for key, limit in RESULT_TEXTS.items():
+        if key in result:
+            _text(result[key], f"{where}.{key}", limit, empty=key != "outcome")
+    code = result.get("exit_code", 0)
+    if isinstance(code, bool) or not isinstance(code, int) or not -(2**63) <= code < 2**63:
+        raise RequestError(f"{where}.exit_code must be a (64-bit) integer")
+    seconds = result.get("seconds", 0)
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise RequestError(f"{where}.seconds must be a number")
+    if not 0 <= seconds < 1e9:  # NaN and infinities too
+        raise RequestError(f"{where}.seconds is out of range")
+    return dict(result)
+
+
+def check_keys(message: dict[str, Any], allowed: set[str], where: str = "") -> None:
     unknown = sorted(set(message) - allowed)
     if unknown:
-        raise RequestError(f"unknown field(s): {', '.join(unknown)}")
+        prefix = f"{where}: " if where else ""
+        raise RequestError(f"{prefix}unknown field(s): {', '.join(unknown)}")
 
 
 def reply_for(outcome: Any) -> dict[str, Any]:
@@ -189,13 +278,7 @@ class _LocalHandler(socketserver.BaseRequestHandler):
         self.pending[:] = rest
         if len(line) > MAX_BODY:
             raise RequestError("message larger than 1 MiB", 413)
-        try:
-            message = json.loads(line.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise RequestError(f"not a JSON line: {exc}") from None
-        if not isinstance(message, dict):
-            raise RequestError("the message must be a JSON object")
-        return message
+        return parse_json_object(line, "the message")
 
     def handle(self) -> None:
         try:
@@ -253,7 +336,10 @@ class _LocalHandler(socketserver.BaseRequestHandler):
         except RequestError as exc:
             self._refuse(str(exc))
             return
-        service.record_steps(outcome.event_id, results)
+        done = service.record_steps(outcome.event_id, results)
+        if done != STEPS_RECORDED:
+            self._refuse(f"event #{outcome.event_id}: {done}")
+            return
         with contextlib.suppress(OSError):
             self._send({"ok": True})
 
@@ -431,16 +517,50 @@ def is_loopback(host: str) -> bool:
         return False  # a name: it may resolve to anything, so it is not loopback
 
 
-_STEPS_PATH = re.compile(r"^/events/(\d+)/steps$")
+_STEPS_PATH = re.compile(r"/events/([0-9]+)/steps")
+#: What a refused steps report is answered with.
+_STEPS_REFUSED = {NO_EVENT: 404, WRONG_TOKEN: 403, ALREADY_REPORTED: 409}
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The connection's bytes, every recv waiting at most until one deadline
+    for the whole request: a client trickling a byte every few seconds runs
+    out of time like one that sends nothing. Past it, reads raise
+    socket.timeout (http.server closes the connection on that)."""
+
+    def __init__(self, connection: socket.socket, deadline: float, idle: float) -> None:
+        super().__init__()
+        self.connection = connection
+        self.deadline = deadline
+        self.idle = idle  # the connection's timeout between reads (for writes)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise socket.timeout("the request did not arrive in time")
+        self.connection.settimeout(remaining)
+        try:
+            return self.connection.recv_into(buffer)
+        finally:
+            self.connection.settimeout(self.idle)
 
 
 class _HttpHandler(BaseHTTPRequestHandler):
     server: _HttpServer
     server_version = "retro-router"
     sys_version = ""
-    timeout = READ_TIMEOUT  # a slow client cannot hold a thread forever
+    timeout = READ_TIMEOUT  # for writes; reads are bounded by REQUEST_DEADLINE
     #: Bytes of a refused body still on their way (see ``finish``).
     refused_body = 0
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()  # replaced: every read is bounded by the deadline
+        deadline = time.monotonic() + REQUEST_DEADLINE
+        self.rfile = io.BufferedReader(_DeadlineReader(self.connection, deadline, self.timeout))
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base signature
         log.debug("http %s: %s", self.address_string(), format % args)
@@ -455,15 +575,18 @@ class _HttpHandler(BaseHTTPRequestHandler):
             return
         try:
             self.connection.shutdown(socket.SHUT_WR)
-            self.connection.settimeout(DRAIN_TIMEOUT)
+            reader = _DeadlineReader(
+                self.connection, time.monotonic() + DRAIN_TIMEOUT, DRAIN_TIMEOUT
+            )
             remaining = min(self.refused_body, DRAIN_LIMIT)
+            chunk = bytearray(65536)
             while remaining > 0:
-                chunk = self.connection.recv(min(65536, remaining))
-                if not chunk:
+                got = reader.readinto(memoryview(chunk)[: min(len(chunk), remaining)])
+                if not got:
                     break
-                remaining -= len(chunk)
+                remaining -= got
         except OSError:
-            pass  # the client went away: nothing left to protect
+            pass  # the client went away, or took too long: nothing left to protect
 
     def _reply(self, status: int, body: Any, content_type: str = "application/json") -> None:
         data = body if isinstance(body, bytes) else json.dumps(body).encode("utf-8") + b"\n"
@@ -472,6 +595,8 @@ class _HttpHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         if status == 401:
             self.send_header("WWW-Authenticate", 'Bearer realm="retro-router"')
+        if status in (429, 503):
+            self.send_header("Retry-After", "1")
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
@@ -490,33 +615,44 @@ class _HttpHandler(BaseHTTPRequestHandler):
         )
 
     def _dispatch(self, method: str) -> None:
-        if not self.server.slots.acquire(blocking=False):
-            self._error(503, "too many requests at once; try again")
-            return
+        """Authorize, route, read the body, then take a request slot: a slow
+        sender holds its own thread until the deadline, never a slot."""
+        path = self.path.split("?", 1)[0]
         try:
             if not self._authorized():
-                self._error(401, "a bearer token is required (Authorization: Bearer ...)")
-                return
-            path = self.path.split("?", 1)[0]
-            routes = {
-                ("GET", "/healthz"): self._healthz,
-                ("GET", "/metrics"): self._metrics,
-                ("POST", "/events"): self._post_event,
-            }
-            route = routes.get((method, path))
-            match = _STEPS_PATH.match(path)
-            if route is None and match and method == "POST":
-                self._post_steps(int(match.group(1)))
-            elif route is not None:
-                route()
-            elif path in ("/healthz", "/metrics", "/events") or match:
-                self._error(405, f"{method} is not allowed on {path}")
-            else:
-                self._error(404, f"no such resource: {path}")
+                raise RequestError("a bearer token is required (Authorization: Bearer ...)", 401)
+            route = self._route(method, path)
+            body = self._body() if method == "POST" else {}
+            if not self.server.slots.acquire(blocking=False):
+                raise RequestError("too many requests at once; try again", 503)
+            try:
+                route(body)
+            finally:
+                self.server.slots.release()
         except RequestError as exc:
             self._error(exc.status, str(exc))
-        finally:
-            self.server.slots.release()
+        except OSError:
+            raise  # the client went away: the server's handle_error says so
+        except Exception as exc:  # a bug: answer, log it, serve on
+            log.exception("http: %s %s failed", method, path)
+            self._error(500, f"internal error: {type(exc).__name__}")
+
+    def _route(self, method: str, path: str) -> Callable[[dict[str, Any]], None]:
+        routes: dict[tuple[str, str], Callable[[dict[str, Any]], None]] = {
+            ("GET", "/healthz"): self._healthz,
+            ("GET", "/metrics"): self._metrics,
+            ("POST", "/events"): self._post_event,
+        }
+        route = routes.get((method, path))
+        if route is not None:
+            return route
+        match = _STEPS_PATH.fullmatch(path)
+        if match and method == "POST":
+            event_id = parse_int(match.group(1))  # None: beyond any event id
+            return lambda body: self._post_steps(event_id, body)
+        if path in ("/healthz", "/metrics", "/events") or match:
+            raise RequestError(f"{method} is not allowed on {path}", 405)
+        raise RequestError(f"no such resource: {path}", 404)
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         self._dispatch("GET")
@@ -537,26 +673,27 @@ class _HttpHandler(BaseHTTPRequestHandler):
             raise RequestError("send a Content-Length, not a chunked body", 411)
         if length is None:
             raise RequestError("Content-Length is required", 411)
-        if not length.strip().isdigit():
+        digits = length.strip()
+        if not (digits.isascii() and digits.isdigit()):  # "²" is a digit to isdigit
             raise RequestError("Content-Length is not a number")
-        size = int(length)
-        if size > MAX_BODY:
+        size = parse_int(digits)  # None: more digits than any body has
+        if size is None or size > MAX_BODY:
             self.close_connection = True  # the body is not read...
-            self.refused_body = size  # ...but drained a little on closing
-            raise RequestError(f"the body is {size} bytes; at most {MAX_BODY} are accepted", 413)
-        data = self.rfile.read(size)
+            self.refused_body = DRAIN_LIMIT if size is None else size  # ...but drained a little
+            shown = f"{size} bytes" if size is not None else "too large"
+            raise RequestError(f"the body is {shown}; at most {MAX_BODY} bytes are accepted", 413)
+        try:
+            data = self.rfile.read(size)
+        except socket.timeout:
+            self.close_connection = True
+            raise RequestError(
+                f"the request did not arrive within {REQUEST_DEADLINE:g} s", 408
+            ) from None
         if len(data) < size:
             raise RequestError("the body ended before Content-Length bytes")
-        try:
-            body = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise RequestError(f"the body is not JSON: {exc}") from None
-        if not isinstance(body, dict):
-            raise RequestError("the body must be a JSON object")
-        return body
+        return parse_json_object(data, "the body")
 
-    def _post_event(self) -> None:
-        body = self._body()
+    def _post_event(self, body: dict[str, Any]) -> None:
         check_keys(body, {"event", "args", "host", "received", "uid"})
         if "event" not in body or "args" not in body:
             raise RequestError("event and args are required")
@@ -565,25 +702,63 @@ class _HttpHandler(BaseHTTPRequestHandler):
         host = self.client_address[0] if host is None else _text(host, "host", MAX_HOST)
         received = parse_received(body.get("received"))
         uid = parse_uid(body.get("uid"))
-        outcome = self.server.service.ingest(
-            argv, host=host, received=received, uid=uid, origin="http"
-        )
-        self._reply(200, reply_for(outcome))
+        service = self.server.service
+        outcome = service.ingest(argv, host=host, received=received, uid=uid, origin="http")
+        reply = reply_for(outcome)
+        reply["steps_token"] = service.issue_steps_token(outcome.event_id)
+        self._reply(200, reply)
 
-    def _post_steps(self, event_id: int) -> None:
-        body = self._body()
-        check_keys(body, {"results"})
+    def _post_steps(self, event_id: Optional[int], body: dict[str, Any]) -> None:
+        """Once per event, with the ``steps_token`` its ``POST /events`` got."""
+        check_keys(body, {"results", "steps_token"})
         results = parse_results(body.get("results"))
-        if not self.server.service.record_steps(event_id, results):
-            raise RequestError(f"no event #{event_id}", 404)
+        token = body.get("steps_token")
+        if not isinstance(token, str) or not token:
+            raise RequestError("steps_token (from the reply to POST /events) is required", 403)
+        if event_id is None:
+            raise RequestError("no such event", 404)
+        done = self.server.service.record_steps(event_id, results, token)
+        if done != STEPS_RECORDED:
+            raise RequestError(f"event #{event_id}: {done}", _STEPS_REFUSED[done])
         self._reply(200, {"ok": True})
 
-    def _healthz(self) -> None:
+    def _healthz(self, _body: dict[str, Any]) -> None:
         self._reply(200, self.server.service.health())
 
-    def _metrics(self) -> None:
+    def _metrics(self, _body: dict[str, Any]) -> None:
         text = self.server.service.metrics_text()
         self._reply(200, text.encode("utf-8"), "text/plain; version=0.0.4; charset=utf-8")
+
+
+def _refuse_connection(connection: socket.socket, refusal: Refusal) -> None:
+    """Answer a refused connection at once, on the accepting thread, without
+    reading its request: no thread is spent on it, nothing blocks."""
+    body = json.dumps({"ok": False, "error": refusal.message}).encode("utf-8") + b"\n"
+    head = (
+        f"HTTP/1.0 {refusal.status} {HTTPStatus(refusal.status).phrase}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        f"Retry-After: {refusal.retry_after}\r\nConnection: close\r\n\r\n"
+    )
+    try:
+        connection.setblocking(False)
+        connection.send(head.encode("ascii") + body)
+        connection.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass  # the client is gone already
+
+
+def _drained(connection: socket.socket) -> bool:
+    """Read and discard what has arrived; True once the client has closed
+    (or is gone), False while it may still be sending."""
+    try:
+        for _ in range(16):
+            if not connection.recv(65536):
+                return True
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    return False
 
 
 class _HttpServer(ThreadingHTTPServer):
@@ -591,22 +766,90 @@ class _HttpServer(ThreadingHTTPServer):
     block_on_close = True
     request_queue_size = 64
 
-    def __init__(self, address: tuple[str, int], service: Service, token: Optional[str]) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        service: Service,
+        token: Optional[str],
+        limits: ClientLimits,
+    ) -> None:
         self.service = service
         self.token = token
+        self.limits = limits
+        #: Refused connections, answered, until their client is done sending
+        #: (closing on unread data resets the connection, and the client
+        #: would see a broken pipe instead of its 429): (until, connection).
+        self.lingering: collections.deque[tuple[float, socket.socket]] = collections.deque()
         self.slots = threading.BoundedSemaphore(MAX_HTTP_REQUESTS)
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _HttpHandler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """A connection gets a thread only within the client's and the
+        server's bounds (``ClientLimits``); otherwise a 429 or 503 at once."""
+        client = str(client_address[0])
+        refusal = self.limits.admit(client)
+        if refusal is not None:
+            log.debug("http %s: refused (%d): %s", client, refusal.status, refusal.message)
+            _refuse_connection(request, refusal)
+            self.lingering.append((time.monotonic() + REFUSED_LINGER, request))
+            while len(self.lingering) > MAX_LINGERING:
+                self.close_request(self.lingering.popleft()[1])
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.limits.release(client)
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.limits.release(str(client_address[0]))
+
+    def service_actions(self) -> None:
+        """Between accepts (serve_forever, at least every poll interval):
+        close the refused connections whose clients are done, or past
+        REFUSED_LINGER."""
+        super().service_actions()
+        now = time.monotonic()
+        for _ in range(len(self.lingering)):
+            until, connection = self.lingering.popleft()
+            if now >= until or _drained(connection):
+                self.close_request(connection)
+            else:
+                self.lingering.append((until, connection))
+
+    def server_close(self) -> None:
+        super().server_close()
+        while self.lingering:
+            self.close_request(self.lingering.popleft()[1])
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-request or before reading the answer
+        is one line in the log, not socketserver's traceback on stderr."""
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):
+            log.info("http %s: connection lost: %s", client_address[0], error)
+        else:
+            log.error("http %s: the request failed", client_address[0], exc_info=error)
 
 
 class HttpServer:
     """``POST /events``, ``GET /healthz``, ``GET /metrics`` on ``listen``."""
 
     def __init__(
-        self, service: Service, listen: str, token: Optional[str], require_token: bool = False
+        self,
+        service: Service,
+        listen: str,
+        token: Optional[str],
+        require_token: bool = False,
+        limits: Optional[ClientLimits] = None,
     ) -> None:
         self.host, self.port = parse_listen(listen)
+        self.limits = limits or ClientLimits()
         self.loopback = is_loopback(self.host)
         self.token_required = require_token or not self.loopback
         if self.token_required and not token:
@@ -631,7 +874,7 @@ class HttpServer:
         return f"http://{shown}:{port} ({auth})"
 
     def start(self) -> None:
-        self._server = _HttpServer((self.host, self.port), self.service, self.token)
+        self._server = _HttpServer((self.host, self.port), self.service, self.token, self.limits)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.2},

@@ -36,12 +36,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import signal
 import socket
 import sys
 import threading
 import time
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -52,6 +52,8 @@ from router.delivery import DeliveryPolicy, drain, next_delay
 from router.dispatch import Outcome, mask_results, process
 from router.events import event_from_argv
 from router.ingest import HttpServer, LocalServer
+from router.limits import MAX_CLIENT_CONNECTIONS, RATE_LIMIT, ClientLimits
+from router.metrics import Metrics
 from router.store import JournalEntry, OutboxItem, Store, apply_retention
 from router.store import ensure_private_dir as _ensure_private_dir
 from router.urls import mask_url
@@ -115,11 +117,6 @@ def _timers_tick() -> Optional[Callable[..., Any]]:
     return getattr(timers, "tick", None)
 
 
-def _label(value: str) -> str:
-    """A Prometheus label value, escaped."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
 class Service:
     """The service's state and threads; ``start``, then ``stop`` once."""
 
@@ -142,8 +139,15 @@ class Service:
         local_mode = raw.get("local_socket", "auto")
         if local_mode not in ("auto", "unix", "tcp"):
             raise ConfigError('local_socket must be "auto", "unix" or "tcp"')
+        rate = raw.get("rate_limit", RATE_LIMIT)
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1e9:
+            raise ConfigError("rate_limit must be a number of requests per second (0: no limit)")
+        per_client = raw.get("max_client_connections", MAX_CLIENT_CONNECTIONS)
+        if isinstance(per_client, bool) or not isinstance(per_client, int) or per_client < 1:
+            raise ConfigError("max_client_connections must be a whole number, at least 1")
+        limits = ClientLimits(rate=float(rate), max_per_client=per_client)
         self.local = LocalServer(self, self.state_dir, local_mode)
-        self.http = HttpServer(self, listen, token, require_token) if listen else None
+        self.http = HttpServer(self, listen, token, require_token, limits) if listen else None
 
         #: Set when a stop is asked for (a signal); the servers watch it.
         self.stopping = threading.Event()
@@ -164,13 +168,8 @@ class Service:
         #: URL -> (consecutive failures, time before which it is not tried).
         self._held: dict[str, tuple[int, float]] = {}
 
-        # Metrics (Prometheus counters since start).
-        self._seen_id = 0
-        self._events: Counter[str] = Counter()
-        self._matches: Counter[str] = Counter()
-        self._fallbacks = 0
-        self._notifications: Counter[tuple[str, str]] = Counter()
-        self._admin_reports = 0
+        # Metrics (Prometheus counters since start), under _metrics_lock.
+        self._metrics = Metrics()
         self._metrics_lock = threading.Lock()
 
     # ------------------------------------------------------------------
@@ -181,7 +180,7 @@ class Service:
         _ensure_private_dir(self.state_dir)
         use_cache_dir(self.state_dir)
         self._ingest_store = self._new_store()
-        self._seen_id = self._ingest_store.last_event_id()
+        self._metrics.seen_id = self._ingest_store.last_event_id()
         freed = self._ingest_store.release_abandoned_claims()
         if freed:
             log.info("took back %d outbox row(s) claimed by a deliverer that is gone", freed)
@@ -325,15 +324,24 @@ class Service:
             self.wake_delivery()
         return outcome
 
-    def record_steps(self, event_id: int, results: list[dict[str, Any]]) -> bool:
-        """Store what a handler's local steps did. False if there is no such event."""
+    def issue_steps_token(self, event_id: int) -> Optional[str]:
+        """A one-time token for reporting the steps of an event received over
+        HTTP (the store keeps only its hash); None if its steps cannot be
+        reported any more (reported already, or not received over HTTP)."""
+        token = secrets.token_urlsafe(24)
+        with self._ingest_lock:
+            assert self._ingest_store is not None
+            return token if self._ingest_store.set_steps_token(event_id, token) else None
+
+    def record_steps(
+        self, event_id: int, results: list[dict[str, Any]], steps_token: Optional[str] = None
+    ) -> str:
+        """Store what the local steps did, once (``Store.record_steps``), their
+        output masked: ``router.store.STEPS_RECORDED``, or why nothing was stored."""
         results = mask_results(results, ruleset=self.rules.ruleset, extra=self.admin)
         with self._ingest_lock:
             assert self._ingest_store is not None
-            if not self._ingest_store.has_event(event_id):
-                return False
-            self._ingest_store.record_steps(event_id, results)
-        return True
+            return self._ingest_store.record_steps(event_id, results, steps_token)
 
     # ------------------------------------------------------------------
     # The admin target
@@ -373,7 +381,7 @@ class Service:
             log.exception("could not queue the report to the admin target")
             return
         with self._metrics_lock:
-            self._admin_reports += 1
+            self._metrics.admin_reports += 1
         self.wake_delivery()
 
     def _on_reload_error(self, errors: list[str]) -> None:
@@ -504,7 +512,7 @@ class Service:
                 ("dead", report.dead),
             ):
                 if ids:
-                    self._notifications[(url_masked, outcome)] += len(ids)
+                    self._metrics.count_sends(url_masked, outcome, len(ids))
 
     def _dead_letter(self, store: Store, row_id: int) -> None:
         row = store.outbox_row(row_id)
@@ -573,94 +581,27 @@ class Service:
             "uptime_seconds": round(time.time() - self.started, 3),
         }
 
-    def _scan_journal(self, store: Store) -> None:
-        """Count the events journaled since the last look (by this service
-        or by handlers that fell back to the inline path)."""
-        for row_id, name, origin, decisions in store.events_since(self._seen_id):
-            self._events[name] += 1
-            if origin == "handler":
-                self._fallbacks += 1
-            for decision in decisions:
-                if isinstance(decision, dict) and decision.get("matched"):
-                    self._matches[str(decision.get("label"))] += 1
-            self._seen_id = row_id
+    def _rule_labels(self) -> set[str]:
+        ruleset = self.rules.ruleset
+        return {rule.label for rule in (*ruleset.rules, *ruleset.expects)}
 
     def metrics_text(self) -> str:
+        """Counts the events journaled since the last look (by this service
+        or by handlers that fell back to the inline path), then renders."""
+        rules = self._rule_labels()
         with self._ingest_lock:
             assert self._ingest_store is not None
             store = self._ingest_store
-            self._scan_journal(store)
+            with self._metrics_lock:
+                entries = store.events_since(self._metrics.seen_id)
+                for row_id, name, origin, decisions in entries:
+                    self._metrics.count_event(name, origin, decisions, rules)
+                    self._metrics.seen_id = row_id
             depth = store.outbox_depth()
             dead = store.dead_count()
-            events, matches = dict(self._events), dict(self._matches)
-            fallbacks = self._fallbacks
-        with self._metrics_lock:
-            notifications = dict(self._notifications)
-            admin_reports = self._admin_reports
         status = self._rules_status()
-        lines: list[str] = []
-
-        def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, Any]]) -> None:
-            lines.append(f"# HELP router_{name} {help_text}")
-            lines.append(f"# TYPE router_{name} {kind}")
-            for labels, value in samples:
-                lines.append(f"router_{name}{labels} {value}")
-
-        metric(
-            "events_total",
-            "counter",
-            "Events journaled since the service started, by event name.",
-            [(f'{{event="{_label(k)}"}}', v) for k, v in sorted(events.items())],
-        )
-        metric(
-            "rule_matches_total",
-            "counter",
-            "Events a rule matched since the service started.",
-            [(f'{{rule="{_label(k)}"}}', v) for k, v in sorted(matches.items())],
-        )
-        metric(
-            "notifications_total",
-            "counter",
-            "Sends by this service, by masked target URL and outcome (sent, failed, dead).",
-            [
-                (f'{{target="{_label(t)}",outcome="{o}"}}', v)
-                for (t, o), v in sorted(notifications.items())
-            ],
-        )
-        metric("outbox_depth", "gauge", "Outbox rows waiting to be sent.", [("", depth)])
-        metric("outbox_dead", "gauge", "Dead letters kept in the outbox.", [("", dead)])
-        metric(
-            "ruleset_last_reload_successful",
-            "gauge",
-            "1 if the last load of the rules succeeded, 0 if it had errors.",
-            [("", int(status["ok"]))],
-        )
-        metric(
-            "ruleset_last_reload_timestamp_seconds",
-            "gauge",
-            "When the rules were last loaded or found broken (Unix time).",
-            [("", f"{status['last_reload']:.3f}")],
-        )
-        metric("ruleset_rules", "gauge", "Rules in force.", [("", status["rules"])])
-        metric(
-            "ruleset_reloads_total",
-            "counter",
-            "Good rule edits swapped in since the service started.",
-            [("", status["reloads"])],
-        )
-        metric(
-            "handler_fallbacks_total",
-            "counter",
-            "Events handlers journaled on the inline path since the service started.",
-            [("", fallbacks)],
-        )
-        metric(
-            "admin_reports_total",
-            "counter",
-            "Reports queued to the admin target since the service started.",
-            [("", admin_reports)],
-        )
-        return "\n".join(lines) + "\n"
+        with self._metrics_lock:
+            return self._metrics.render(rules, depth, dead, status)
 
 
 # ---------------------------------------------------------------------------

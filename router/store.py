@@ -15,6 +15,8 @@ read, and every display goes through ``url_masked``.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import socket
@@ -32,6 +34,14 @@ from router.trust import require_private, require_private_dir
 DB_NAME = "router.sqlite3"
 BUSY_TIMEOUT_MS = 10_000
 PENDING, SENT, DEAD = "pending", "sent", "dead"
+#: What ``Store.record_steps`` did: recorded them, or refused because there
+#: is no such event, the steps token is wrong, or they were reported already.
+STEPS_RECORDED, NO_EVENT, WRONG_TOKEN, ALREADY_REPORTED = (
+    "recorded",
+    "no such event",
+    "wrong steps token",
+    "already reported",
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -122,11 +132,16 @@ def encode_value(value: Any) -> Any:
 
 
 def decode_value(value: Any) -> Any:
+    """The inverse of ``encode_value``; a marker that does not decode (an
+    odd row) stays as it is."""
     if isinstance(value, dict):
-        if "$datetime" in value:
-            return datetime.fromisoformat(value["$datetime"])
-        if "$seconds" in value:
-            return timedelta(seconds=value["$seconds"])
+        try:
+            if "$datetime" in value:
+                return datetime.fromisoformat(value["$datetime"])
+            if "$seconds" in value:
+                return timedelta(seconds=value["$seconds"])
+        except (TypeError, ValueError, OverflowError):
+            return value
     if isinstance(value, list):
         return [decode_value(v) for v in value]
     return value
@@ -137,7 +152,42 @@ def encode_fields(fields: dict[str, Any]) -> str:
 
 
 def decode_fields(text: str) -> dict[str, Any]:
-    return {k: decode_value(v) for k, v in json.loads(text).items()}
+    """A fields column; empty when an old or odd row holds no JSON object."""
+    value = _json_value(text)
+    if not isinstance(value, dict):
+        return {}
+    return {str(k): decode_value(v) for k, v in value.items()}
+
+
+def _json_value(text: Any) -> Any:
+    """A journal column's JSON value; the text itself when it is not JSON."""
+    if not isinstance(text, (str, bytes)):
+        return text
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return text
+
+
+def json_list(text: Any) -> list[Any]:
+    """A list column (args, warnings, decisions, steps, errors) as a list,
+    whatever an old or odd row holds: nothing is lost and nothing raises
+    (not JSON: the text as the one item; one value: that value alone)."""
+    value = _json_value(text)
+    if value is None or value == "":
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def token_hash(token: str) -> str:
+    """What the store keeps of a steps token (never the token)."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _steps_pending(text: Any) -> bool:
+    """True while no step of the event has been reported (every one is
+    still "pending", as journaled); rows from before ``steps_reported``."""
+    return all(isinstance(s, dict) and s.get("outcome") == PENDING for s in json_list(text))
 
 
 # ---------------------------------------------------------------------------
@@ -439,17 +489,49 @@ class Store:
         entry.id = event_id
         return event_id, ids
 
-    def record_steps(self, event_id: int, steps: list[dict[str, Any]]) -> None:
-        """Store what the local steps did (they run after the event is journaled)."""
-        self.db.execute(
-            "UPDATE events SET steps = ? WHERE id = ?",
-            (json.dumps(steps, ensure_ascii=False), event_id),
+    def set_steps_token(self, event_id: int, token: str) -> bool:
+        """Let the holder of ``token`` report the event's steps: the HTTP
+        client that posted it. Only the token's hash is kept. False (nothing
+        changed) when the event was not received over HTTP or its steps
+        were reported already."""
+        return (
+            self.db.execute(
+                "UPDATE events SET steps_token = ? WHERE id = ? AND origin = 'http'"
+                " AND steps_reported IS NULL",
+                (token_hash(token), event_id),
+            ).rowcount
+            == 1
         )
+
+    def record_steps(
+        self, event_id: int, steps: list[dict[str, Any]], steps_token: Optional[str] = None
+    ) -> str:
+        """Store what the local steps did (they run after the event is
+        journaled), once: a second report changes nothing. With
+        ``steps_token`` (HTTP), only if it is the event's token.
+        Returns STEPS_RECORDED, or why nothing was stored."""
+        with self.transaction() as db:
+            row = db.execute(
+                "SELECT steps, steps_reported, steps_token FROM events WHERE id = ?", (event_id,)
+            ).fetchone()
+            if row is None:
+                return NO_EVENT
+            if steps_token is not None and not (
+                isinstance(row[2], str) and hmac.compare_digest(row[2], token_hash(steps_token))
+            ):
+                return WRONG_TOKEN
+            if row[1] is not None or not _steps_pending(row[0]):
+                return ALREADY_REPORTED
+            db.execute(
+                "UPDATE events SET steps = ?, steps_reported = ? WHERE id = ?",
+                (json.dumps(steps, ensure_ascii=False), time.time(), event_id),
+            )
+        return STEPS_RECORDED
 
     def add_error(self, event_id: int, message: str) -> None:
         with self.transaction() as db:
             row = db.execute("SELECT errors FROM events WHERE id = ?", (event_id,)).fetchone()
-            errors = json.loads(row[0]) if row else []
+            errors = json_list(row[0]) if row else []
             errors.append(message)
             db.execute(
                 "UPDATE events SET errors = ? WHERE id = ?",
@@ -683,14 +765,10 @@ class Store:
             "SELECT id, name, origin, decisions FROM events WHERE id > ? ORDER BY id",
             (event_id,),
         ).fetchall()
-        result = []
-        for row_id, name, origin, decisions in rows:
-            try:
-                parsed = json.loads(decisions)
-            except ValueError:
-                parsed = []
-            result.append((int(row_id), str(name), str(origin), parsed))
-        return result
+        return [
+            (int(row_id), str(name), str(origin), json_list(decisions))
+            for row_id, name, origin, decisions in rows
+        ]
 
     def dead_count(self) -> int:
         query = "SELECT COUNT(*) FROM outbox WHERE state = ?"
@@ -773,18 +851,18 @@ class Store:
                 JournalEntry(
                     id=row[0],
                     received=datetime.fromisoformat(row[1]),
-                    name=row[2],
-                    identity=row[3],
-                    status=row[4],
+                    name=str(row[2]),
+                    identity=str(row[3]),
+                    status=str(row[4]),
                     streak=row[5],
-                    host=row[6],
-                    origin=row[7],
+                    host=str(row[6]),
+                    origin=str(row[7]),
                     fields=decode_fields(row[8]),
-                    args=json.loads(row[9]),
-                    warnings=json.loads(row[10]),
-                    decisions=json.loads(row[11]),
-                    steps=json.loads(row[12]),
-                    errors=json.loads(row[13]),
+                    args=json_list(row[9]),
+                    warnings=json_list(row[10]),
+                    decisions=json_list(row[11]),
+                    steps=json_list(row[12]),
+                    errors=json_list(row[13]),
                 )
             )
         return entries
@@ -808,7 +886,16 @@ class Store:
 
 
 #: Columns added after the first schema, with their definitions.
-_ADDED_COLUMNS = {"events": [("uid", "TEXT")], "outbox": [("claimed_by", "TEXT")]}
+_ADDED_COLUMNS = {
+    "events": [
+        ("uid", "TEXT"),
+        # When the steps' outcomes were reported (they are reported once).
+        ("steps_reported", "REAL"),
+        # The hash of the token that may report them (HTTP; token_hash).
+        ("steps_token", "TEXT"),
+    ],
+    "outbox": [("claimed_by", "TEXT")],
+}
 #: Who claims outbox rows from this process: ``host:pid``.
 CLAIMANT = f"{socket.gethostname()}:{os.getpid()}"
 

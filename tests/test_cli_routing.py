@@ -525,3 +525,53 @@ def test_history_and_outbox_on_a_real_state_dir(site: Site, http_sink: HttpSink)
     assert site.router("outbox", "retry").returncode == 2
     assert site.router("outbox", "retry", "1", "--all").returncode == 2
     assert len(http_sink.requests) == 2
+
+
+#: What an old or hand-edited journal row may hold, column by column (issue
+#: 7, item 11: a steps report without ``rule`` broke ``router history``
+#: until the row expired).
+ODD_COLUMNS = [
+    ("steps", '[{"kind": "run", "outcome": "ok"}]'),
+    ("steps", "not json at all"),
+    ("steps", '{"kind": "log"}'),
+    ("steps", '[1, "x", null, {}]'),
+    ("steps", "5"),
+    ("decisions", '[{"label": "r"}, {"matched": true}, null, "odd"]'),
+    ("decisions", "nope"),
+    ("warnings", '{"a": 1}'),
+    ("errors", "broken ["),
+    ("fields", "nope"),
+    ("fields", '{"when": {"$datetime": "yesterday"}, "took": {"$seconds": "x"}}'),
+    ("args", "7"),
+]
+
+
+def test_history_shows_old_and_odd_rows_instead_of_failing(site: Site) -> None:
+    from datetime import datetime
+
+    from router.store import JournalEntry, Store
+
+    with Store(site.state) as store:
+        for column, value in ODD_COLUMNS:
+            entry = JournalEntry(
+                datetime(2024, 5, 1, 3), "EndScript", column, "info", 1, "h", {}, []
+            )
+            event_id, _ = store.record_event(entry)
+            store.db.execute(f"UPDATE events SET {column} = ? WHERE id = ?", (value, event_id))
+    home = {"HOME": str(site.root)}
+    done = site.router("history", "--limit", "100", env=home)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert len([line for line in done.stdout.splitlines() if line.startswith("#")]) == 12
+    assert "    run: ok" in done.stdout.splitlines()  # the report without a rule
+    assert "    step: 'not json at all'" in done.stdout.splitlines()  # shown as it is
+    assert "    error: broken [" in done.stdout.splitlines()
+    done = site.router("history", "--limit", "100", "--format", "json", env=home)
+    assert (done.returncode, done.stderr) == (0, "")
+    rows = list(reversed(json.loads(done.stdout)))  # in ODD_COLUMNS' order
+    assert [row["identity"] for row in rows] == [column for column, _ in ODD_COLUMNS]
+    assert rows[1]["steps"] == ["not json at all"]
+    assert rows[5]["decisions"] == [{"label": "r"}, {"matched": True}, None, "odd"]
+    assert rows[6]["decisions"] == ["nope"]
+    assert rows[9]["fields"] == {}
+    assert rows[10]["fields"] == {"when": {"$datetime": "yesterday"}, "took": {"$seconds": "x"}}
+    assert rows[11]["args"] == [7]

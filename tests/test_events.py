@@ -971,6 +971,9 @@ BAD_VALUES = [
     ("EndScript", 2, "error_code", "-530x"),
     ("EndScript", 2, "error_code", "0.0"),
     ("EndSource", 4, "kb", "1,048,576"),
+    ("EndSource", 4, "kb", "9" * 19),  # beyond a 64-bit integer
+    ("EndSource", 4, "kb", "1" * 4300),  # Python would refuse to print kb * 1024
+    ("EndSource", 5, "files", "-" + "9" * 19),
     ("EndSource", 5, "files", ""),
     ("EndSource", 6, "duration", "12 min"),
     ("EndSource", 6, "duration", "inf"),
@@ -993,7 +996,7 @@ BAD_VALUES = [
 @pytest.mark.parametrize(
     "name, index, field_name, raw",
     BAD_VALUES,
-    ids=[f"{n}-{f}-{r!r}" for n, _, f, r in BAD_VALUES],
+    ids=[f"{n}-{f}-{r[:24]!r}" for n, _, f, r in BAD_VALUES],
 )
 def test_value_that_does_not_parse_is_kept_raw_with_a_warning(name, index, field_name, raw):
     args = _with(name, index, raw)
@@ -1009,6 +1012,13 @@ def test_value_that_does_not_parse_is_kept_raw_with_a_warning(name, index, field
     for i, ((other, _, _), expected) in enumerate(zip(SPEC[name], values)):
         if i != index:
             assert event.fields[other] == expected
+
+
+def test_an_int_of_18_digits_is_still_an_int():
+    event = make("EndSource", _with("EndSource", 4, "9" * 18))
+    assert event.fields["kb"] == int("9" * 18)
+    assert event.fields["bytes"] == int("9" * 18) * 1024
+    assert event.warnings == []
 
 
 def test_several_bad_values_give_one_warning_each():

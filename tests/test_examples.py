@@ -726,6 +726,8 @@ CONFIG_KEYS = {
     "token",
     "require_token",
     "local_socket",
+    "rate_limit",
+    "max_client_connections",
     "delivery",
 }
 

@@ -12,13 +12,11 @@ size (8 handlers x 500 events) instead of 8 x 60.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import shutil
 import signal
 import socket
-import sqlite3
 import stat
 import subprocess
 import sys
@@ -26,161 +24,17 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Optional
 
 import pytest
-from helpers import router_command, wait_until, write_rules
+from helpers import REPO, call, router_command, wait_until, write_rules
 from sinks import HANG, OK, HttpSink, free_port
 
 from router.urls import mask_url
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="Unix sockets, signals, modes")
 
-REPO = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-HANDLER = (
-    [str(BIN / "retroeventhandler")]
-    if (BIN / "retroeventhandler").is_file()
-    else [sys.executable, str(REPO / "retroeventhandler")]
-)
 ROUTER = router_command()
 BURST = 500 if os.environ.get("ROUTER_FULL_BURST") else 60
-
-DELIVERY = """
-[delivery]
-connect_timeout = 0.5
-read_timeout = 1
-first_delay = 0.3
-max_delay = 1
-"""
-
-
-class Router:
-    """A ``router serve`` in its own directory, and handlers that talk to it."""
-
-    def __init__(self, root: Path, rules: str, settings: str = "", env: Optional[dict] = None):
-        self.root = root
-        self.state = root / "state"
-        self.config = root / "router.toml"
-        write_rules(root / "rules" / "test.rules", rules)
-        self.config.write_text(
-            f'rules_dir = "rules"\nstate_dir = "state"\n{settings}\n{DELIVERY}', encoding="utf-8"
-        )
-        self.env = {
-            "PATH": "/usr/bin:/bin",
-            "HOME": str(root),
-            "ROUTER_CONFIG": str(self.config),
-            **(env or {}),
-        }
-        self.process: Optional[subprocess.Popen] = None
-        self.starts = 0
-
-    # -- the service
-
-    @property
-    def log_path(self) -> Path:
-        return self.root / f"serve-{self.starts}.log"
-
-    def log(self) -> str:
-        return "".join(
-            (self.root / f"serve-{n}.log").read_text(encoding="utf-8", errors="replace")
-            for n in range(1, self.starts + 1)
-        )
-
-    def start(self, *extra: str, wait: bool = True) -> Router:
-        self.starts += 1
-        with self.log_path.open("wb") as out:
-            self.process = subprocess.Popen(
-                [*ROUTER, "serve", *extra],
-                cwd=self.root,
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        if wait:
-            log_path = self.log_path
-            wait_until(
-                lambda: "ready:" in log_path.read_text(errors="replace") or self.exited(),
-                "the service to start",
-                timeout=30,
-            )
-            assert not self.exited(), self.log()
-        return self
-
-    def exited(self) -> bool:
-        return self.process is not None and self.process.poll() is not None
-
-    def stop(self, how: int = signal.SIGTERM, timeout: float = 30) -> int:
-        assert self.process is not None
-        self.process.send_signal(how)
-        return self.process.wait(timeout=timeout)
-
-    def close(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-
-    # -- handlers and the journal
-
-    def handler(self, *args: str, python_options: tuple = ()) -> subprocess.CompletedProcess:
-        command = [sys.executable, *python_options, HANDLER[-1]] if python_options else HANDLER
-        return subprocess.run(
-            [*command, *args],
-            cwd="/",
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-
-    def db(self) -> sqlite3.Connection:
-        return sqlite3.connect(str(self.state / "router.sqlite3"), timeout=10)
-
-    def journal(self) -> list[dict[str, Any]]:
-        with self.db() as db:
-            rows = db.execute(
-                "SELECT id, name, origin, uid, args, steps, errors FROM events ORDER BY id"
-            ).fetchall()
-        keys = ("id", "name", "origin", "uid", "args", "steps", "errors")
-        entries = [dict(zip(keys, row)) for row in rows]
-        for entry in entries:
-            for key in ("args", "steps", "errors"):
-                entry[key] = json.loads(entry[key])
-        return entries
-
-    def outbox(self) -> list[tuple]:
-        with self.db() as db:
-            return db.execute(
-                "SELECT id, state, attempts, title, rule, target FROM outbox ORDER BY id"
-            ).fetchall()
-
-
-@pytest.fixture
-def router_at(tmp_path: Path):
-    made: list[Router] = []
-
-    def make(rules: str, settings: str = "", env: Optional[dict] = None, name: str = "r"):
-        router = Router(tmp_path / name, rules, settings, env)
-        made.append(router)
-        return router
-
-    yield make
-    for router in made:
-        router.close()
-
-
-def call(port: int, method: str, path: str, body: Any = None, headers: Optional[dict] = None):
-    """One request to 127.0.0.1:port; returns (status, parsed JSON or text)."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
-    connection.request(method, path, body=data, headers=headers or {})
-    response = connection.getresponse()
-    raw = response.read().decode("utf-8")
-    connection.close()
-    try:
-        return response.status, json.loads(raw)
-    except ValueError:
-        return response.status, raw
 
 
 # ---------------------------------------------------------------------------
@@ -558,16 +412,18 @@ def test_http_ingest_validates_and_answers_with_the_local_steps(router_at, http_
         "laptop is skipped tonight",
         "C:\\ifile.txt",
     )
-    results = {"results": [{"kind": "abort", "rule": "skip", "outcome": "ok"}]}
-    assert call(port, "POST", f"/events/{reply['event_id']}/steps", results)[0] == 200
-    assert call(port, "POST", "/events/999/steps", results)[0] == 404
+    # Reported with the one-time token the reply carried (issue 7).
+    results = [{"kind": "abort", "rule": "skip", "outcome": "ok"}]
+    report = {"results": results, "steps_token": reply["steps_token"]}
+    assert call(port, "POST", f"/events/{reply['event_id']}/steps", report)[0] == 200
+    assert call(port, "POST", "/events/999/steps", report)[0] == 404
 
     journal = router.journal()
     assert [(e["name"], e["origin"]) for e in journal] == [
         ("EndScript", "http"),
         ("StartSource", "http"),
     ]
-    assert journal[1]["steps"] == results["results"]
+    assert journal[1]["steps"] == results
 
     bad = [
         (b"{not json", 400),

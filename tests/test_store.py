@@ -15,10 +15,15 @@ from pathlib import Path
 import pytest
 
 from router.store import (
+    _SCHEMA,
+    ALREADY_REPORTED,
     DB_NAME,
     DEAD,
+    NO_EVENT,
     PENDING,
     SENT,
+    STEPS_RECORDED,
+    WRONG_TOKEN,
     JournalEntry,
     OutboxItem,
     Store,
@@ -295,3 +300,39 @@ def test_claims_of_a_deliverer_that_is_gone_are_taken_back(tmp_path: Path) -> No
         assert store.release_abandoned_claims() == 2
         assert len(store.claim_due()) == 2
         assert store.release_abandoned_claims() == 0  # ours are not abandoned
+
+
+def test_steps_are_recorded_once_also_for_rows_older_than_the_flag(tmp_path: Path) -> None:
+    """A database of the first schema gains steps_reported and steps_token;
+    its rows whose steps are no longer all pending count as reported."""
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    with sqlite3.connect(str(state / DB_NAME)) as db:
+        db.executescript(_SCHEMA)  # as the first version created it
+        columns = "received, name, identity, status, streak, host, origin, fields, args,"
+        columns += " warnings, decisions, steps, errors"
+        for steps in (
+            '[{"kind": "log", "outcome": "ok"}]',
+            '[{"kind": "log", "outcome": "pending"}]',
+        ):
+            db.execute(
+                f"INSERT INTO events ({columns}) VALUES"
+                " ('2024-01-31T18:00:00', 'EndScript', 'x', 'info', 1, 'h', 'service',"
+                " '{}', '[]', '[]', '[]', ?, '[]')",
+                (steps,),
+            )
+    done = [{"kind": "log", "rule": "r", "outcome": "ok"}]
+    with Store(state) as store:
+        assert store.record_steps(1, done) == ALREADY_REPORTED  # reported before the flag
+        assert store.record_steps(2, done) == STEPS_RECORDED
+        assert store.record_steps(2, [{"kind": "log", "outcome": "error"}]) == ALREADY_REPORTED
+        assert store.journal()[0].steps == done
+        assert store.record_steps(3, done) == NO_EVENT
+        http = entry(origin="http")
+        http.steps = [{"kind": "log", "rule": "r", "outcome": PENDING}]
+        event_id, _ = store.record_event(http)
+        assert not store.set_steps_token(2, "t")  # not received over HTTP
+        assert store.set_steps_token(event_id, "t1") and store.set_steps_token(event_id, "t2")
+        assert store.record_steps(event_id, done, "t1") == WRONG_TOKEN  # replaced by t2
+        assert store.record_steps(event_id, done, "t2") == STEPS_RECORDED
+        assert not store.set_steps_token(event_id, "t3")  # reported: no new token

@@ -1,0 +1,144 @@
+"""The service's Prometheus counters (``GET /metrics``), with bounded labels.
+
+Label values come from what clients send (event names), from the rules
+(rule labels) and from the targets (masked URLs). Each set is bounded, so
+that no client can grow /metrics, or the service's memory, without limit
+(3,000 made-up event names once made 3,044 lines): event names outside the
+catalog count as ``unknown``, rules not in the ruleset in force as
+``other``, targets past the first ``MAX_TARGETS`` as ``other``.
+
+Not thread-safe: the service holds its metrics lock around every use.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Any
+
+from router.events import EVENTS
+
+#: The router's own journal entries (timers' expect and digest, reports to
+#: the admin target): counted under their names, like the catalog's events.
+OWN_EVENTS = frozenset({"expect", "digest", "router"})
+UNKNOWN_EVENT = "unknown"
+OTHER = "other"
+#: Distinct targets counted under their own (masked) URL.
+MAX_TARGETS = 200
+
+
+def _label(value: str) -> str:
+    """A Prometheus label value, escaped."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def event_label(name: str) -> str:
+    return name if name in EVENTS or name in OWN_EVENTS else UNKNOWN_EVENT
+
+
+@dataclass
+class Metrics:
+    """Counters since the service started."""
+
+    events: Counter[str] = field(default_factory=Counter)
+    matches: Counter[str] = field(default_factory=Counter)
+    notifications: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: The targets counted under their own URL (at most MAX_TARGETS).
+    targets: set[str] = field(default_factory=set)
+    fallbacks: int = 0
+    admin_reports: int = 0
+    #: The last journal entry counted.
+    seen_id: int = 0
+
+    def count_event(
+        self, name: str, origin: str, decisions: list[Any], rules: Collection[str]
+    ) -> None:
+        """One journal entry; ``rules``: the labels of the rules in force."""
+        self.events[event_label(name)] += 1
+        if origin == "handler":
+            self.fallbacks += 1
+        for decision in decisions:
+            if isinstance(decision, dict) and decision.get("matched"):
+                label = str(decision.get("label"))
+                self.matches[label if label in rules else OTHER] += 1
+
+    def count_sends(self, target: str, outcome: str, count: int) -> None:
+        if target not in self.targets:
+            if len(self.targets) >= MAX_TARGETS:
+                target = OTHER
+            else:
+                self.targets.add(target)
+        self.notifications[(target, outcome)] += count
+
+    def render(self, rules: Collection[str], depth: int, dead: int, status: dict[str, Any]) -> str:
+        """The exposition text. Rules counted before a reload that removed
+        them are shown as ``other``."""
+        matches: Counter[str] = Counter()
+        for label, value in self.matches.items():
+            matches[label if label in rules else OTHER] += value
+        lines: list[str] = []
+
+        def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, Any]]) -> None:
+            lines.append(f"# HELP router_{name} {help_text}")
+            lines.append(f"# TYPE router_{name} {kind}")
+            for labels, value in samples:
+                lines.append(f"router_{name}{labels} {value}")
+
+        metric(
+            "events_total",
+            "counter",
+            "Events journaled since the service started, by event name"
+            f' (names outside the catalog: "{UNKNOWN_EVENT}").',
+            [(f'{{event="{_label(k)}"}}', v) for k, v in sorted(self.events.items())],
+        )
+        metric(
+            "rule_matches_total",
+            "counter",
+            f'Events a rule matched since the service started (rules not in force: "{OTHER}").',
+            [(f'{{rule="{_label(k)}"}}', v) for k, v in sorted(matches.items())],
+        )
+        metric(
+            "notifications_total",
+            "counter",
+            "Sends by this service, by masked target URL and outcome (sent, failed, dead;"
+            f' past {MAX_TARGETS} targets: "{OTHER}").',
+            [
+                (f'{{target="{_label(t)}",outcome="{o}"}}', v)
+                for (t, o), v in sorted(self.notifications.items())
+            ],
+        )
+        metric("outbox_depth", "gauge", "Outbox rows waiting to be sent.", [("", depth)])
+        metric("outbox_dead", "gauge", "Dead letters kept in the outbox.", [("", dead)])
+        metric(
+            "ruleset_last_reload_successful",
+            "gauge",
+            "1 if the last load of the rules succeeded, 0 if it had errors.",
+            [("", int(status["ok"]))],
+        )
+        metric(
+            "ruleset_last_reload_timestamp_seconds",
+            "gauge",
+            "When the rules were last loaded or found broken (Unix time).",
+            [("", f"{status['last_reload']:.3f}")],
+        )
+        metric("ruleset_rules", "gauge", "Rules in force.", [("", status["rules"])])
+        metric(
+            "ruleset_reloads_total",
+            "counter",
+            "Good rule edits swapped in since the service started.",
+            [("", status["reloads"])],
+        )
+        metric(
+            "handler_fallbacks_total",
+            "counter",
+            "Events handlers journaled on the inline path since the service started.",
+            [("", self.fallbacks)],
+        )
+        metric(
+            "admin_reports_total",
+            "counter",
+            "Reports queued to the admin target since the service started.",
+            [("", self.admin_reports)],
+        )
+        return "\n".join(lines) + "\n"
