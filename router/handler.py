@@ -386,10 +386,11 @@ def _report_steps(
         pass
     try:
         from router.dispatch import mask_results
+        from router.steps import check_results
         from router.store import Store
 
         with Store(config.state_dir) as store:
-            store.record_steps(int(event_id), mask_results(results))
+            store.record_steps(int(event_id), mask_results(check_results(results)))
     except Exception as exc:
         sys.stderr.write(f"retroeventhandler: the steps' outcomes were not recorded: {exc}\n")
 

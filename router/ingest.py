@@ -63,6 +63,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 from router.events import parse_int
 from router.limits import ClientLimits, Refusal
 from router.locations import ENDPOINT_NAME, SOCKET_NAME
+from router.steps import check_results
 from router.store import ALREADY_REPORTED, NO_EVENT, STEPS_RECORDED, WRONG_TOKEN
 
 if TYPE_CHECKING:
@@ -94,21 +95,9 @@ MAX_NAME, MAX_ARGS, MAX_ARG, MAX_HOST, MAX_UID = 200, 1000, 64 * 1024, 255, 128
 #: ``received`` must fall in these years (local time): an engine's clock
 #: outside them is wrong, and date arithmetic near year 1 or 9999 overflows.
 RECEIVED_YEARS = (1970, 9999)
+
+
 #: A steps report: at most this many results, of these kinds...
-MAX_RESULTS = 500
-STEP_KINDS = ("run", "abort", "log", "error")
-#: ...each with these texts (``outcome`` required), at most this long.
-RESULT_TEXTS = {
-    "outcome": 32,
-    "rule": 1024,
-    "error": 8192,
-    "program": 4096,
-    "path": 4096,
-    "text": MAX_ARG,
-    "output": 16 * 1024,
-}
-
-
 class RequestError(Exception):
     """A request the service refuses; ``status`` is the HTTP status to answer."""
 
@@ -181,39 +170,12 @@ def parse_argv(event: Any, args: Any) -> list[str]:
 
 
 def parse_results(results: Any) -> list[dict[str, Any]]:
-    """A steps report's results, checked one by one, the socket's and
-    HTTP's alike, so that what ``router history`` shows later is there and
-    of the right type: ``kind`` (STEP_KINDS) and ``outcome`` required;
-    ``rule``, ``error``, ``program``, ``path``, ``text``, ``output`` bounded
-    strings; ``exit_code`` an int, ``seconds`` a number. Unknown keys are
-    refused, like unknown fields anywhere in a request."""
-    if not isinstance(results, list):
-        raise RequestError("results must be a list of objects")
-    if len(results) > MAX_RESULTS:
-        raise RequestError(f"results has more than {MAX_RESULTS} items")
-    return [_result(result, f"results[{index}]") for index, result in enumerate(results)]
-
-
-def _result(result: Any, where: str) -> dict[str, Any]:
-    if not isinstance(result, dict):
-        raise RequestError(f"{where} must be an object")
-    check_keys(result, {"kind", "exit_code", "seconds", *RESULT_TEXTS}, where)
-    if result.get("kind") not in STEP_KINDS:
-        raise RequestError(f"{where}.kind must be one of {', '.join(STEP_KINDS)}")
-    if "outcome" not in result:
-        raise RequestError(f"{where}.outcome is required")
-    for key, limit in RESULT_TEXTS.items():
-        if key in result:
-            _text(result[key], f"{where}.{key}", limit, empty=key != "outcome")
-    code = result.get("exit_code", 0)
-    if isinstance(code, bool) or not isinstance(code, int) or not -(2**63) <= code < 2**63:
-        raise RequestError(f"{where}.exit_code must be a (64-bit) integer")
-    seconds = result.get("seconds", 0)
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-        raise RequestError(f"{where}.seconds must be a number")
-    if not 0 <= seconds < 1e9:  # NaN and infinities too
-        raise RequestError(f"{where}.seconds is out of range")
-    return dict(result)
+    """A steps report's results (``router.steps.check_results``), the
+    socket's and HTTP's alike; RequestError when they are not."""
+    try:
+        return check_results(results)
+    except ValueError as exc:
+        raise RequestError(str(exc)) from None
 
 
 def check_keys(message: dict[str, Any], allowed: set[str], where: str = "") -> None:

@@ -353,6 +353,62 @@ def perform(steps: list[Step], event_log: Any) -> tuple[list[dict[str, Any]], bo
     return outcomes, aborted
 
 
+#: Result kinds: the step kinds, and ``error`` for a handler that failed around them.
+RESULT_KINDS = (*KINDS, "error")
+MAX_RESULTS = 500
+#: The text fields a result may have, and how long each may be.
+RESULT_TEXTS = {
+    "outcome": 32,
+    "rule": 1024,
+    "error": 8192,
+    "program": 4096,
+    "path": 4096,
+    "text": 64 * 1024,
+    "output": 16 * 1024,
+}
+
+
+def check_results(results: Any) -> list[dict[str, Any]]:
+    """Steps' outcomes as they may be stored, checked one by one (whoever
+    reports them: a handler over the socket, an engine over HTTP, a handler
+    writing to the journal itself), so that what ``router history`` shows
+    later is there and of the right type: ``kind`` and ``outcome`` required;
+    the RESULT_TEXTS strings bounded; ``exit_code`` an int, ``seconds`` a
+    number. Unknown keys are refused. ValueError says what is wrong."""
+    if not isinstance(results, list):
+        raise ValueError("results must be a list of objects")
+    if len(results) > MAX_RESULTS:
+        raise ValueError(f"results has more than {MAX_RESULTS} items")
+    return [_checked(result, f"results[{index}]") for index, result in enumerate(results)]
+
+
+def _checked(result: Any, where: str) -> dict[str, Any]:
+    if not isinstance(result, dict):
+        raise ValueError(f"{where} must be an object")
+    unknown = sorted(set(result) - {"kind", "exit_code", "seconds", *RESULT_TEXTS})
+    if unknown:
+        raise ValueError(f"{where}: unknown field(s): {', '.join(unknown)}")
+    if result.get("kind") not in RESULT_KINDS:
+        raise ValueError(f"{where}.kind must be one of {', '.join(RESULT_KINDS)}")
+    if not result.get("outcome"):
+        raise ValueError(f"{where}.outcome is required")
+    for key, limit in RESULT_TEXTS.items():
+        value = result.get(key, "")
+        if not isinstance(value, str):
+            raise ValueError(f"{where}.{key} must be a string, not {type(value).__name__}")
+        if len(value) > limit:
+            raise ValueError(f"{where}.{key} is longer than {limit} characters")
+    code = result.get("exit_code", 0)
+    if isinstance(code, bool) or not isinstance(code, int) or not -(2**63) <= code < 2**63:
+        raise ValueError(f"{where}.exit_code must be a (64-bit) integer")
+    seconds = result.get("seconds", 0)
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise ValueError(f"{where}.seconds must be a number")
+    if not 0 <= seconds < 1e9:  # NaN and infinities too
+        raise ValueError(f"{where}.seconds is out of range")
+    return dict(result)
+
+
 def describe(step: Step) -> list[str]:
     """A step in words, for ``router test`` (and its fallback, indented)."""
     if step.kind == "run":

@@ -850,7 +850,7 @@ class Store:
             entries.append(
                 JournalEntry(
                     id=row[0],
-                    received=datetime.fromisoformat(row[1]),
+                    received=_when(row[1]),
                     name=str(row[2]),
                     identity=str(row[3]),
                     status=str(row[4]),
@@ -898,6 +898,15 @@ _ADDED_COLUMNS = {
 }
 #: Who claims outbox rows from this process: ``host:pid``.
 CLAIMANT = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _when(text: Any) -> datetime:
+    """A journaled time; an unreadable one (a damaged or hand-edited row)
+    reads as the epoch rather than breaking every reader of the journal."""
+    try:
+        return datetime.fromisoformat(str(text))
+    except ValueError:
+        return datetime(1970, 1, 1)
 
 
 def _process_alive(pid: int) -> bool:

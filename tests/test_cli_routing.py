@@ -543,6 +543,7 @@ ODD_COLUMNS = [
     ("fields", "nope"),
     ("fields", '{"when": {"$datetime": "yesterday"}, "took": {"$seconds": "x"}}'),
     ("args", "7"),
+    ("received", "the day before"),
 ]
 
 
@@ -561,7 +562,7 @@ def test_history_shows_old_and_odd_rows_instead_of_failing(site: Site) -> None:
     home = {"HOME": str(site.root)}
     done = site.router("history", "--limit", "100", env=home)
     assert (done.returncode, done.stderr) == (0, "")
-    assert len([line for line in done.stdout.splitlines() if line.startswith("#")]) == 12
+    assert len([line for line in done.stdout.splitlines() if line.startswith("#")]) == 13
     assert "    run: ok" in done.stdout.splitlines()  # the report without a rule
     assert "    step: 'not json at all'" in done.stdout.splitlines()  # shown as it is
     assert "    error: broken [" in done.stdout.splitlines()
@@ -575,3 +576,4 @@ def test_history_shows_old_and_odd_rows_instead_of_failing(site: Site) -> None:
     assert rows[9]["fields"] == {}
     assert rows[10]["fields"] == {"when": {"$datetime": "yesterday"}, "took": {"$seconds": "x"}}
     assert rows[11]["args"] == [7]
+    assert rows[12]["received"].startswith("1970-01-01")  # unreadable: shown as the epoch
