@@ -1,6 +1,7 @@
 """Benchmark: the handler's wall time, inline (no service), notifying a local sink.
 
-DESIGN.md's target: with no service running, the handler that Retrospect
+The target this script checks (docs/design.md has the project's current
+one): with no service running, the handler that Retrospect
 starts for a matching event, with 100 rules, notifying a local sink,
 finishes in a median of at most 400 ms (anchor: Apprise's import plus a
 first send measured about 300 ms). This script measures, in one run:

@@ -1,4 +1,4 @@
-"""Benchmark: the service (``router serve``) against DESIGN.md's numbers.
+"""Benchmark: the service (``router serve``) against its targets (docs/design.md).
 
 With ``router serve`` running on 100 rules (bench/handler.py's set: one rule
 matches EndScript Daily -530 and notifies a local HTTP sink), in one run:

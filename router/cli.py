@@ -219,7 +219,7 @@ def _show_value(value: Any) -> str:
 
 
 def _type_name(event: Any, name: str, value: Any) -> str:
-    """The field's type as EVENTS.md names it; says so when a value arrived
+    """The field's type as docs/events.md names it; says so when a value arrived
     as text that did not parse."""
     from datetime import datetime, timedelta
 

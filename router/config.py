@@ -4,7 +4,7 @@ Retrospect starts the handler with an unknown working directory and a bare
 environment, so nothing here looks at the working directory, and the only
 environment variables read are the documented ``ROUTER_*`` ones.
 
-Order (DESIGN.md): ``--config`` / ``ROUTER_CONFIG``; ``router.toml`` beside
+Order (docs/operating.md): ``--config`` / ``ROUTER_CONFIG``; ``router.toml`` beside
 the resolved handler executable; the platform default directory. With no
 file at all, a checkout uses its own ``rules/`` and a per-user state
 directory.
@@ -123,7 +123,7 @@ def find_config_file(explicit: Optional[str] = None) -> Optional[Path]:
 
 
 def load_config(explicit: Optional[str] = None) -> Config:
-    """Read the configuration in DESIGN.md's order, then apply environment overrides."""
+    """Read the configuration in the documented order, then apply environment overrides."""
     path = find_config_file(explicit)
     raw: dict[str, Any] = {}
     base = Path(locations.package_dir())  # (no file: no relative paths to resolve)

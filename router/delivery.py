@@ -1,7 +1,7 @@
 """Delivering outbox rows through Apprise: timeouts, retries, dead letters.
 
-Each outbox row is one Apprise URL, sent on its own (DESIGN.md, "Delivery
-and state"): a row is marked sent only after Apprise reports success; a
+Each outbox row is one Apprise URL, sent on its own (docs/design.md,
+"Delivery"): a row is marked sent only after Apprise reports success; a
 failure is retried with exponential backoff until the row is older than
 ``max_age``, then kept as a dead letter. Rows for different URLs are sent
 concurrently and rows for the same URL one after another, so one dead or
@@ -65,7 +65,7 @@ _SECRET_SPLIT = re.compile(r"[/:@?&=#,;+\s]+")
 class DeliveryPolicy:
     """How hard and how long to try. All durations are seconds.
 
-    The defaults follow DESIGN.md: retry 10 s doubling to 1 h, give up
+    The defaults (docs/operating.md): retry 10 s doubling to 1 h, give up
     (dead letter) after 24 h, and keep the inline handler within a few
     seconds, because Retrospect waits for it.
     """

@@ -91,7 +91,7 @@ def env_value(value: Any) -> str:
 
 
 def retro_variables(fields: dict[str, Any]) -> dict[str, str]:
-    """Every field as ``RETRO_FIELD`` (upper case), as LANGUAGE.md's ``run`` promises."""
+    """Every field as ``RETRO_FIELD`` (upper case), as ``run`` promises (docs/rules.md)."""
     return {f"RETRO_{name.upper()}": env_value(value) for name, value in fields.items()}
 
 

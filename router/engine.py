@@ -6,7 +6,7 @@ rules are indexed by event name. Evaluating an event only *decides*: it
 returns a Plan and touches nothing. Rendering, journaling, delivery and
 local steps are later stages' work.
 
-Semantics (LANGUAGE.md): a comparison on a field the event does not have
+Semantics (docs/rules.md): a comparison on a field the event does not have
 is false, and so is one on a value of the wrong type (an unparsed number
 arriving as text); ``not`` of either is true.
 """
@@ -47,7 +47,7 @@ SOURCE_EVENTS = frozenset({"StartSource", "EndSource", "AnomalyAlert"})
 
 
 def identity_of(event: Event) -> str:
-    """The key ``previous`` and ``streak`` are kept under (LANGUAGE.md):
+    """The key ``previous`` and ``streak`` are kept under (docs/events.md):
     the script for script events, script and source for source events,
     the event name for the rest."""
     fields = event.fields

@@ -1,8 +1,9 @@
 """The Retrospect event catalog, and turning a handler's argv into an Event.
 
-Everything here follows ``EVENTS.md``. The catalog is data, so the rule
-checker, ``router events`` and the argv parser all read the same table and
-cannot disagree about a field's name, position or type.
+docs/events.md describes it for admins (a test holds the two together). The
+catalog is data, so the rule checker, ``router events`` and the argv parser
+all read the same table and cannot disagree about a field's name, position
+or type.
 
 Parsing never raises: Retrospect runs the handler unattended, and a
 malformed argument must cost a warning in the journal, never the event.
@@ -447,7 +448,7 @@ def decode_arg(arg: Union[str, bytes]) -> str:
 
 
 def compute_status(name: str, values: dict[str, Any]) -> str:
-    """``status`` as EVENTS.md derives it."""
+    """``status`` as docs/events.md ("Status") describes it."""
     code = values.get("error_code")
     failed = isinstance(code, int) and code != 0
     if name in ("EndScript", "EndSource"):

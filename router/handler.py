@@ -1,7 +1,7 @@
 """``retroeventhandler``: the program Retrospect runs for every event.
 
-Retrospect waits for this process, unattended, so it keeps EVENTS.md's
-robustness contract whatever happens: no traceback, no hang, no lost event.
+Retrospect waits for this process, unattended, so it keeps the
+robustness contract of docs/events.md whatever happens: no traceback, no hang, no lost event.
 
 The fast path (``via_service``): when ``router serve`` answers on its local
 socket, send it the event, perform the local steps it sends back (run,

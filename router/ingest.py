@@ -1,6 +1,6 @@
 """How events reach the service: the local socket for handlers, HTTP for the rest.
 
-The local socket (DESIGN.md, "Security"): a Unix domain socket in the state
+The local socket (SECURITY.md): a Unix domain socket in the state
 directory, private to the router's user (0600 in the 0700 directory). Where
 Unix sockets are not available (Windows), a loopback TCP port instead, with
 its port and a random token in a private file in the state directory; the

@@ -74,7 +74,7 @@ def resolve(base: str, value: Any) -> str:
 
 
 def config_file(explicit: Optional[str] = None) -> Optional[str]:
-    """router.toml in DESIGN.md's order: ``--config`` / ``ROUTER_CONFIG``;
+    """router.toml in the documented order (docs/operating.md): ``--config`` / ``ROUTER_CONFIG``;
     beside the resolved handler executable; the platform default. None
     when there is none (an explicit path is returned even if missing, so
     the caller can say so)."""

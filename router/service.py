@@ -1,4 +1,4 @@
-"""``router serve``: the long-running service (DESIGN.md, "Data flow").
+"""``router serve``: the long-running service (docs/design.md).
 
 One process that keeps the ruleset loaded and does for every event what the
 inline handler does, with the same library code: evaluate -> render ->

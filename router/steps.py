@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import subprocess
     from typing import Any, Optional
 
-#: A ``run`` without ``timeout`` (LANGUAGE.md: 5 minutes).
+#: A ``run`` without ``timeout``: 5 minutes (docs/rules.md).
 DEFAULT_RUN_TIMEOUT = 300.0
 #: How much of a program's output the journal keeps.
 OUTPUT_TAIL = 2000

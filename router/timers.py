@@ -9,7 +9,7 @@ once (the service and a handler, or several handlers) fire each window
 once, because the firing is claimed in the same transaction that journals
 it and queues its notifications.
 
-expect (LANGUAGE.md): a window is counted from the rule's last match (kept
+expect (docs/rules.md): a window is counted from the rule's last match (kept
 with the matching event's journal entry), or from when it was first armed;
 it fires when ``every + grace`` has passed without a match, once per missed
 window, and again each ``every`` while the matches stay missing. A match

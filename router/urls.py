@@ -82,7 +82,7 @@ def scheme_index() -> dict[str, str]:
     if path is not None:
         with contextlib.suppress(OSError):
             temp = path.with_suffix(f".{os.getpid()}.tmp")
-            # 0600 like every file in the state directory (DESIGN.md, Security).
+            # 0600 like every file in the state directory (SECURITY.md).
             handle = os.open(str(temp), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(handle, "w", encoding="utf-8") as out:
                 out.write(json.dumps(_INDEX))

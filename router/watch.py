@@ -1,6 +1,6 @@
 """Hot reload: the service follows the rules directory as it is edited.
 
-DESIGN.md ("Hot reload"): watch the rules *directory*, not single files,
+docs/design.md ("Hot reload"): watch the rules *directory*, not single files,
 because editors save in many ways (write in place, truncate then write,
 write a temp file and rename it over, vim's rename-away-and-write-new, swap
 files). Every file system event only says "something may have changed": after

@@ -20,6 +20,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+#: The project's own documentation (docs/*.md): its examples are tests.
+DOCS = REPO / "docs"
 
 
 def router_command() -> list[str]:
@@ -41,6 +43,59 @@ def write_rules(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     path.chmod(0o600)
     return path
+
+
+@dataclass(frozen=True)
+class Block:
+    """One fenced code block of a Markdown page."""
+
+    page: str
+    #: The line of the block's first line of text (after the opening fence).
+    line: int
+    #: The info string after the fence, split: ``rules invalid`` is ("rules", "invalid").
+    info: tuple[str, ...]
+    text: str
+
+    @property
+    def lang(self) -> str:
+        return self.info[0] if self.info else ""
+
+    @property
+    def name(self) -> str:
+        """``page:line``, as a test id and in failure messages."""
+        return f"{self.page}:{self.line}"
+
+
+def code_blocks(markdown: str, page: str = "<markdown>") -> list[Block]:
+    """Every fenced (```) code block of ``markdown``, in order. The one
+    extraction the doc tests use, so that what is tested is what a reader
+    sees: a block's text is exactly the lines between its fences."""
+    blocks: list[Block] = []
+    lines = markdown.splitlines()
+    index = 0
+    while index < len(lines):
+        opening = lines[index].strip()
+        if not opening.startswith("```"):
+            index += 1
+            continue
+        info = tuple(opening[3:].split())
+        # A block in a list item is indented as the item is: not its text.
+        indent = len(lines[index]) - len(lines[index].lstrip(" "))
+        start, body = index + 1, []
+        index += 1
+        while index < len(lines) and lines[index].strip() != "```":
+            line = lines[index]
+            body.append(line[min(indent, len(line) - len(line.lstrip(" "))) :])
+            index += 1
+        blocks.append(Block(page, start + 1, info, "\n".join(body) + "\n"))
+        index += 1
+    return blocks
+
+
+def doc_blocks(page: str, lang: Optional[str] = None) -> list[Block]:
+    """The code blocks of ``docs/PAGE`` (those of one language when given)."""
+    blocks = code_blocks((DOCS / page).read_text(encoding="utf-8"), page)
+    return [b for b in blocks if lang is None or b.lang == lang]
 
 
 def wait_until(condition: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:

@@ -2,7 +2,7 @@
 
 Run as a real program (the ``router`` console script, or ``python -m
 router.cli`` where it is not installed), from a foreign working directory.
-The expected catalog is EVENTS.md's table, copied in tests/test_events.py.
+The expected catalog is the one copied by hand in tests/test_events.py.
 """
 
 from __future__ import annotations

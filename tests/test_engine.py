@@ -1,4 +1,4 @@
-"""The engine against LANGUAGE.md's semantics, end to end.
+"""The engine against the rule language's semantics (docs/rules.md), end to end.
 
 Every case goes the way the router goes: rule text -> ``check_text`` (or
 ``check_paths`` for a directory) -> ``build_ruleset`` -> ``evaluate`` (or
@@ -35,7 +35,7 @@ T0 = datetime(2024, 3, 4, 10, 0)
 END_SCRIPT_FAILED = ["EndScript", "Daily Backup", "0", "-530", "backup client not found"]
 END_SCRIPT_OK = ["EndScript", "Daily Backup", "0", "0", "successful"]
 END_SCRIPT_WARNING = ["EndScript", "Nightly Mail", "3", "0", "successful"]
-#: errors arrived as text: kept raw, with a warning (EVENTS.md's robustness contract).
+#: errors arrived as text: kept raw, with a warning (the robustness contract of docs/events.md).
 END_SCRIPT_RAW = ["EndScript", "Daily Backup", "abc", "-530", "backup client not found"]
 #: Fewer arguments than the table: errors, error_code, error_message are absent.
 END_SCRIPT_SHORT = ["EndScript", "Daily Backup"]
@@ -413,7 +413,7 @@ def test_between_is_inclusive(errors: str, expected: bool) -> None:
     [(8, 59, False), (9, 0, True), (13, 30, True), (17, 59, True), (18, 0, False)],
 )
 def test_office_hours_policy_example(hour: int, minute: int, expected: bool) -> None:
-    """LANGUAGE.md's laptop policy, on a Monday at various times."""
+    """The laptop policy of docs/rules.md, on a Monday at various times."""
     condition = (
         'client matches "*-laptop" and weekday in ["mon","tue","wed","thu","fri"]'
         " and hour between 9 and 17"

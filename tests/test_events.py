@@ -1,7 +1,9 @@
-"""The event catalog and argv -> Event (router/events.py), checked against EVENTS.md.
+"""The event catalog and argv -> Event (router/events.py), checked against
+Retrospect's events as docs/events.md describes them.
 
-The expected tables below are copied from EVENTS.md by hand rather than read
-from ``router.events``, so a slip in the catalog shows up as a failing test.
+The expected tables below are written out by hand rather than read from
+``router.events``, so a slip in the catalog shows up as a failing test
+(tests/test_docs.py holds docs/events.md to the catalog in turn).
 """
 
 from __future__ import annotations
@@ -40,8 +42,8 @@ RECEIVED = datetime(2017, 2, 10, 15, 39, 27)
 IFILE = "/Library/Application Support/Retrospect/intervention.txt"
 
 # ---------------------------------------------------------------------------
-# EVENTS.md, "The events": number, name, fields (name, type, unit) in
-# argument order, and the "effect of an intervention" column.
+# The events: number, name, fields (name, type, unit) in argument order,
+# and the effect of an intervention.
 # ---------------------------------------------------------------------------
 
 _I = ("intervention_file", "path", "")
@@ -156,7 +158,7 @@ def _ids(table):
 
 # ---------------------------------------------------------------------------
 # One Retrospect-shaped argv per event, with the typed value of each field in
-# argument order and the status EVENTS.md derives.
+# argument order and the status it derives (docs/events.md, "Status").
 # ---------------------------------------------------------------------------
 
 ARGV_TABLE = [
@@ -664,7 +666,7 @@ def test_received_defaults_to_now_and_host_to_this_machine():
 @pytest.mark.parametrize(
     "text, order, expected",
     [
-        # EVENTS.md's samples, month-first by default
+        # The samples of docs/events.md ("Dates"), month-first by default
         ("2/10/2017 15:39", "mdy", datetime(2017, 2, 10, 15, 39)),
         ("11/21/2016 18:06", "mdy", datetime(2016, 11, 21, 18, 6)),
         ("2/10/2016 12:01 AM", "mdy", datetime(2016, 2, 10, 0, 1)),

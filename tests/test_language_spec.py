@@ -1,125 +1,28 @@
-"""LANGUAGE.md is the contract: every example on it must load, check clean and
-mean what it says.
+"""docs/rules.md is the contract: its examples must check clean and mean what
+they say.
 
-The spec's code blocks are read from the spec itself at test time, so an edit
-to LANGUAGE.md is tested the moment it lands. The tables are tested row by
-row with small examples whose parsed form is asserted, not only "no errors".
+tests/test_docs.py runs every example of docs/ (each rules block checked,
+each console block's output compared with the real one). This module reads
+docs/rules.md's first example, "At a glance", and asserts what it means,
+then tests the language's tables row by row with small examples whose
+parsed form is asserted, not only "no errors".
 """
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import sys
 import textwrap
 from datetime import timedelta
 from pathlib import Path
-from typing import Optional
 
 import pytest
-from helpers import router_command, write_rules
+from helpers import DOCS, Block, code_blocks, doc_blocks, write_rules
 
 from router.language import nodes as n
 from router.language.checker import check_paths, check_text
 from router.language.parser import parse_text
 from router.templates import environment
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-#: Warnings the spec's examples may produce on a machine that is not the
-#: admin's: no env var, no Apprise config, no /opt/scripts, and the example
-#: declares a target (team) it never notifies.
-ALLOWED_EXAMPLE_WARNINGS = {
-    "unset-env",
-    "missing-config",
-    "program-not-found",
-    "missing-directory",
-    "unused-target",
-    "unused-define",
-}
-
-_DIAGNOSTIC_HEAD = re.compile(r"^(?P<path>\S+):(?P<line>\d+):(?P<column>\d+): (error|warning): ")
-
-
-# ---------------------------------------------------------------------------
-# The spec and its code blocks
-# ---------------------------------------------------------------------------
-
-
-def find_spec() -> Optional[Path]:
-    candidates = [REPO_ROOT / ".." / "shared" / "spec" / "LANGUAGE.md"]
-    if os.environ.get("ROUTER_SPEC_DIR"):
-        candidates.append(Path(os.environ["ROUTER_SPEC_DIR"]) / "LANGUAGE.md")
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate.resolve()
-    return None
-
-
-def code_blocks(markdown: str) -> list[tuple[int, str, str]]:
-    """(first line number, kind, text) of every code block: ``fenced`` blocks
-    (```) and ``indented`` ones (four spaces after a blank line)."""
-    blocks: list[tuple[int, str, str]] = []
-    lines = markdown.splitlines()
-    index = 0
-    while index < len(lines):
-        line = lines[index]
-        if line.lstrip().startswith("```"):
-            start, body = index + 1, []
-            index += 1
-            while index < len(lines) and not lines[index].lstrip().startswith("```"):
-                body.append(lines[index])
-                index += 1
-            blocks.append((start + 1, "fenced", "\n".join(body) + "\n"))
-            index += 1
-            continue
-        previous_blank = index == 0 or not lines[index - 1].strip()
-        if line.startswith("    ") and line.strip() and previous_blank:
-            start, body = index, []
-            while index < len(lines) and (lines[index].startswith("    ") or not lines[index]):
-                body.append(lines[index])
-                index += 1
-            while body and not body[-1].strip():
-                body.pop()
-            blocks.append((start + 1, "indented", textwrap.dedent("\n".join(body)) + "\n"))
-            continue
-        index += 1
-    return blocks
-
-
-def is_check_output(text: str) -> bool:
-    return bool(_DIAGNOSTIC_HEAD.match(text))
-
-
-@pytest.fixture(scope="module")
-def spec_text() -> str:
-    spec = find_spec()
-    if spec is None:
-        where = (
-            "LANGUAGE.md not found: expected it at "
-            f"{REPO_ROOT.parent / 'shared' / 'spec' / 'LANGUAGE.md'} (a copy of shared/ "
-            "beside the clone) or in the directory named by ROUTER_SPEC_DIR"
-        )
-        # CI always has the spec beside the clone: there, a missing spec is a
-        # failure. A user's fresh clone has no shared/: skip, saying why.
-        if os.environ.get("CI"):
-            pytest.fail(where)
-        pytest.skip(where)
-    return spec.read_text(encoding="utf-8")
-
-
-@pytest.fixture(scope="module")
-def blocks(spec_text: str) -> list[tuple[int, str, str]]:
-    found = code_blocks(spec_text)
-    assert found, "LANGUAGE.md has no code blocks"
-    return found
-
-
-def clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ROUTER_")}
-    env.pop("RETRO_CHAT_URL", None)
-    return env
 
 
 def assert_clean(result, allowed: set = frozenset()) -> None:
@@ -128,47 +31,47 @@ def assert_clean(result, allowed: set = frozenset()) -> None:
 
 
 # ---------------------------------------------------------------------------
-# The spec's own examples
+# docs/rules.md's own examples
 # ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def glance() -> str:
+    """The page's first example, "At a glance": a whole rule file."""
+    return doc_blocks("rules.md", "rules")[0].text
 
 
 def test_code_block_extraction() -> None:
     markdown = (
-        "Intro\n\n```\non any\n  stop\n```\n\nText:\n\n"
-        "    a.rules:1:2: error: x\n        on any\n\nAfter\n"
+        "Intro\n\n```rules\non any\n  stop\n```\n\nText:\n\n"
+        "    indented, not a block\n\n1. item\n\n   ```console\n   $ router check\n   ```\n"
     )
-    assert code_blocks(markdown) == [
-        (4, "fenced", "on any\n  stop\n"),
-        (10, "indented", "a.rules:1:2: error: x\n    on any\n"),
+    assert code_blocks(markdown, "p.md") == [
+        Block("p.md", 4, ("rules",), "on any\n  stop\n"),
+        Block("p.md", 15, ("console",), "$ router check\n"),
     ]
-    assert is_check_output(code_blocks(markdown)[1][2])
-    assert not is_check_output(code_blocks(markdown)[0][2])
+    assert code_blocks("```rules invalid\nx\n```\n")[0].info == ("rules", "invalid")
 
 
-def test_spec_has_a_rule_example_and_a_check_output_example(blocks) -> None:
-    kinds = [is_check_output(text) for _, _, text in blocks]
-    assert kinds.count(False) >= 1, "no rule example found in LANGUAGE.md"
-    assert kinds.count(True) >= 1, "no `router check` output example found in LANGUAGE.md"
+def test_rules_md_has_rule_examples_and_shows_router_check() -> None:
+    assert len(doc_blocks("rules.md", "rules")) >= 10
+    shown = [b.text for b in doc_blocks("rules.md", "console") if "$ router check" in b.text]
+    # A diagnostic as the reader will meet it: where, what, the line, a caret, a hint.
+    assert any(
+        ": error: unknown field" in text and "^~" in text and "hint:" in text for text in shown
+    )
 
 
-def test_every_rule_example_checks_clean(blocks, tmp_path, monkeypatch) -> None:
+def test_rules_md_lists_every_reserved_word() -> None:
+    from router.language.parser import reserved_words
+
+    text = (DOCS / "rules.md").read_text(encoding="utf-8")
+    listed = text.split("These words are reserved", 1)[1].split("\n\n", 1)[0]
+    assert set(re.findall(r"`(\w+)`", listed)) == reserved_words()
+
+
+def test_at_a_glance_example_means_what_it_says(glance: str, monkeypatch) -> None:
     monkeypatch.delenv("RETRO_CHAT_URL", raising=False)
-    examples = [(line, text) for line, _, text in blocks if not is_check_output(text)]
-    for line, text in examples:
-        path = write_rules(tmp_path / f"spec-line-{line}.rules", text)
-        result = check_paths([path])
-        bad = [
-            d for d in result.diagnostics if d.is_error or d.code not in ALLOWED_EXAMPLE_WARNINGS
-        ]
-        assert bad == [], f"LANGUAGE.md block at line {line}:\n" + "\n".join(
-            f"  {d.line}:{d.column} {d.severity} {d.code}: {d.message}" for d in bad
-        )
-        assert result.rules > 0, f"LANGUAGE.md block at line {line} holds no rule"
-
-
-def test_at_a_glance_example_means_what_it_says(blocks, monkeypatch) -> None:
-    monkeypatch.delenv("RETRO_CHAT_URL", raising=False)
-    glance = next(text for _, _, text in blocks if "target ops" in text and "on any" in text)
     rule_file, diagnostics = parse_text(glance, "glance.rules")
     assert diagnostics == []
     statements = rule_file.statements
@@ -201,44 +104,6 @@ def test_at_a_glance_example_means_what_it_says(blocks, monkeypatch) -> None:
     assert [a.source for a in run.args] == ["{{ source_path }}"]
     assert run.timeout == timedelta(minutes=2)
     assert isinstance(run.fallback, n.Abort)
-
-
-def test_check_output_example_is_reproduced(blocks, tmp_path) -> None:
-    output = next(text for _, _, text in blocks if is_check_output(text))
-    head, source_line, carets = output.splitlines()[:3]
-    match = _DIAGNOSTIC_HEAD.match(head)
-    assert match is not None
-    # What the spec shows, spelled out, so a drifting spec is noticed too.
-    assert match.group("path") == "rules/ops.rules"
-    line, column = int(match.group("line")), int(match.group("column"))
-    assert (line, column) == (12, 20)
-    assert "unknown field 'script_name' for EndScript (did you mean 'script'?)" in head
-    rule_line = source_line.strip()
-    assert rule_line == 'on EndScript where script_name == "Daily"'
-    assert carets.strip() == "^" + "~" * (len("script_name") - 1)
-    # The caret sits under the field, as far in as the source line's text.
-    indent = len(source_line) - len(source_line.lstrip())
-    assert carets.index("^") == indent + column - 1
-
-    # A rules/ops.rules whose line 12 is that line, then the real CLI on it.
-    before = [f"# ops rules, line {i}" for i in range(1, 10)]
-    before += ['target ops = "mailto://backup-admin@example.com"', ""]
-    assert len(before) == line - 1
-    text = "\n".join([*before, rule_line, "  notify ops", ""])
-    write_rules(tmp_path / "rules" / "ops.rules", text)
-    proc = subprocess.run(
-        [*router_command(), "check", "rules/ops.rules"],
-        cwd=tmp_path,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    printed = proc.stdout.splitlines()
-    assert head in printed, proc.stdout
-    at = printed.index(head)
-    assert printed[at : at + 3] == [head, source_line, carets], proc.stdout
 
 
 # ---------------------------------------------------------------------------
@@ -771,10 +636,9 @@ def test_template_filters_and_sandbox() -> None:
     assert env.from_string("{{ client }}").render(client="{{ 7*7 }}") == "{{ 7*7 }}"
 
 
-def test_glance_example_in_a_rules_directory_with_others(blocks, tmp_path, monkeypatch) -> None:
-    """The spec's example loads beside another file, in file-name order."""
+def test_glance_example_in_a_rules_directory_with_others(glance, tmp_path, monkeypatch) -> None:
+    """The page's example loads beside another file, in file-name order."""
     monkeypatch.delenv("RETRO_CHAT_URL", raising=False)
-    glance = next(text for _, _, text in blocks if not is_check_output(text))
     write_rules(tmp_path / "50-glance.rules", glance)
     write_rules(tmp_path / "10-first.rules", 'on StartApp\n  log "up"\n')
     result = check_paths([tmp_path])

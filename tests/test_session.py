@@ -107,7 +107,7 @@ def assert_no_secret(texts: list[str], where: str) -> None:
 
 
 def assert_private(state: Path) -> None:
-    """DESIGN.md: the state directory 0700, the database and every other file in it 0600."""
+    """SECURITY.md: the state directory 0700, the database and every other file in it 0600."""
     assert stat.S_IMODE(state.stat().st_mode) == 0o700
     assert (state / "router.sqlite3").is_file()
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in state.iterdir() if p.is_file()}
@@ -650,7 +650,7 @@ def test_target_down_rows_stay_pending_and_retry_delivers_each_once(site: Site) 
 
 
 # ---------------------------------------------------------------------------
-# EVENTS.md's robustness contract
+# The robustness contract (docs/events.md)
 # ---------------------------------------------------------------------------
 
 ROBUSTNESS_RULES = """\
@@ -770,7 +770,7 @@ def test_robustness_contract(site: Site) -> None:
 
 
 # ---------------------------------------------------------------------------
-# Where the handler finds its configuration (DESIGN.md)
+# Where the handler finds its configuration (docs/operating.md)
 # ---------------------------------------------------------------------------
 
 

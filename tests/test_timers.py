@@ -10,12 +10,12 @@ timer needs may live in memory.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from helpers import doc_blocks
 
 from router.dispatch import Outcome, process
 from router.engine import Ruleset, build_ruleset, evaluate
@@ -315,17 +315,9 @@ def test_expect_log_action_writes_its_line_when_it_fires(store: Store, tmp_path:
     assert [(s["kind"], s["outcome"]) for s in entry.steps] == [("log", "ok")]
 
 
-def test_language_md_expect_example() -> None:
-    spec = Path(__file__).resolve().parents[1].parent / "shared" / "spec" / "LANGUAGE.md"
-    if os.environ.get("ROUTER_SPEC_DIR"):
-        spec = Path(os.environ["ROUTER_SPEC_DIR"]) / "LANGUAGE.md"
-    if not spec.is_file():
-        if os.environ.get("CI"):
-            pytest.fail(f"LANGUAGE.md not found at {spec}")
-        pytest.skip(f"LANGUAGE.md not found at {spec}")
-    text = spec.read_text(encoding="utf-8")
-    [block] = [b for b in text.split("```")[1::2] if "\nexpect " in b]
-    # The whole "At a glance" block, as an admin would install it.
+def test_the_rules_md_expect_example() -> None:
+    block = doc_blocks("rules.md", "rules")[0].text
+    # docs/rules.md's whole "At a glance" block, as an admin would install it.
     rules = build_ruleset(check_text(block, "glance.rules"))
     [expect] = rules.expects
     assert expect.pinned == ("script",)

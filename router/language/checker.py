@@ -1,4 +1,4 @@
-"""Semantic checks over parsed rule files: everything LANGUAGE.md's
+"""Semantic checks over parsed rule files: everything docs/rules.md's
 "Checking" section lists, beyond syntax.
 
 The checker reads a whole ruleset at once (targets and defines are shared

@@ -256,7 +256,7 @@ class Rule:
 
     @property
     def label(self) -> str:
-        """The rule's name, or ``FILE:LINE`` for an unnamed rule (LANGUAGE.md).
+        """The rule's name, or ``FILE:LINE`` for an unnamed rule (docs/rules.md).
 
         FILE is the file's name without its directory: the journal, ``router
         test`` and ``replay --expect`` then say ``ops.rules:12`` wherever the
