@@ -1,4 +1,4 @@
-"""Per-client bounds on HTTP (DESIGN.md: request size and rate are bounded).
+"""Per-client bounds on HTTP: request size, time and rate are bounded (docs/design.md).
 
 Checked when a connection is accepted, before a thread is spent on it. The
 HTTP server answers HTTP/1.0 and closes after each response, so one

@@ -413,7 +413,7 @@ def describe(step: Step) -> list[str]:
     """A step in words, for ``router test`` (and its fallback, indented)."""
     if step.kind == "run":
         if step.error is not None:
-            lines = [f"run: not started ({step.error}) from {step.rule}"]
+            lines = [f"run: {step.error} (from {step.rule})"]
         else:
             import shlex
 
@@ -425,5 +425,5 @@ def describe(step: Step) -> list[str]:
         where = step.path or "no intervention file"
         return [f"abort: {step.text!r} into {where} (exit status 1) from {step.rule}"]
     if step.error is not None:
-        return [f"log: not written ({step.error}) from {step.rule}"]
+        return [f"log: {step.error} (from {step.rule})"]
     return [f"log to {step.path or 'the event log'}: {step.text} from {step.rule}"]

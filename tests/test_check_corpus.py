@@ -564,6 +564,11 @@ CASES = [
         [err(2, 3, "abort-without-intervention", "expect")],
     ),
     Case(
+        "run-in-expect",
+        'expect EndScript every 1d\n  run "/bin/true"\n',
+        [err(2, 3, "bad-action", "'run' in an expect rule")],
+    ),
+    Case(
         "abort-where-one-of-the-events-lacks-it",
         'on StartScript, EndScript\n  abort "no"\n',
         [err(2, 3, "abort-without-intervention", "'abort' on EndScript")],

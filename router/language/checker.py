@@ -701,6 +701,14 @@ class Checker:
         if isinstance(action, n.Notify):
             self.check_notify(action, variables)
         elif isinstance(action, n.Run):
+            if rule.is_expect:
+                self.error(
+                    action.span,
+                    "bad-action",
+                    "'run' in an expect rule: a timer has no event, and no Retrospect"
+                    " waiting on an engine's machine to run it on",
+                    "an expectation can notify and log",
+                )
             self.check_run(action, rule, scope, variables)
         elif isinstance(action, n.Abort):
             self.check_abort(action, rule, scope)
