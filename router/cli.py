@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -26,8 +27,23 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
+EXIT_BROKEN_PIPE = 141  # as a program killed by SIGPIPE: the reader went away
+EXIT_STATUSES = """\
+exit status:
+  0    done (check: no errors; warnings allowed unless --strict)
+  1    errors: check found errors, replay differs from --expect, a retried send
+       failed, or the rules could not be loaded
+  2    bad usage: an unknown command, option, event name or file; a broken router.toml
+  141  the output pipe was closed (router history | head)"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="router", description="Route Retrospect events through rules.")
+    parser = _Parser(
+        prog="router",
+        description="Route Retrospect events through rules.",
+        epilog=EXIT_STATUSES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"retro-router {__version__}")
     parser.add_argument("--config", help="router.toml to use (default: ROUTER_CONFIG, ...)")
     # --config is also taken after the command (`router check --config FILE`);
@@ -65,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument(
         "--rules", action="append", help="rule file or directory (default: rules_dir)"
     )
+    test.add_argument("--format", choices=("text", "json"), default="text")
     test.add_argument("event", help="the event name, as Retrospect passes it")
     test.add_argument("args", nargs=argparse.REMAINDER, help="its arguments")
     test.set_defaults(func=cmd_test)
@@ -79,17 +96,26 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "--live", action="store_true", help="really process each line (journal, deliver, run)"
     )
+    replay.add_argument("--format", choices=("text", "json"), default="text")
     replay.set_defaults(func=cmd_replay)
 
     history = sub.add_parser("history", help="recent events from the journal")
     history.add_argument("--limit", type=int, default=20)
+    history.add_argument(
+        "--since", metavar="WHEN", help='a time ("2024-05-01 03:00") or how long ago ("2h", "1d")'
+    )
     history.add_argument("--event", help="only this event name")
+    history.add_argument("--script", help="only events of this script")
+    history.add_argument("--client", help="only events of this client")
+    history.add_argument("--host", help="only events from this engine")
+    history.add_argument("--status", choices=("failure", "warning", "success", "info"))
     history.add_argument("--format", choices=("text", "json"), default="text")
     history.set_defaults(func=cmd_history)
 
     outbox = sub.add_parser("outbox", help="queued notifications; 'outbox retry' sends again")
     outbox.add_argument("--dead", action="store_true", help="only dead letters")
     outbox.add_argument("--limit", type=int, default=50)
+    outbox.add_argument("--format", choices=("text", "json"), default="text")
     outbox_sub = outbox.add_subparsers(dest="outbox_command", parser_class=_Parser)
     retry = outbox_sub.add_parser("retry", help="make rows due now and deliver them")
     retry.add_argument("id", nargs="?", type=int, help="one row (see `router outbox`)")
@@ -106,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--poll", action="store_true", help="poll the rules directory (network file systems)"
     )
     serve.set_defaults(func=cmd_serve)
+
+    completion = sub.add_parser("completion", help="shell completion: source its output")
+    completion.add_argument("shell", choices=("bash", "zsh", "fish"))
+    completion.set_defaults(func=cmd_completion)
     return parser
 
 
@@ -134,18 +164,34 @@ def cmd_events(args: argparse.Namespace) -> int:
         else:
             print(describe_catalog())
         return EXIT_OK
-    name = canonical_name(args.name)
+    name = known_event(args.name, "events")
     if name is None:
-        from router.language.diagnostics import did_you_mean
-
-        suggestion = did_you_mean(args.name, [spec.name for spec in CATALOG])
-        print(f"router events: unknown event {args.name!r}{suggestion}", file=sys.stderr)
         return EXIT_USAGE
     if args.format == "json":
         print(json.dumps(next(e for e in catalog_json() if e["name"] == name), indent=2))
     else:
         print(describe_one(EVENTS[name]))
     return EXIT_OK
+
+
+#: Names the journal holds besides Retrospect's events (the router's own entries).
+JOURNAL_NAMES = ("expect", "digest", "router")
+
+
+def known_event(name: str, command: str, also: tuple[str, ...] = ()) -> Optional[str]:
+    """The catalog's name for ``name``, or None after saying, with a
+    suggestion, that there is no such event."""
+    canonical = canonical_name(name)
+    if canonical is not None or name in also:
+        return canonical or name
+    from router.language.diagnostics import did_you_mean
+
+    suggestion = did_you_mean(name, [spec.name for spec in CATALOG] + list(also))
+    print(
+        f"router {command}: unknown event {name!r}{suggestion}; `router events` lists them",
+        file=sys.stderr,
+    )
+    return None
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -206,92 +252,14 @@ def _checked_ruleset(args: argparse.Namespace, config: Any) -> Any:
     return build_ruleset(result, config.date_order)
 
 
-def _show_value(value: Any) -> str:
-    from datetime import datetime, timedelta
-
-    from router.templates import duration_filter
-
-    if isinstance(value, datetime):
-        return value.isoformat(sep=" ")
-    if isinstance(value, timedelta):
-        return f"{value.total_seconds():g} s ({duration_filter(value)})"
-    return repr(value)
-
-
-def _type_name(event: Any, name: str, value: Any) -> str:
-    """The field's type as docs/events.md names it; says so when a value arrived
-    as text that did not parse."""
-    from datetime import datetime, timedelta
-
-    from router.events import fields_of
-
-    spec = fields_of(event.name).get(name) if event.known else None
-    if spec is not None:
-        if isinstance(value, str) and spec.type not in ("str", "path"):
-            return f"str (not a valid {spec.type})"
-        return spec.type
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, datetime):
-        return "datetime"
-    if isinstance(value, timedelta):
-        return "duration"
-    return type(value).__name__
-
-
-def describe_outcome(outcome: Any) -> str:
-    """``router test``'s report: the event, every rule's decision, what would happen."""
-    event = outcome.event
-    lines = [f"event: {event.name}" + ("" if event.known else " (not in the catalog)")]
-    fields = dict(event.fields, streak=outcome.streak)
-    width = max(len(name) for name in fields)
-    for name, value in fields.items():
-        lines.append(
-            f"  {name:<{width}}  {_type_name(event, name, value):<8}  {_show_value(value)}"
-        )
-    for warning in event.warnings:
-        lines.append(f"  warning: {warning}")
-    lines.append("")
-    lines.append("rules:")
-    if not outcome.plan.decisions:
-        lines.append("  (no rule is written for this event)")
-    for decision in outcome.plan.decisions:
-        if decision.matched and decision.reason is None:
-            state = "matched"
-        elif decision.matched:
-            state = f"matched, but {decision.reason} ({decision.suppressed} held back)"
-        else:
-            state = f"no: {decision.reason}"
-        lines.append(f"  {decision.label}: {state}")
-    if outcome.plan.stopped_by:
-        lines.append(f"  (stop in {outcome.plan.stopped_by}: later rules do not see the event)")
-    lines.append("")
-    lines.append("notifications:" if outcome.notifications else "notifications: none")
-    for note in outcome.notifications:
-        urls = {
-            i.url_masked for i in outcome.outbox if (i.rule, i.target) == (note.rule, note.target)
-        }
-        shown = ", ".join(sorted(urls)) or "no URL: see the errors below"
-        lines.append(f"  to {note.target} ({shown}) [{note.type}, {note.format}] from {note.rule}")
-        lines.append(f"    title: {note.title}")
-        for number, body_line in enumerate(note.body.splitlines() or [""]):
-            lines.append(("    body:  " if number == 0 else "           ") + body_line)
-    lines.append("")
-    lines.append("steps:" if outcome.steps else "steps: none")
-    from router.steps import describe
-
-    for step in outcome.steps:
-        lines.extend("  " + line for line in describe(step))
-    for error in outcome.errors:
-        lines.append(f"error: {error}")
-    return "\n".join(lines)
-
-
 def cmd_test(args: argparse.Namespace) -> int:
+    from router import explain
     from router.dispatch import process
     from router.events import event_from_argv
     from router.store import Store
 
+    if known_event(args.event, "test") is None:
+        return EXIT_USAGE
     config = load_config(args.config)
     ruleset = _checked_ruleset(args, config)
     if ruleset is None:
@@ -303,7 +271,10 @@ def cmd_test(args: argparse.Namespace) -> int:
     finally:
         if store is not None:
             store.close()
-    print(describe_outcome(outcome))
+    if args.format == "json":
+        print(json.dumps(explain.report(outcome), indent=2, ensure_ascii=False))
+    else:
+        print(explain.text(outcome))
     return EXIT_OK
 
 
@@ -385,6 +356,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     store = Store.in_memory()  # previous/streak/throttle follow the replay, nothing is kept
     fired_all: list[list[str]] = []
     differences = 0
+    lines: list[dict[str, Any]] = []
     try:
         for index, (number, argv, received) in enumerate(invocations):
             when = datetime.fromisoformat(received) if received else None
@@ -392,13 +364,21 @@ def cmd_replay(args: argparse.Namespace) -> int:
             outcome = process(event, ruleset, store, origin="replay")
             fired = outcome.plan.matched
             fired_all.append(fired)
-            line = f"line {number}: {event.name}: {', '.join(fired) or '-'}"
-            if expected is not None and sorted(expected[index]) != sorted(fired):
-                differences += 1
-                line += f"   EXPECTED: {', '.join(expected[index]) or '-'}"
-            print(line)
+            line: dict[str, Any] = {"line": number, "event": event.name, "fired": fired}
+            if expected is not None:
+                line["expected"] = expected[index]
+                line["differs"] = sorted(expected[index]) != sorted(fired)
+                differences += line["differs"]
+            lines.append(line)
     finally:
         store.close()
+    if args.format == "json":
+        print(json.dumps(lines, indent=2, ensure_ascii=False))
+    for line in lines if args.format == "text" else ():
+        text = f"line {line['line']}: {line['event']}: {', '.join(line['fired']) or '-'}"
+        if line.get("differs"):
+            text += f"   EXPECTED: {', '.join(line['expected']) or '-'}"
+        print(text)
     if args.save_expect:
         Path(args.save_expect).write_text(
             "".join((", ".join(f) or "-") + "\n" for f in fired_all), encoding="utf-8"
@@ -415,15 +395,29 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from router.store import Store, encode_fields
+    from router.store import JournalQuery, Store, encode_fields
 
+    event = None
+    if args.event is not None:
+        event = known_event(args.event, "history", also=JOURNAL_NAMES)
+        if event is None:
+            return EXIT_USAGE
+    since = _since(args.since) if args.since else None
+    if args.since and since is None:
+        print(
+            f"router history: --since {args.since!r} is neither a time"
+            ' ("2024-05-01 03:00") nor a duration ("2h", "1d")',
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    where = JournalQuery(event, since, args.host, args.status, args.script, args.client)
     config = load_config(args.config)
     store = Store.existing(config.state_dir)
     if store is None:
-        print(f"no journal yet in {config.state_dir}")
+        print("[]" if args.format == "json" else f"no journal yet in {config.state_dir}")
         return EXIT_OK
     with store:
-        entries = store.journal(limit=args.limit, event=args.event)
+        entries = store.journal(limit=args.limit, where=where)
     if args.format == "json":
         rows = [
             {
@@ -462,6 +456,19 @@ def cmd_history(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _since(text: str) -> Optional[Any]:
+    """``--since``: a date and time as Retrospect or ISO writes it, or a
+    duration before now; None when it is neither."""
+    from datetime import datetime
+
+    from router.events import parse_date
+    from router.language.literals import DURATION, parse_duration
+
+    if DURATION.fullmatch(text.strip()):
+        return datetime.now() - parse_duration(text.strip())
+    return parse_date(text)
+
+
 def _describe_result(step: Any) -> str:
     """One journaled step for ``router history``: what the row holds, even
     when it is not what a report looks like now (old or odd rows)."""
@@ -486,10 +493,31 @@ def cmd_outbox(args: argparse.Namespace) -> int:
         return _retry(config, args.id)
     store = Store.existing(config.state_dir)
     if store is None:
-        print(f"no outbox yet in {config.state_dir}")
+        print("[]" if args.format == "json" else f"no outbox yet in {config.state_dir}")
         return EXIT_OK
     with store:
         rows = store.outbox(state=DEAD if args.dead else None, limit=args.limit)
+    if args.format == "json":
+        shown = [
+            {
+                "id": row.id,
+                "state": row.state,
+                "target": row.target,
+                "url": row.url_masked,
+                "rule": row.rule,
+                "event_id": row.event_id,
+                "title": row.title,
+                "type": row.type,
+                "attempts": row.attempts,
+                "created": datetime.fromtimestamp(row.created).isoformat(),
+                "next_attempt": datetime.fromtimestamp(row.next_attempt).isoformat(),
+                "sent_at": datetime.fromtimestamp(row.sent_at).isoformat() if row.sent_at else None,
+                "last_error": row.last_error,
+            }
+            for row in rows
+        ]
+        print(json.dumps(shown, indent=2, ensure_ascii=False))
+        return EXIT_OK
     if not rows:
         print("no dead letters" if args.dead else "the outbox is empty")
     for row in reversed(rows):
@@ -530,6 +558,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(load_config(args.config), listen=args.listen, poll=args.poll)
 
 
+def cmd_completion(args: argparse.Namespace) -> int:
+    from router.completion import script
+
+    print(script(args.shell, build_parser()))
+    return EXIT_OK
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -537,10 +572,18 @@ def main(argv: Optional[list[str]] = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()
+        return status
     except ConfigError as exc:
         print(f"router: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:
+        # The reader (head, less) went away: nothing more to say, and no
+        # traceback when Python flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -23,7 +23,7 @@ import socket
 import sqlite3
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Optional
@@ -311,6 +311,37 @@ class DigestBatch:
     key: str
     window_end: float
     items: list[CollectedItem]
+
+
+@dataclass(frozen=True)
+class JournalQuery:
+    """Which journal entries to show (``router history``'s filters); None: any."""
+
+    event: Optional[str] = None
+    since: Optional[datetime] = None
+    host: Optional[str] = None
+    status: Optional[str] = None
+    script: Optional[str] = None
+    client: Optional[str] = None
+
+    def sql(self) -> tuple[list[str], list[Any]]:
+        conditions: list[str] = []
+        params: list[Any] = []
+        for column, value in (("name", self.event), ("host", self.host), ("status", self.status)):
+            if value is not None:
+                conditions.append(f"{column} = ?")
+                params.append(value)
+        if self.since is not None:
+            conditions.append("received >= ?")
+            params.append(self.since.isoformat())
+        for name, value in (("script", self.script), ("client", self.client)):
+            if value is not None:
+                # (an odd row's fields may not be JSON: json_extract would fail the query)
+                conditions.append(
+                    f"CASE WHEN json_valid(fields) THEN json_extract(fields, '$.{name}') END = ?"
+                )
+                params.append(value)
+        return conditions, params
 
 
 class _Lost(Exception):
@@ -834,15 +865,21 @@ class Store:
 
     # -- journal
 
-    def journal(self, limit: int = 20, event: Optional[str] = None) -> list[JournalEntry]:
+    def journal(
+        self, limit: int = 20, event: Optional[str] = None, where: Optional[JournalQuery] = None
+    ) -> list[JournalEntry]:
+        """The latest ``limit`` entries, newest first, that match ``where``
+        (and ``event``, the older way to say ``where.event``)."""
+        where = where or JournalQuery()
+        if event is not None:
+            where = replace(where, event=event)
         query = (
             "SELECT id, received, name, identity, status, streak, host, origin, fields, args,"
             " warnings, decisions, steps, errors FROM events"
         )
-        params: list[Any] = []
-        if event is not None:
-            query += " WHERE name = ?"
-            params.append(event)
+        conditions, params = where.sql()
+        if conditions:
+            query += " WHERE " + " AND ".join(conditions)
         query += " ORDER BY id DESC LIMIT ?"
         params.append(limit)
         entries = []

@@ -175,7 +175,10 @@ def test_router_test_shows_everything_and_does_nothing(site: Site, http_sink: Ht
     assert PASSWORD not in out + done.stderr
 
     # The parsed event, each field with its type.
-    assert out.splitlines()[0] == "event: EndScript"
+    assert out.splitlines()[:2] == [
+        "(a dry run: nothing is sent, run, written or recorded)",
+        "event: EndScript",
+    ]
     fields = {
         line.split()[0]: line.split(None, 2)[1:]
         for line in section(out, "event")
