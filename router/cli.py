@@ -448,7 +448,8 @@ def cmd_history(args: argparse.Namespace) -> int:
             f" {entry.identity.replace(chr(31), ' / ')}: rules {', '.join(acted) or '-'}"
         )
         for step in entry.steps:
-            print(f"    {_describe_result(step)}")
+            for line in _describe_result(step):
+                print(f"    {line}")
         for text in entry.warnings:
             print(f"    warning: {text}")
         for text in entry.errors:
@@ -469,15 +470,31 @@ def _since(text: str) -> Optional[Any]:
     return parse_date(text)
 
 
-def _describe_result(step: Any) -> str:
-    """One journaled step for ``router history``: what the row holds, even
-    when it is not what a report looks like now (old or odd rows)."""
+def _describe_result(step: Any) -> list[str]:
+    """One journaled step for ``router history``: what happened, why, and
+    the end of what a program printed; what the row holds, even when it is
+    not what a report looks like now (old or odd rows)."""
     if not isinstance(step, dict):
-        return f"step: {step!r}"
-    detail = step.get("error") or step.get("path") or step.get("program") or ""
+        return [f"step: {step!r}"]
     rule = step.get("rule")
-    where = f" ({rule})" if rule is not None else ""
-    return f"{step.get('kind', '?')}{where}: {step.get('outcome')} {detail}".rstrip()
+    line = f"{step.get('kind', '?')}" + (f" ({rule})" if rule is not None else "")
+    line += f": {step.get('outcome')}"
+    if step.get("program"):
+        line += f" {step['program']}"
+    if step.get("error"):
+        line += f": {step['error']}"
+    elif step.get("path"):
+        line += f" {step['path']}"
+    lines = [line]
+    output = step.get("output")
+    if isinstance(output, str) and output.strip() and step.get("outcome") != "ok":
+        tail = output.strip().splitlines()[-OUTPUT_LINES:]
+        lines += [f"  | {text}" for text in tail]
+    return lines
+
+
+#: How many lines of a failed program's output ``router history`` shows.
+OUTPUT_LINES = 3
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:

@@ -52,6 +52,8 @@ class Config:
     #: Variables a ``run`` program gets from the handler's environment besides
     #: the few every program needs (``run_env = ["ORACLE_HOME"]``).
     run_env: tuple[str, ...] = ()
+    #: Where the router reports its own trouble (``admin``: a URL or a list).
+    admin: tuple[str, ...] = ()
     #: Where the settings came from, for messages ("built-in defaults" or a path).
     source: str = "built-in defaults"
     #: The whole parsed file, for sections later stages read (delivery, service).
@@ -155,6 +157,7 @@ def load_config(explicit: Optional[str] = None) -> Config:
         if "retention" in raw
         else DEFAULT_RETENTION,
         run_env=_names(raw.get("run_env", []), f"{path}: run_env"),
+        admin=_urls(raw.get("admin"), f"{path}: admin"),
         source=str(path) if path else "built-in defaults",
         raw=raw,
     )
@@ -176,6 +179,16 @@ def _names(value: Any, what: str) -> tuple[str, ...]:
     ):
         raise ConfigError(f"{what} must be a list of environment variable names, not {value!r}")
     return tuple(value)
+
+
+def _urls(value: Any, what: str) -> tuple[str, ...]:
+    """One Apprise URL or a list of them (None: none)."""
+    if value is None:
+        return ()
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, list) or not all(isinstance(v, str) and v for v in values):
+        raise ConfigError(f"{what} must be an Apprise URL or a list of them")
+    return tuple(dict.fromkeys(values))
 
 
 def event_log_path(config: Config) -> Path:

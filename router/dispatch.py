@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -491,3 +492,60 @@ def mask_results(
                 clean[key] = mask_text(clean[key], urls)
         masked.append(clean)
     return masked
+
+
+# ---------------------------------------------------------------------------
+# The router's own trouble, to the admin target
+# ---------------------------------------------------------------------------
+
+#: The rule label and target name of the router's own notifications.
+ADMIN_RULE = "(router)"
+ADMIN_TARGET = "admin"
+
+
+def admin_report(
+    store: Store, urls: Iterable[str], title: str, body: str, origin: str, kind: str = "failure"
+) -> Optional[int]:
+    """Journal the router's own trouble (event ``router``) with one outbox row
+    per ``admin`` URL, so it is delivered, retried and shown like any
+    notification. Returns the journal id (None without admin URLs)."""
+    from router.urls import mask_url
+
+    urls = list(urls)
+    if not urls:
+        return None
+    now = datetime.now()
+    host = socket.gethostname()
+    entry = JournalEntry(
+        received=now,
+        name="router",
+        identity="router",
+        status=kind,
+        streak=0,
+        host=host,
+        fields={"event": "router", "status": kind, "host": host, "received": now, "title": title},
+        args=[title],
+        origin=origin,
+    )
+    items = [
+        OutboxItem(ADMIN_RULE, ADMIN_TARGET, url, mask_url(url), title, body, kind, "text")
+        for url in urls
+    ]
+    return store.record_event(entry, items)[0]
+
+
+BROKEN_RULES_TITLE = "retro-router: the rules have errors; the last good rules stay in force"
+
+
+def report_broken_rules(
+    store: Store, urls: Iterable[str], fingerprint: str, errors: list[str], origin: str
+) -> bool:
+    """Tell the admin target a rule edit is broken, once per broken version of
+    the files, whoever notices first (the service, or a handler when none
+    runs). Returns whether this call reported it."""
+    urls = list(urls)
+    if not urls or not store.remember("reported_broken_rules", fingerprint):
+        return False
+    admin_report(store, urls, BROKEN_RULES_TITLE, "\n".join(errors), origin)
+    return True
+

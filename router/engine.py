@@ -339,6 +339,11 @@ class Ruleset:
             if canonical:
                 yield canonical
 
+    @property
+    def size(self) -> int:
+        """How many rules, expectations included (as ``router check`` counts them)."""
+        return len(self.rules) + len(self.expects)
+
     def candidates(self, event_name: str) -> list[CompiledRule]:
         """Rules that can match ``event_name``, in file-name then file order."""
         return self._by_event.get(event_name, self._any)

@@ -447,6 +447,8 @@ def handle(
             _say(problem)
         if store is not None:
             _flush_spool(store, config, loaded.ruleset)
+            if loaded.errors:
+                _report_broken_rules(store, config, loaded)
         outcome = process(
             event,
             loaded.ruleset,
@@ -469,6 +471,18 @@ def handle(
     finally:
         if store is not None:
             store.close()
+
+
+def _report_broken_rules(store: Any, config: Any, loaded: Any) -> None:
+    """No service to tell the admin target about a broken rule edit: the
+    first handler to see this broken version does (it goes out with the
+    event's own deliveries)."""
+    from router.dispatch import report_broken_rules
+
+    try:
+        report_broken_rules(store, config.admin, loaded.fingerprint, loaded.errors, "handler")
+    except Exception as exc:
+        _say(f"the report to the admin target was not queued: {_reason(exc)}")
 
 
 def _reason(exc: BaseException) -> str:

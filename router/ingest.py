@@ -602,6 +602,7 @@ class _HttpHandler(BaseHTTPRequestHandler):
     def _route(self, method: str, path: str) -> Callable[[dict[str, Any]], None]:
         routes: dict[tuple[str, str], Callable[[dict[str, Any]], None]] = {
             ("GET", "/healthz"): self._healthz,
+            ("GET", "/livez"): self._livez,
             ("GET", "/metrics"): self._metrics,
             ("POST", "/events"): self._post_event,
         }
@@ -612,7 +613,7 @@ class _HttpHandler(BaseHTTPRequestHandler):
         if match and method == "POST":
             event_id = parse_int(match.group(1))  # None: beyond any event id
             return lambda body: self._post_steps(event_id, body)
-        if path in ("/healthz", "/metrics", "/events") or match:
+        if path in ("/healthz", "/livez", "/metrics", "/events") or match:
             raise RequestError(f"{method} is not allowed on {path}", 405)
         raise RequestError(f"no such resource: {path}", 404)
 
@@ -685,7 +686,14 @@ class _HttpHandler(BaseHTTPRequestHandler):
         self._reply(200, {"ok": True})
 
     def _healthz(self, _body: dict[str, Any]) -> None:
-        self._reply(200, self.server.service.health())
+        """200 when healthy, 503 when degraded: a load balancer or a probe
+        reads the status code, a person the body."""
+        health = self.server.service.health()
+        self._reply(200 if health["ok"] else 503, health)
+
+    def _livez(self, _body: dict[str, Any]) -> None:
+        """200 while the service answers at all: for a probe that restarts it."""
+        self._reply(200, {"ok": True})
 
     def _metrics(self, _body: dict[str, Any]) -> None:
         text = self.server.service.metrics_text()

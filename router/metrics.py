@@ -19,9 +19,11 @@ from typing import Any
 
 from router.events import EVENTS
 
-#: The router's own journal entries (timers' expect and digest, reports to
-#: the admin target): counted under their names, like the catalog's events.
+#: The router's own journal entries: timers' firings (expect, digest) and its
+#: reports to the admin target. They are not Retrospect's events: firings are
+#: counted in router_timers_fired_total, reports in router_admin_reports_total.
 OWN_EVENTS = frozenset({"expect", "digest", "router"})
+TIMERS = ("expect", "digest")
 UNKNOWN_EVENT = "unknown"
 OTHER = "other"
 #: Distinct targets counted under their own (masked) URL.
@@ -34,7 +36,7 @@ def _label(value: str) -> str:
 
 
 def event_label(name: str) -> str:
-    return name if name in EVENTS or name in OWN_EVENTS else UNKNOWN_EVENT
+    return name if name in EVENTS else UNKNOWN_EVENT
 
 
 @dataclass
@@ -48,6 +50,8 @@ class Metrics:
     targets: set[str] = field(default_factory=set)
     fallbacks: int = 0
     admin_reports: int = 0
+    #: Expect and digest firings journaled (by this service or a handler).
+    timers: Counter[str] = field(default_factory=Counter)
     #: The last journal entry counted.
     seen_id: int = 0
 
@@ -55,6 +59,10 @@ class Metrics:
         self, name: str, origin: str, decisions: list[Any], rules: Collection[str]
     ) -> None:
         """One journal entry; ``rules``: the labels of the rules in force."""
+        if name in OWN_EVENTS:
+            if name in TIMERS:
+                self.timers[name] += 1
+            return
         self.events[event_label(name)] += 1
         if origin == "handler":
             self.fallbacks += 1
@@ -91,6 +99,12 @@ class Metrics:
             "Events journaled since the service started, by event name"
             f' (names outside the catalog: "{UNKNOWN_EVENT}").',
             [(f'{{event="{_label(k)}"}}', v) for k, v in sorted(self.events.items())],
+        )
+        metric(
+            "timers_fired_total",
+            "counter",
+            "Expect windows missed and digests sent, journaled since the service started.",
+            [(f'{{kind="{kind}"}}', self.timers[kind]) for kind in TIMERS],
         )
         metric(
             "rule_matches_total",

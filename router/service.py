@@ -38,7 +38,6 @@ import logging
 import os
 import secrets
 import signal
-import socket
 import sys
 import threading
 import time
@@ -48,21 +47,25 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from router.config import Config, ConfigError, event_log_path, use_cache_dir
-from router.delivery import DeliveryPolicy, drain, next_delay
-from router.dispatch import Outcome, mask_results, process
+from router.delivery import DeliveryPolicy, drain
+from router.dispatch import (
+    ADMIN_RULE,
+    BROKEN_RULES_TITLE,
+    Outcome,
+    admin_report,
+    mask_results,
+    process,
+    report_broken_rules,
+)
 from router.events import event_from_argv
 from router.ingest import HttpServer, LocalServer
 from router.limits import MAX_CLIENT_CONNECTIONS, RATE_LIMIT, ClientLimits
 from router.metrics import Metrics
-from router.store import JournalEntry, OutboxItem, Store, apply_retention
+from router.store import Store, apply_retention
 from router.store import ensure_private_dir as _ensure_private_dir
-from router.urls import mask_url
 
 log = logging.getLogger("router.service")
 
-#: The rule label of the router's own notifications (to the ``admin`` target).
-ADMIN_RULE = "(router)"
-ADMIN_TARGET = "admin"
 #: At the latest, look at the outbox this often: handlers that fell back to
 #: the inline path queue rows the service hears nothing about.
 POLL = 2.0
@@ -70,17 +73,6 @@ POLL = 2.0
 BATCH = 20
 #: How often timers run.
 TIMER_TICK = 1.0
-
-
-def admin_urls(raw: dict[str, Any]) -> list[str]:
-    """The ``admin`` setting: one Apprise URL or a list of them."""
-    value = raw.get("admin")
-    if value is None:
-        return []
-    values = [value] if isinstance(value, str) else value
-    if not isinstance(values, list) or not all(isinstance(v, str) and v for v in values):
-        raise ConfigError("admin must be an Apprise URL or a list of them")
-    return list(dict.fromkeys(values))
 
 
 class _StaticRules:
@@ -95,6 +87,7 @@ class _StaticRules:
         self.last_reload_ok = not loaded.errors
         self.last_reload_time = time.time()
         self.last_errors = list(loaded.errors)
+        self.fingerprint = loaded.fingerprint
         self.reloads = 0
 
     def start(self) -> None:
@@ -125,7 +118,7 @@ class Service:
         self.state_dir = Path(config.state_dir)
         raw = config.raw
         self.policy = DeliveryPolicy.from_config(raw)
-        self.admin = admin_urls(raw)
+        self.admin = list(config.admin)
         self.poll = poll
         listen = listen or raw.get("listen")
         if listen is not None and not isinstance(listen, str):
@@ -165,8 +158,8 @@ class Service:
         self._wake = False
         self._delivery_stop = False
         self._busy: set[str] = set()
-        #: URL -> (consecutive failures, time before which it is not tried).
-        self._held: dict[str, tuple[int, float]] = {}
+        #: URL -> the time before which it is not tried (its failed row's next attempt).
+        self._held: dict[str, float] = {}
 
         # Metrics (Prometheus counters since start), under _metrics_lock.
         self._metrics = Metrics()
@@ -186,11 +179,7 @@ class Service:
             log.info("took back %d outbox row(s) claimed by a deliverer that is gone", freed)
         self.rules = self._load_rules()
         if not self.rules.last_reload_ok:
-            self.report_to_admin(
-                "retro-router: the rules have errors",
-                "The service started with the last good rules (or none):\n"
-                + "\n".join(self.rules.last_errors),
-            )
+            self._report_broken_rules(self.rules.last_errors)
         self.local.start()
         if self.http is not None:
             self.http.start()
@@ -203,7 +192,7 @@ class Service:
             where += ", " + self.http.describe()
         log.info(
             "ready: %d rules from %s; %s",
-            len(self.rules.ruleset.rules),
+            self.rules.ruleset.size,
             self.config.rules_dir,
             where,
         )
@@ -348,47 +337,51 @@ class Service:
     # ------------------------------------------------------------------
 
     def report_to_admin(self, title: str, body: str, kind: str = "failure") -> None:
-        """Tell the ``admin`` target about the router's own trouble: journaled
-        (event ``router``) with one outbox row per admin URL, so it is
-        delivered, retried and visible like any notification."""
+        """Tell the ``admin`` target about the router's own trouble
+        (``dispatch.admin_report``); it is logged whether or not one is set."""
         log.error("%s\n%s", title, body)
+        self._queue_report(
+            lambda store: admin_report(store, self.admin, title, body, "service", kind)
+        )
+
+    def _report_broken_rules(self, errors: list[str]) -> None:
+        """Broken rule files: logged, and reported to ``admin`` once per
+        broken version, whoever notices first (this service or a handler)."""
+        log.error("%s\n%s", BROKEN_RULES_TITLE, "\n".join(errors))
+        fingerprint = str(getattr(self.rules, "fingerprint", ""))
+        self._queue_report(
+            lambda store: report_broken_rules(store, self.admin, fingerprint, errors, "service")
+        )
+
+    def _queue_report(self, report: Callable[[Store], Any]) -> None:
         if not self.admin:
             return
-        now = datetime.now()
-        host = socket.gethostname()
-        fields = {"event": "router", "status": kind, "host": host, "received": now}
-        fields["title"] = title
-        entry = JournalEntry(
-            received=now,
-            name="router",
-            identity="router",
-            status=kind,
-            streak=0,
-            host=host,
-            fields=fields,
-            args=[title],
-            origin="service",
-        )
-        items = [
-            OutboxItem(ADMIN_RULE, ADMIN_TARGET, url, mask_url(url), title, body, kind, "text")
-            for url in self.admin
-        ]
         try:
             with self._ingest_lock:
                 assert self._ingest_store is not None
-                self._ingest_store.record_event(entry, items)
+                queued = report(self._ingest_store)
         except Exception:
             log.exception("could not queue the report to the admin target")
             return
-        with self._metrics_lock:
-            self._metrics.admin_reports += 1
-        self.wake_delivery()
+        if queued:
+            with self._metrics_lock:
+                self._metrics.admin_reports += 1
+            self.wake_delivery()
+
+    def reload_on_request(self) -> None:
+        """SIGHUP: read the rules again now, and say what came of it (a good
+        reload and a broken one say so themselves; "unchanged" is said here)."""
+        if not self.rules.reload_now():
+            if self.rules.last_reload_ok:
+                log.info(
+                    "reload asked for: the rule files are unchanged; %d rules in force",
+                    self.rules.ruleset.size,
+                )
+            else:
+                log.info("reload asked for: the rule files still have errors (above)")
 
     def _on_reload_error(self, errors: list[str]) -> None:
-        self.report_to_admin(
-            "retro-router: a rule edit has errors; the last good rules stay in force",
-            "\n".join(errors),
-        )
+        self._report_broken_rules(errors)
 
     # ------------------------------------------------------------------
     # Delivery
@@ -435,7 +428,7 @@ class Service:
             for url, url_masked in due:
                 if len(self._busy) >= self.policy.concurrency:
                     break
-                if url in self._busy or self._held.get(url, (0, 0.0))[1] > now:
+                if url in self._busy or self._held.get(url, 0.0) > now:
                     continue
                 self._busy.add(url)
                 chosen.append((url, url_masked))
@@ -456,7 +449,7 @@ class Service:
             if len(self._busy) >= self.policy.concurrency:
                 return POLL  # a worker that finishes wakes the dispatcher
             due = [
-                max(float(at), self._held.get(url, (0, 0.0))[1])
+                max(float(at), self._held.get(url, 0.0))
                 for url, at in rows
                 if url not in self._busy
             ]
@@ -484,15 +477,18 @@ class Service:
                     with self._cond:
                         self._held.pop(url, None)
                 elif report.failed:
+                    # The rows behind a failing one would only fail too: the URL
+                    # waits as long as that row's own backoff says.
+                    row = store.outbox_row(row_id)
+                    until = row.next_attempt if row is not None else time.time()
                     with self._cond:
-                        failures = self._held.get(url, (0, 0.0))[0] + 1
-                        delay = next_delay(failures, self.policy)
-                        self._held[url] = (failures, time.time() + delay)
+                        self._held[url] = until
                     log.warning(
-                        "delivery to %s failed (%s); trying it again in %g s",
+                        "delivery to %s failed (%s); trying it again in %.0f s, at %s",
                         url_masked,
                         report.errors.get(row_id, "failed"),
-                        delay,
+                        max(until - time.time(), 0.0),
+                        datetime.fromtimestamp(until).strftime("%H:%M:%S"),
                     )
                     return
                 # dead: past max_age; the next rows (as old?) are tried at once
@@ -564,19 +560,28 @@ class Service:
         rules = self.rules
         return {
             "ok": bool(rules.last_reload_ok),
-            "rules": len(rules.ruleset.rules),
+            "rules": rules.ruleset.size,
             "reloads": int(rules.reloads),
             "last_reload": rules.last_reload_time,
             "errors": list(rules.last_errors),
         }
 
     def health(self) -> dict[str, Any]:
+        """``/healthz``: ``status`` is ``ok``, or ``degraded`` with the
+        ``problems`` that make it so (the rules on disk are broken and the
+        last good ones are in force): still serving, but someone should look."""
         with self._ingest_lock:
             assert self._ingest_store is not None
             depth = self._ingest_store.outbox_depth()
+        ruleset = self._rules_status()
+        problems = []
+        if not ruleset["ok"]:
+            problems.append("the rule files have errors; the last good rules are in force")
         return {
-            "ok": True,
-            "ruleset": self._rules_status(),
+            "status": "degraded" if problems else "ok",
+            "ok": not problems,
+            "problems": problems,
+            "ruleset": ruleset,
             "outbox_depth": depth,
             "uptime_seconds": round(time.time() - self.started, 3),
         }
@@ -635,7 +640,7 @@ def serve(config: Config, *, listen: Optional[str] = None, poll: bool = False) -
 
     def on_hangup(_number: int, _frame: Any) -> None:
         if service.rules is not None:
-            threading.Thread(target=service.rules.reload_now, daemon=True).start()
+            threading.Thread(target=service.reload_on_request, daemon=True).start()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)

@@ -780,6 +780,20 @@ class Store:
     def last_event_id(self) -> int:
         return int(self.db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0])
 
+    def remember(self, key: str, value: str) -> bool:
+        """Set ``key`` to ``value``; True if it held something else before
+        (so that of many processes noticing the same thing, one acts)."""
+        with self.transaction() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+            if row is not None and row[0] == value:
+                return False
+            db.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+        return True
+
     def has_uid(self, uid: str) -> bool:
         """Whether an event with this uid is journaled (recording is idempotent)."""
         query = "SELECT 1 FROM events WHERE uid = ?"

@@ -174,3 +174,10 @@ def mask_url(url: str) -> str:
         masked = f"{scheme}://{MASK}"
     query = _mask_query(split.query)
     return f"{masked}?{query}" if query else masked
+
+
+def hides_secret(url: str) -> bool:
+    """Whether masking ``url`` hides anything (a password, a token, a header
+    value), as opposed to only normalising it (a trailing slash)."""
+    masked = mask_url(url)
+    return MASK in masked or "..." in masked

@@ -154,6 +154,11 @@ class RulesWatcher:
         self._watch_lock = threading.Lock()
         self._worker: Optional[threading.Thread] = None
 
+    @property
+    def fingerprint(self) -> str:
+        """The state of the rule files last looked at (for "once per broken version")."""
+        return self._fingerprint
+
     # ------------------------------------------------------------------
     # Starting and stopping
     # ------------------------------------------------------------------
@@ -412,7 +417,7 @@ class RulesWatcher:
             log.info(
                 "rules reloaded from %s: %d rules in %d files",
                 self.rules_dir,
-                len(checked.ruleset.rules),
+                checked.ruleset.size,
                 len(checked.ruleset.sources),
             )
             self._call(self._on_swap, checked.ruleset)
@@ -430,7 +435,7 @@ class RulesWatcher:
         log.error(
             "rules in %s not reloaded, the last good ruleset (%d rules) stays in force:\n%s",
             self.rules_dir,
-            len(self.ruleset.rules),
+            self.ruleset.size,
             "\n".join(errors),
         )
         self._call(self._on_error, list(errors))

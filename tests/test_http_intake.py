@@ -502,7 +502,7 @@ def test_metrics_count_rules_not_in_force_and_targets_past_the_cap_as_other() ->
     lines = text.splitlines()
     assert 'router_rule_matches_total{rule="notify"} 1' in lines
     assert 'router_rule_matches_total{rule="other"} 1' in lines
-    assert 'router_events_total{event="expect"} 1' in lines
+    assert 'router_timers_fired_total{kind="expect"} 1' in lines  # not an event
     targets = [line for line in lines if line.startswith("router_notifications_total{")]
     assert len(targets) == MAX_TARGETS + 1
     assert 'router_notifications_total{target="other",outcome="sent"} 50' in lines

@@ -330,7 +330,9 @@ def test_dead_letters_and_broken_rule_edits_are_reported_to_admin(router_at, htt
 
     write_rules(router.root / "rules" / "test.rules", rules + "on EndScript where and\n")
     reports = http_sink.wait_for(2, timeout=30)
-    assert reports[1].json["title"].startswith("retro-router: a rule edit has errors")
+    assert reports[1].json["title"] == (
+        "retro-router: the rules have errors; the last good rules stay in force"
+    )
     assert "test.rules:3" in reports[1].json["message"]
 
 

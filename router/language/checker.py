@@ -1113,9 +1113,54 @@ def check_paths(paths: Iterable[Path]) -> CheckResult:
         refused = permission_problem(path, check_directory=path in given)
         if refused:
             result.diagnostics.append(_refusal(rule_file.path, refused))
+    for directory in (p for p in paths if p.is_dir()):
+        result.diagnostics.extend(_not_loaded(directory))
     Checker(result).run(result.rule_files)
+    if result.rules == 0 and not result.errors:
+        for directory in (p for p in paths if p.is_dir()):
+            result.diagnostics.append(
+                Diagnostic(
+                    str(directory),
+                    1,
+                    1,
+                    1,
+                    1,
+                    WARNING,
+                    "no-rules",
+                    f"no rules in {directory}: events are journaled, and nothing else happens",
+                    "rules go in files named *.rules in this directory",
+                )
+            )
     result.diagnostics.sort(key=Diagnostic.sort_key)
     return result
+
+
+#: File names that look like rule files but are not loaded (only *.rules is).
+_LOOKALIKE = re.compile(r"(?i)\.(rules?|rls)(\.txt)?$")
+
+
+def _not_loaded(directory: Path) -> list[Diagnostic]:
+    """Warnings for files in ``directory`` an admin probably meant as rules:
+    ``ops.rule``, ``ops.RULES``, Notepad's ``ops.rules.txt``."""
+    found = []
+    for path in sorted(directory.iterdir()):
+        if path.suffix == RULE_SUFFIX or not _LOOKALIKE.search(path.name):
+            continue
+        stem = _LOOKALIKE.sub("", path.name)
+        found.append(
+            Diagnostic(
+                str(path),
+                1,
+                1,
+                1,
+                1,
+                WARNING,
+                "not-loaded",
+                f"'{path.name}' is not loaded: only files named *.rules are",
+                f"rename it to {stem}{RULE_SUFFIX} to load it",
+            )
+        )
+    return found
 
 
 def check_text(text: str, path: str = "<rules>") -> CheckResult:

@@ -90,14 +90,15 @@ def mask_source_line(source: str, start: int, end: int) -> tuple[str, int, int]:
     matches = list(_URL_IN_LINE.finditer(source))
     if not matches:
         return source, start, end
-    from router.urls import mask_url
+    from router.urls import hides_secret, mask_url
 
     pieces: list[str] = []
     new_start, new_end, shift, last = start, end, 0, 0
     for match in matches:
-        url, masked = match.group(0), mask_url(match.group(0))
-        if masked == url:
-            continue
+        url = match.group(0)
+        if not hides_secret(url):
+            continue  # shown as written: nothing in it is secret
+        masked = mask_url(url)
         a, b = match.span()
         pieces.append(source[last:a] + masked)
         last = b
