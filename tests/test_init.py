@@ -89,3 +89,16 @@ def test_init_where_it_cannot_write_says_so(tmp_path: Path) -> None:
     done = init("--prefix", str(tmp_path / "file" / "below"), cwd=tmp_path)
     assert done.returncode == 1
     assert done.stderr.startswith("router init: ") and "Traceback" not in done.stderr
+
+
+def test_a_router_toml_beside_the_checkout_is_ignored_by_git() -> None:
+    """The README's install puts router.toml beside the checkout's handler:
+    the admin's file, never the project's (it would show in git status)."""
+    import shutil
+
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    done = subprocess.run(
+        ["git", "check-ignore", "-q", "router.toml"], cwd=REPO, capture_output=True, timeout=30
+    )
+    assert done.returncode == 0
