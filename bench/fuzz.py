@@ -60,7 +60,7 @@ def setup(base: Path) -> Path:
 
 def in_process(base: Path, count: int) -> tuple[int, int, float]:
     """(journaled, exceptions, seconds) for ``count`` cases."""
-    from router.config import load_config
+    from router import config as settings
     from router.dispatch import process, record_outcome
     from router.events import event_from_argv
     from router.handler import new_uid
@@ -68,7 +68,7 @@ def in_process(base: Path, count: int) -> tuple[int, int, float]:
     from router.steps import perform
     from router.store import Store
 
-    config = load_config(str(setup(base)))
+    config = settings.load(str(setup(base)))
     ruleset = load_ruleset(config.rules_dir, config.state_dir).ruleset
     journaled = exceptions = 0
     started = time.perf_counter()

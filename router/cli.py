@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from router import __version__
-from router.config import ConfigError, load_config
+from router import config as settings
+from router.config import ConfigError
 from router.events import CATALOG, EVENTS, canonical_name, catalog_json, describe_catalog
 from router.events import describe_event as describe_one
 
@@ -139,6 +140,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def load_config(args: argparse.Namespace) -> Any:
+    """The configuration (``--config``, or where it is found), its warnings
+    (unknown keys) said on stderr."""
+    config = settings.load(args.config)
+    for warning in config.warnings:
+        print(f"router: {warning}", file=sys.stderr)
+    return config
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     from router.init import initialise, layout, next_steps
     from router.trust import Untrusted
@@ -184,7 +194,7 @@ def known_event(name: str, command: str, also: tuple[str, ...] = ()) -> Optional
     canonical = canonical_name(name)
     if canonical is not None or name in also:
         return canonical or name
-    from router.language.diagnostics import did_you_mean
+    from router.suggest import did_you_mean
 
     suggestion = did_you_mean(name, [spec.name for spec in CATALOG] + list(also))
     print(
@@ -197,16 +207,16 @@ def known_event(name: str, command: str, also: tuple[str, ...] = ()) -> Optional
 def cmd_check(args: argparse.Namespace) -> int:
     from router.language.checker import check_paths
     from router.language.diagnostics import render_json, render_text
-    from router.language.parser import use_cache_dir
+    from router.loader import use_caches
 
     if args.paths:
         paths = [Path(p) for p in args.paths]
         # Explicit paths need no configuration; a broken one only costs the grammar cache.
         with contextlib.suppress(ConfigError):
-            use_cache_dir(load_config(args.config).state_dir)
+            use_caches(settings.load(args.config).state_dir)
     else:
-        config = load_config(args.config)
-        use_cache_dir(config.state_dir)
+        config = load_config(args)
+        use_caches(config.state_dir)
         paths = [config.rules_dir]
     result = check_paths(paths)
     if result.usage_error:
@@ -260,7 +270,7 @@ def cmd_test(args: argparse.Namespace) -> int:
 
     if known_event(args.event, "test") is None:
         return EXIT_USAGE
-    config = load_config(args.config)
+    config = load_config(args)
     ruleset = _checked_ruleset(args, config)
     if ruleset is None:
         return EXIT_ERRORS
@@ -321,7 +331,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from router.events import event_from_argv
     from router.store import Store
 
-    config = load_config(args.config)
+    config = load_config(args)
     try:
         invocations = read_invocations(Path(args.file))
         expected = read_expectations(Path(args.expect)) if args.expect else None
@@ -411,7 +421,7 @@ def cmd_history(args: argparse.Namespace) -> int:
         )
         return EXIT_USAGE
     where = JournalQuery(event, since, args.host, args.status, args.script, args.client)
-    config = load_config(args.config)
+    config = load_config(args)
     store = Store.existing(config.state_dir)
     if store is None:
         print("[]" if args.format == "json" else f"no journal yet in {config.state_dir}")
@@ -463,7 +473,7 @@ def _since(text: str) -> Optional[Any]:
     from datetime import datetime
 
     from router.events import parse_date
-    from router.language.literals import DURATION, parse_duration
+    from router.units import DURATION, parse_duration
 
     if DURATION.fullmatch(text.strip()):
         return datetime.now() - parse_duration(text.strip())
@@ -502,7 +512,7 @@ def cmd_outbox(args: argparse.Namespace) -> int:
 
     from router.store import DEAD, Store
 
-    config = load_config(args.config)
+    config = load_config(args)
     if args.outbox_command == "retry":
         if (args.id is None) == (not args.all):
             print("router outbox retry: give one row id or --all", file=sys.stderr)
@@ -550,7 +560,7 @@ def cmd_outbox(args: argparse.Namespace) -> int:
 def _retry(config: Any, row_id: Optional[int]) -> int:
     import time
 
-    from router.delivery import DeliveryPolicy, drain
+    from router.delivery import drain
     from router.store import Store
 
     with Store(config.state_dir) as store:
@@ -558,7 +568,7 @@ def _retry(config: Any, row_id: Optional[int]) -> int:
         if count == 0:
             print("nothing to retry" if row_id is None else f"no pending or dead row #{row_id}")
             return EXIT_ERRORS if row_id is not None else EXIT_OK
-        policy = DeliveryPolicy.from_config(config.raw)
+        policy = config.delivery
         report = drain(
             store, policy, deadline=time.time() + max(policy.deadline, 30.0), limit=10_000
         )
@@ -572,7 +582,7 @@ def _retry(config: Any, row_id: Optional[int]) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from router.service import serve
 
-    return serve(load_config(args.config), listen=args.listen, poll=args.poll)
+    return serve(load_config(args), listen=args.listen, poll=args.poll)
 
 
 def cmd_completion(args: argparse.Namespace) -> int:

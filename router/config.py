@@ -1,200 +1,452 @@
-"""Where the router's configuration, rules and state live.
+"""router.toml: every setting, typed and checked when the file is read.
+
+One table (``KEYS``) holds every key: its name, its section, what it
+holds, its default and what it means. ``load`` reads the file in the
+documented order (``--config`` / ``ROUTER_CONFIG``; beside the resolved
+handler executable; the platform directory), checks every value against
+the table, and returns a read-only ``Config``: an unknown key is a warning
+naming it; a value of the wrong type is an error naming the key and the
+file. Nothing later parses the file again.
+
+Light to import (os and sys only): the handler's fast path reads the few
+settings it needs through ``fast_settings`` in this module, without a TOML
+parser, pathlib or dataclasses; the rest is imported when ``load`` runs.
 
 Retrospect starts the handler with an unknown working directory and a bare
 environment, so nothing here looks at the working directory, and the only
 environment variables read are the documented ``ROUTER_*`` ones.
-
-Order (docs/operating.md): ``--config`` / ``ROUTER_CONFIG``; ``router.toml`` beside
-the resolved handler executable; the platform default directory. With no
-file at all, a checkout uses its own ``rules/`` and a per-user state
-directory.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any, Optional
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.9/3.10 in CI
-    import tomli as tomllib
+from router import locations, trust
 
-from router import locations
-from router.events import DATE_ORDERS
-from router.trust import admin_problem, private_problem
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from pathlib import Path
+    from typing import Any, Callable, Optional
 
 CONFIG_NAME = locations.CONFIG_NAME
-DEFAULT_RETENTION = 90 * 86400.0
-#: The shipped default rules (in the wheel, or the checkout's rules/): the
-#: rules directory when router.toml names none.
-DEFAULT_RULES_DIR = Path(locations.default_rules_dir())
+DATE_ORDERS = ("mdy", "dmy", "ymd")
+#: The service's local socket kinds.
+SOCKET_KINDS = ("auto", "unix", "tcp")
 
 
 class ConfigError(Exception):
     """The configuration file exists but cannot be used."""
 
 
-@dataclass(frozen=True)
-class Config:
-    """The settings every part of the router reads. Paths are absolute."""
-
-    rules_dir: Path
-    state_dir: Path
-    date_order: str = "mdy"
-    #: Where ``log`` without ``to`` appends (default: events.log in the state directory).
-    event_log: Optional[Path] = None
-    #: How long the journal keeps events, in seconds (``retention = "90d"``).
-    retention: float = DEFAULT_RETENTION
-    #: Variables a ``run`` program gets from the handler's environment besides
-    #: the few every program needs (``run_env = ["ORACLE_HOME"]``).
-    run_env: tuple[str, ...] = ()
-    #: Where the router reports its own trouble (``admin``: a URL or a list).
-    admin: tuple[str, ...] = ()
-    #: Where the settings came from, for messages ("built-in defaults" or a path).
-    source: str = "built-in defaults"
-    #: The whole parsed file, for sections later stages read (delivery, service).
-    raw: dict[str, Any] = field(default_factory=dict)
+# ---------------------------------------------------------------------------
+# Value kinds: each turns what TOML gave into the setting, or says why not
+# ---------------------------------------------------------------------------
 
 
-_CACHE_DIR: Optional[Path] = None
+def _path(value: Any, base: str) -> Any:
+    if not isinstance(value, str) or not value:
+        raise ValueError("must be a path (a string)")
+    from pathlib import Path
+
+    return Path(locations.resolve(base, value))
 
 
-def use_cache_dir(directory: Optional[Path]) -> None:
-    """Let derived data (Lark's grammar analysis, Apprise's scheme index) be
-    cached in ``directory``, the state directory, if it is private.
+def _duration(value: Any, base: str) -> float:
+    from router.units import seconds
 
-    These caches are pickles or name modules to import, and the router may
-    run as root: a directory other users can write would let them choose
-    what it loads. A directory that is missing, shared or not ours is
-    simply not used; caching only ever saves time.
-    """
-    global _CACHE_DIR
-    _CACHE_DIR = directory if directory is not None and _is_private(directory) else None
+    try:
+        return seconds(value)
+    except ValueError:
+        raise ValueError(
+            'must be a duration above zero: seconds, or like "10s", "5m", "1h"'
+        ) from None
 
 
-def cache_dir() -> Optional[Path]:
-    return _CACHE_DIR
+def _count(value: Any, base: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError("must be a whole number, at least 1")
+    return value
 
 
-def cache_file(name: str) -> Optional[Path]:
-    """``name`` in the cache directory, if there is one and the file is not
-    another user's (a pickle planted while the directory was open would run
-    code on load): None means "do without the cache"."""
-    directory = cache_dir()
-    if directory is None:
-        return None
-    path = directory / name
-    return None if private_problem(path) else path
+def _rate(value: Any, base: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1e9:
+        raise ValueError("must be a number of requests per second (0: no limit)")
+    return float(value)
 
 
-def _is_private(directory: Path) -> bool:
-    if not directory.is_dir():
-        return False
-    if os.name != "posix":
-        return True
-    # Ours, and no one else may even read it (the caches hold rule text).
-    return private_problem(directory) is None and not directory.stat().st_mode & 0o077
+def _flag(value: Any, base: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
 
 
-def duration_setting(name: str, value: Any) -> float:
-    """A duration setting as seconds above zero: a number of seconds, or a
-    string like ``"10s"``, ``"5m"``, ``"1h30m"``, ``"90d"`` as rules write them."""
-    from router.language.literals import DURATION, parse_duration
-
-    seconds = -1.0
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
-    elif isinstance(value, str) and DURATION.fullmatch(value.strip()):
-        seconds = parse_duration(value.strip()).total_seconds()
-    if not seconds > 0:
-        raise ConfigError(
-            f"{name} must be a duration above zero (seconds, or like"
-            f' "10s", "5m", "1h"), not {value!r}'
-        )
-    return seconds
+def _text(value: Any, base: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    return value
 
 
-def find_config_file(explicit: Optional[str] = None) -> Optional[Path]:
-    """The configuration file to use, or None when there is none."""
-    found = locations.config_file(explicit)
-    return Path(found) if found is not None else None
+def _one_of(*choices: str) -> Callable[[Any, str], str]:
+    def check(value: Any, base: str) -> str:
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return str(value)
+
+    return check
 
 
-def load_config(explicit: Optional[str] = None) -> Config:
-    """Read the configuration in the documented order, then apply environment overrides."""
-    path = find_config_file(explicit)
-    raw: dict[str, Any] = {}
-    base = Path(locations.package_dir())  # (no file: no relative paths to resolve)
-    if path is not None:
-        refused = admin_problem(path)
-        if refused:
-            # router.toml says which rules run, as root: another user's file must not.
-            raise ConfigError(f"{path}: refused: {refused}; chmod go-w it, owned by root")
-        try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError as exc:
-            raise ConfigError(f"{path}: configuration file not found") from exc
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"{path}: {exc}") from exc
-        base = path.parent
-
-    def resolve(value: Any, fallback: Path) -> Path:
-        if value is None:
-            return fallback
-        return (base / Path(str(value)).expanduser()).resolve()
-
-    state_dir = locations.state_dir_of(raw, str(base))
-    config = Config(
-        rules_dir=resolve(raw.get("rules_dir"), DEFAULT_RULES_DIR),
-        state_dir=Path(state_dir),
-        date_order=str(raw.get("date_order", "mdy")),
-        event_log=Path(locations.event_log_of(raw, str(base), state_dir)),
-        retention=duration_setting(f"{path}: retention", raw["retention"])
-        if "retention" in raw
-        else DEFAULT_RETENTION,
-        run_env=_names(raw.get("run_env", []), f"{path}: run_env"),
-        admin=_urls(raw.get("admin"), f"{path}: admin"),
-        source=str(path) if path else "built-in defaults",
-        raw=raw,
-    )
-    if config.date_order not in DATE_ORDERS:
-        raise ConfigError(
-            f"{config.source}: date_order must be one of {', '.join(DATE_ORDERS)},"
-            f" not {config.date_order!r}"
-        )
-    overrides: dict[str, Any] = {}
-    if os.environ.get("ROUTER_RULES_DIR"):
-        overrides["rules_dir"] = Path(os.environ["ROUTER_RULES_DIR"]).expanduser().resolve()
-    return replace(config, **overrides) if overrides else config
-
-
-def _names(value: Any, what: str) -> tuple[str, ...]:
-    """A list of environment variable names."""
+def _names(value: Any, base: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(
         isinstance(v, str) and v and "=" not in v and "\0" not in v for v in value
     ):
-        raise ConfigError(f"{what} must be a list of environment variable names, not {value!r}")
+        raise ValueError("must be a list of environment variable names")
     return tuple(value)
 
 
-def _urls(value: Any, what: str) -> tuple[str, ...]:
-    """One Apprise URL or a list of them (None: none)."""
-    if value is None:
-        return ()
+def _urls(value: Any, base: str) -> tuple[str, ...]:
     values = [value] if isinstance(value, str) else value
     if not isinstance(values, list) or not all(isinstance(v, str) and v for v in values):
-        raise ConfigError(f"{what} must be an Apprise URL or a list of them")
+        raise ValueError("must be an Apprise URL or a list of them")
     return tuple(dict.fromkeys(values))
 
 
-def event_log_path(config: Config) -> Path:
-    """The router's own event log: the setting, or events.log in the state directory."""
-    return config.event_log or config.state_dir / locations.EVENT_LOG_NAME
+class Key:
+    """One setting: where it is, what it holds, its default, what it means."""
+
+    __slots__ = ("name", "section", "kind", "default", "doc")
+
+    def __init__(
+        self, name: str, kind: Callable[[Any, str], Any], default: Any, doc: str, section: str = ""
+    ) -> None:
+        self.name, self.kind, self.default, self.doc, self.section = (
+            name,
+            kind,
+            default,
+            doc,
+            section,
+        )
 
 
-def default_state_dir() -> Path:
-    return Path(locations.default_state_dir())
+#: Every key router.toml may hold. A default of None means "derived" (see load).
+KEYS: tuple[Key, ...] = (
+    Key("rules_dir", _path, None, "the *.rules files (default: the rules the router ships)"),
+    Key("state_dir", _path, None, "journal, outbox, caches, spool (default: the user's data dir)"),
+    Key("date_order", _one_of(*DATE_ORDERS), "mdy", "how Retrospect's dates read"),
+    Key("event_log", _path, None, "where `log` without `to` writes (default: state_dir)"),
+    Key("retention", _duration, 90 * 86400.0, "how long the journal keeps events"),
+    Key("run_env", _names, (), "variables `run` programs get from the handler's environment"),
+    Key("admin", _urls, (), "where the router reports its own trouble"),
+    Key("listen", _text, None, "HOST:PORT for HTTP intake, /metrics, /healthz (default: none)"),
+    Key("token", _text, None, "bearer token for HTTP (ROUTER_TOKEN wins)"),
+    Key("require_token", _flag, False, "require the token on loopback too"),
+    Key("local_socket", _one_of(*SOCKET_KINDS), "auto", "unix, or tcp (a loopback port)"),
+    Key("rate_limit", _rate, 100.0, "HTTP requests per second per client address (0: none)"),
+    Key("max_client_connections", _count, 8, "open HTTP connections per client address"),
+    Key("first_delay", _duration, 10.0, "wait after a failed delivery", "delivery"),
+    Key("max_delay", _duration, 3600.0, "the longest wait between attempts", "delivery"),
+    Key("max_age", _duration, 86400.0, "then a failing notification is a dead letter", "delivery"),
+    Key("connect_timeout", _duration, 5.0, "per request", "delivery"),
+    Key("read_timeout", _duration, 15.0, "per request", "delivery"),
+    Key("concurrency", _count, 8, "deliveries at once (different URLs)", "delivery"),
+    Key("deadline", _duration, 5.0, "how long the handler may spend delivering", "delivery"),
+)
+SECTIONS = ("delivery",)
+#: Added to connect + read timeout for the wall-clock bound of one send.
+SEND_MARGIN = 1.0
+
+
+class Settings:
+    """Read-only values of a group of keys, as attributes."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        object.__setattr__(self, "_values", dict(values))
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"settings are read-only ({name})")
+
+    def replace(self, **changes: Any) -> Any:
+        unknown = set(changes) - set(self._values)
+        if unknown:
+            raise TypeError(f"no such setting: {', '.join(sorted(unknown))}")
+        return type(self)({**self._values, **changes})
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other._values == self._values  # type: ignore[attr-defined]
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v!r}" for k, v in self._values.items() if k != "token")
+        return f"{type(self).__name__}({shown})"
+
+
+class Delivery(Settings):
+    """[delivery]: how hard and how long to try. Durations in seconds."""
+
+    if TYPE_CHECKING:
+        first_delay: float
+        max_delay: float
+        max_age: float
+        connect_timeout: float
+        read_timeout: float
+        concurrency: int
+        deadline: float
+
+    @property
+    def send_bound(self) -> float:
+        """The wall-clock limit of one send: the socket timeouts plus a margin."""
+        return self.connect_timeout + self.read_timeout + SEND_MARGIN
+
+    @classmethod
+    def defaults(cls, **changes: Any) -> Delivery:
+        values = {key.name: key.default for key in KEYS if key.section == "delivery"}
+        return cls(values).replace(**changes) if changes else cls(values)
+
+
+class Config(Settings):
+    """Every setting, typed. Paths are absolute. Besides the KEYS: ``delivery``
+    (the [delivery] table), ``source`` (where the settings came from) and
+    ``warnings`` (unknown keys, in words)."""
+
+    if TYPE_CHECKING:  # the attributes, as the table makes them
+        rules_dir: Path
+        state_dir: Path
+        date_order: str
+        event_log: Path
+        retention: float
+        run_env: tuple[str, ...]
+        admin: tuple[str, ...]
+        listen: Optional[str]
+        token: Optional[str]
+        require_token: bool
+        local_socket: str
+        rate_limit: float
+        max_client_connections: int
+        delivery: Delivery
+        source: str
+        warnings: list[str]
+
+
+def _defaults(base: str) -> dict[str, Any]:
+    from pathlib import Path
+
+    values = {key.name: key.default for key in KEYS if not key.section}
+    values["rules_dir"] = Path(locations.default_rules_dir())
+    values["state_dir"] = Path(locations.state_dir_of({}, base))
+    return values
+
+
+def load(explicit: Optional[str] = None) -> Config:
+    """The configuration in the documented order, then the ``ROUTER_*``
+    environment overrides. ConfigError when the file cannot be used."""
+    found = locations.config_file(explicit)
+    raw: dict[str, Any] = {}
+    base = locations.package_dir()  # (no file: no relative path to resolve)
+    if found is not None:
+        raw = _read(found)
+        base = os.path.dirname(found)
+    values = _defaults(base)
+    sections: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
+    warnings: list[str] = []
+    where = found or "built-in defaults"
+    known = {(key.section, key.name): key for key in KEYS}
+    for name, value in raw.items():
+        if name in SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: [{name}] must be a table")
+            for inner, inner_value in value.items():
+                _set(known, name, inner, inner_value, base, where, sections[name], warnings)
+        else:
+            _set(known, "", name, value, base, where, values, warnings)
+    _environment_overrides(values)
+    if "event_log" not in raw:
+        from pathlib import Path
+
+        values["event_log"] = Path(values["state_dir"]) / locations.EVENT_LOG_NAME
+    delivery = Delivery.defaults(**sections["delivery"])
+    if delivery.max_delay < delivery.first_delay:
+        raise ConfigError(
+            f"{where}: [delivery] max_delay ({delivery.max_delay:g} s) is shorter than"
+            f" first_delay ({delivery.first_delay:g} s)"
+        )
+    return Config({**values, "delivery": delivery, "source": where, "warnings": warnings})
+
+
+def _read(path: str) -> dict[str, Any]:
+    refused = trust.admin_problem(path)
+    if refused:
+        # router.toml says which rules run, as root: another user's file must not.
+        raise ConfigError(f"{path}: refused: {refused}; chmod go-w it, owned by root")
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - 3.9/3.10
+        import tomli as tomllib
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return tomllib.loads(handle.read())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: configuration file not found") from exc
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+
+
+def _set(
+    known: dict[tuple[str, str], Key],
+    section: str,
+    name: str,
+    value: Any,
+    base: str,
+    where: str,
+    into: dict[str, Any],
+    warnings: list[str],
+) -> None:
+    shown = f"[{section}] {name}" if section else name
+    key = known.get((section, name))
+    if key is None:
+        from router.suggest import did_you_mean
+
+        names = [k.name for k in KEYS if k.section == section]
+        warnings.append(f"{where}: unknown key {shown}{did_you_mean(name, names)}: ignored")
+        return
+    try:
+        into[name] = key.kind(value, base)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {shown} {exc}, not {value!r}") from None
+
+
+def _environment_overrides(values: dict[str, Any]) -> None:
+    from pathlib import Path
+
+    if os.environ.get("ROUTER_RULES_DIR"):
+        values["rules_dir"] = Path(os.environ["ROUTER_RULES_DIR"]).expanduser().resolve()
+    if os.environ.get("ROUTER_STATE_DIR"):
+        values["state_dir"] = Path(locations.state_dir_of({}, ""))
+    if os.environ.get("ROUTER_TOKEN"):
+        values["token"] = os.environ["ROUTER_TOKEN"]
+
+
+def defaults() -> Config:
+    """The settings without any file (when the file is broken, the handler
+    still handles the event with these, and says why)."""
+    values = _defaults(locations.package_dir())
+    from pathlib import Path
+
+    values["event_log"] = Path(values["state_dir"]) / locations.EVENT_LOG_NAME
+    return Config(
+        {**values, "delivery": Delivery.defaults(), "source": "built-in defaults", "warnings": []}
+    )
+
+
+# ---------------------------------------------------------------------------
+# The fast path's reading: two paths, no TOML parser when the file is simple
+# ---------------------------------------------------------------------------
+
+
+class FastSettings:
+    """What the handler's fast path needs: where the state directory and the
+    event log are (strings). Resolved exactly as ``load`` resolves them."""
+
+    __slots__ = ("state_dir", "event_log")
+
+    def __init__(self, state_dir: str, event_log: str) -> None:
+        self.state_dir = state_dir
+        self.event_log = event_log
+
+
+_PATH_KEYS = ("state_dir", "event_log")
+
+
+def simple_toml_paths(text: str) -> Optional[dict[str, str]]:
+    """``state_dir`` and ``event_log`` from router.toml, read without a TOML
+    parser (tomllib's import costs more than the rest of the fast path), or
+    None when the file is anything but simple: then tomllib reads it.
+
+    Understood: before the first ``[table]``, blank and comment lines and
+    ``bare_key = value`` on one line; the two keys' values must be plain
+    strings without escapes. Anything else before the first table
+    (multi-line strings or arrays, quoted or dotted keys, a key given twice)
+    means None. What follows the first table cannot set a top-level key.
+    """
+    if '"""' in text or "'''" in text:
+        return None  # a multi-line string could hide anything
+    found: dict[str, str] = {}
+    seen: set[str] = set()
+    for raw_line in text.splitlines():
+        line = raw_line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("["):
+            break
+        key, equals, value = line.partition("=")
+        key, value = key.strip(), value.strip()
+        if not equals or not key or not all(c.isalnum() or c in "_-" for c in key):
+            return None
+        if not key.isascii() or key in seen:
+            return None
+        seen.add(key)
+        if value[:1] in ("[", "{") and not _balanced(value):
+            return None  # a multi-line array
+        if key not in _PATH_KEYS:
+            continue
+        quote = value[:1]
+        end = value.find(quote, 1) if quote in ('"', "'") else -1
+        rest = value[end + 1 :].strip() if end > 0 else "x"
+        if rest and not rest.startswith("#"):
+            return None
+        content = value[1:end]
+        if (quote == '"' and "\\" in content) or any(ord(c) < 32 for c in content):
+            return None
+        found[key] = content
+    return found
+
+
+def _balanced(value: str) -> bool:
+    """Whether the brackets of a one-line array or inline table close on it."""
+    depth, quote, escaped = 0, "", False
+    for char in value:
+        if quote:
+            if escaped:
+                escaped = False
+            elif char == "\\" and quote == '"':
+                escaped = True
+            elif char == quote:
+                quote = ""
+        elif char in "\"'":
+            quote = char
+        elif char == "#":
+            break
+        elif char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+    return depth == 0 and not quote
+
+
+def fast_settings(explicit: Optional[str] = None) -> Optional[FastSettings]:
+    """The state directory and event log as router.toml sets them, or None
+    when the file cannot be read or trusted (the inline path then says why)."""
+    path = locations.config_file(explicit)
+    raw: Optional[dict[str, Any]] = {}
+    base = ""
+    if path is not None:
+        try:
+            if trust.admin_problem(path):
+                return None
+            with open(path, encoding="utf-8") as handle:
+                text = handle.read()
+            raw = simple_toml_paths(text)
+            if raw is None:
+                raw = _read(path)
+        except Exception:
+            return None
+        base = os.path.dirname(path)
+    assert raw is not None
+    state_dir = locations.state_dir_of(raw, base)
+    return FastSettings(state_dir, locations.event_log_of(raw, base, state_dir))

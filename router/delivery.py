@@ -33,12 +33,12 @@ import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 from urllib.parse import unquote, urlsplit
 
-from router.config import ConfigError, duration_setting
+from router.config import Delivery
 from router.store import OutboxItem, OutboxRow
 from router.trust import admin_problem
 from router.urls import MASK, mask_url, plugin_for, recognise
@@ -47,10 +47,6 @@ if TYPE_CHECKING:
     from router.language.nodes import TargetDef
     from router.store import Store
 
-#: Added to connect + read timeout for the wall-clock bound of one send:
-#: time for Apprise's own work around the request (building the payload,
-#: TLS setup) so the bound only cuts sends the socket timeouts missed.
-SEND_MARGIN = 1.0
 
 #: How every timeout error text starts (deliver stops sending to a URL after one).
 TIMED_OUT = "timed out"
@@ -61,77 +57,7 @@ _HTTP_STATUS = re.compile(r"\berror=(\d{3})\b")
 _SECRET_SPLIT = re.compile(r"[/:@?&=#,;+\s]+")
 
 
-@dataclass(frozen=True)
-class DeliveryPolicy:
-    """How hard and how long to try. All durations are seconds.
-
-    The defaults (docs/operating.md): retry 10 s doubling to 1 h, give up
-    (dead letter) after 24 h, and keep the inline handler within a few
-    seconds, because Retrospect waits for it.
-    """
-
-    #: Wait after the first failure; doubles with every further failure.
-    first_delay: float = 10.0
-    #: The backoff never waits longer than this between attempts.
-    max_delay: float = 3600.0
-    #: A row older than this (since ``created``) becomes a dead letter on
-    #: its next failure instead of being retried again.
-    max_age: float = 86400.0
-    #: Socket connect timeout of every request.
-    connect_timeout: float = 5.0
-    #: Socket read timeout of every request (time between bytes of the answer).
-    read_timeout: float = 15.0
-    #: How many sends run at once (rows for different URLs).
-    concurrency: int = 8
-    #: How long the inline handler may spend delivering before it leaves
-    #: the rest to the service, the next handler or ``router outbox retry``.
-    deadline: float = 5.0
-
-    @property
-    def send_bound(self) -> float:
-        """The wall-clock limit of one send: the socket timeouts plus a margin."""
-        return self.connect_timeout + self.read_timeout + SEND_MARGIN
-
-    @classmethod
-    def from_config(cls, raw: Mapping[str, Any]) -> DeliveryPolicy:
-        """The policy from router.toml's ``[delivery]`` table.
-
-        ``raw`` is the whole parsed file (``Config.raw``); a file without the
-        table gives the defaults. Durations may be numbers of seconds or
-        strings in the rule language's form (``"10s"``, ``"1h30m"``).
-        Unknown keys are errors: a misspelt ``max_age`` silently ignored
-        would keep dead letters coming back for a day.
-        """
-        table = raw.get("delivery") or {}
-        if not isinstance(table, Mapping):
-            raise ConfigError("[delivery] must be a table")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(table) - known)
-        if unknown:
-            raise ConfigError(
-                f"[delivery]: unknown key(s) {', '.join(unknown)}"
-                f" (known: {', '.join(sorted(known))})"
-            )
-        values: dict[str, Any] = {}
-        for key, value in table.items():
-            if key == "concurrency":
-                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                    raise ConfigError(
-                        f"[delivery] concurrency must be a whole number >= 1, not {value!r}"
-                    )
-                values[key] = value
-            else:
-                values[key] = duration_setting(f"[delivery] {key}", value)
-        policy = cls(**values)
-        if policy.max_delay < policy.first_delay:
-            raise ConfigError(
-                f"[delivery] max_delay ({policy.max_delay:g} s) is shorter than"
-                f" first_delay ({policy.first_delay:g} s)"
-            )
-        return policy
-
-
-def next_delay(attempts: int, policy: DeliveryPolicy) -> float:
+def next_delay(attempts: int, policy: Delivery) -> float:
     """Seconds to wait after the ``attempts``-th failure (1-based):
     first_delay, doubled per further failure, capped at max_delay."""
     exponent = max(attempts, 1) - 1
@@ -280,7 +206,7 @@ def scrub(text: str, url: str) -> str:
     return text
 
 
-def _apply_timeouts(plugin: Any, url: str, policy: DeliveryPolicy) -> float:
+def _apply_timeouts(plugin: Any, url: str, policy: Delivery) -> float:
     """Set the plugin's socket timeouts; returns the smallest one.
 
     Apprise's requests-based plugins (json://, form://, xml:// and most
@@ -308,7 +234,7 @@ def _apply_timeouts(plugin: Any, url: str, policy: DeliveryPolicy) -> float:
 
 
 def _send_now(
-    url: str, title: str, body: str, notify_type: str, body_format: str, policy: DeliveryPolicy
+    url: str, title: str, body: str, notify_type: str, body_format: str, policy: Delivery
 ) -> Optional[str]:
     """The send itself (in the worker thread ``_send`` starts): None, or
     why not, still unmasked."""
@@ -346,7 +272,7 @@ def _send(
     body: str,
     notify_type: str,
     body_format: str,
-    policy: DeliveryPolicy,
+    policy: Delivery,
     wait: float,
 ) -> tuple[Optional[str], bool]:
     """``send`` waiting at most ``wait`` seconds; also says whether the
@@ -385,7 +311,7 @@ def send(
     body: str,
     notify_type: str,
     body_format: str,
-    policy: DeliveryPolicy,
+    policy: Delivery,
 ) -> Optional[str]:
     """Send one notification to one URL. None on success, else why not (masked).
 
@@ -417,7 +343,7 @@ class DeliveryReport:
 def deliver(
     store: Optional[Store],
     rows: list[OutboxRow],
-    policy: DeliveryPolicy,
+    policy: Delivery,
     deadline: Optional[float] = None,
     now: Callable[[], float] = time.time,
 ) -> DeliveryReport:
@@ -485,7 +411,7 @@ def deliver(
 
 
 def send_now(
-    items: list[OutboxItem], policy: DeliveryPolicy, deadline: Optional[float] = None
+    items: list[OutboxItem], policy: Delivery, deadline: Optional[float] = None
 ) -> list[int]:
     """Send notifications that are in no outbox (the journal could not take
     their event), with the same grouping, timeouts and deadline as
@@ -496,7 +422,7 @@ def send_now(
 
 def _record(
     store: Optional[Store],
-    policy: DeliveryPolicy,
+    policy: Delivery,
     report: DeliveryReport,
     outcome: str,
     row: OutboxRow,
@@ -526,7 +452,7 @@ def _record(
 
 def drain(
     store: Store,
-    policy: DeliveryPolicy,
+    policy: Delivery,
     deadline: Optional[float] = None,
     ids: Optional[Iterable[int]] = None,
     limit: int = 100,

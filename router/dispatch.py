@@ -163,14 +163,20 @@ class Renderer:
         self,
         template: Optional[n.Template],
         variables: dict[str, Any],
-        default: str,
+        message: str = "",
+        part: str = "body",
         one_line: bool = False,
     ) -> str:
-        from router.templates import render, render_title
+        """``template`` rendered; without one, ``part`` of the built-in
+        ``message`` (default: the event's). Errors are kept, never raised."""
+        from router.templates import render, render_message, render_title
 
-        rendered = (render_title if one_line else render)(self.source(template, default), variables)
+        if template is None:
+            rendered = render_message(message or self.event.name, part, variables)
+        else:
+            rendered = (render_title if one_line else render)(self.source(template, ""), variables)
         if rendered.error:
-            where = f"{template.span}" if template is not None else "default message"
+            where = f"{template.span}" if template is not None else "built-in message"
             self.errors.append(f"template error at {where}: {rendered.error}")
         return rendered.text
 
@@ -189,15 +195,22 @@ class Renderer:
     def variables(self, planned: PlannedAction) -> dict[str, Any]:
         return self._variables(self.fields, self.previous, planned.variables)
 
-    def notifications(self, planned: PlannedAction, action: n.Notify) -> list[Notification]:
-        from router.templates import default_message
-
+    def notifications(
+        self,
+        planned: PlannedAction,
+        action: n.Notify,
+        message: str = "",
+        default_type: Optional[str] = None,
+    ) -> list[Notification]:
+        """One notification per target of ``action``. Without title or body,
+        the built-in ``message`` (default: the event's); without ``type``,
+        ``default_type`` (default: from the event's status)."""
         variables = self.variables(planned)
-        default_title, default_body = default_message(self.event.name)
-        title = self.text(action.title, variables, default_title, one_line=True)
-        body = self.text(action.body, variables, default_body)
+        title = self.text(action.title, variables, message, "title", one_line=True)
+        body = self.text(action.body, variables, message, "body")
         status = str(self.fields.get("status", "info"))
-        kind = action.type[0] if action.type else TYPE_FOR_STATUS.get(status, "info")
+        default = default_type or TYPE_FOR_STATUS.get(status, "info")
+        kind = action.type[0] if action.type else default
         body_format = action.format[0] if action.format else "text"
         return [
             Notification(planned.rule.label, name, title, body, kind, body_format)
@@ -229,10 +242,10 @@ class Renderer:
             )
         if isinstance(action, n.Abort):
             path = self.fields.get(INTERVENTION_FILE)
-            text = self.text(action.text, variables, "")
+            text = self.text(action.text, variables)
             return Step("abort", label, text=text, path=str(path) if path else None)
         if isinstance(action, n.Log):
-            text = self.text(action.text, variables, "")
+            text = self.text(action.text, variables)
             if action.path is None:
                 return Step("log", label, text=text)
             rendered, problem = self.exact(action.path, variables)

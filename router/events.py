@@ -285,7 +285,6 @@ def fields_of(event_name: str) -> dict[str, FieldSpec]:
 # Dates
 # ---------------------------------------------------------------------------
 
-DATE_ORDERS = ("mdy", "dmy", "ymd")
 
 _ISO = re.compile(
     r"^(?P<y>\d{4})-(?P<m>\d{1,2})-(?P<d>\d{1,2})"

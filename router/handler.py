@@ -28,6 +28,7 @@ import time
 
 from router import locations, trust
 from router.commandline import command_line_args
+from router.config import fast_settings
 from router.steps import Step, perform
 
 # Only the standard library's cheapest modules at import time: this module
@@ -132,110 +133,6 @@ def loads(text: str) -> Any:
     if text[end:].strip(_WHITESPACE):
         raise ValueError("extra data after the JSON value")
     return value
-
-
-class _Settings:
-    """What the fast path needs from router.toml: where the state directory
-    and the event log are. Same resolution as ``router.config.load_config``
-    (a test holds the two together), without its imports."""
-
-    def __init__(self, state_dir: str, event_log: str) -> None:
-        self.state_dir = state_dir
-        self.event_log = event_log
-
-
-_PATH_KEYS = ("state_dir", "event_log")
-
-
-def simple_toml_paths(text: str) -> Optional[dict[str, str]]:
-    """``state_dir`` and ``event_log`` from router.toml, read without a TOML
-    parser (tomllib's import costs more than the rest of the fast path), or
-    None when the file is anything but simple: then tomllib reads it.
-
-    Understood: before the first ``[table]``, blank and comment lines and
-    ``bare_key = value`` on one line; the two keys' values must be plain
-    strings without escapes. Anything else before the first table
-    (multi-line strings or arrays, quoted or dotted keys, a key given twice)
-    means None. What follows the first table cannot set a top-level key.
-    """
-    if '"""' in text or "'''" in text:
-        return None  # a multi-line string could hide anything
-    found: dict[str, str] = {}
-    seen: set[str] = set()
-    for raw_line in text.splitlines():
-        line = raw_line.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("["):
-            break
-        key, equals, value = line.partition("=")
-        key, value = key.strip(), value.strip()
-        if not equals or not key or not all(c.isalnum() or c in "_-" for c in key):
-            return None
-        if not key.isascii() or key in seen:
-            return None
-        seen.add(key)
-        if value[:1] in ("[", "{") and not _balanced(value):
-            return None  # a multi-line array
-        if key not in _PATH_KEYS:
-            continue
-        quote = value[:1]
-        end = value.find(quote, 1) if quote in ('"', "'") else -1
-        rest = value[end + 1 :].strip() if end > 0 else "x"
-        if rest and not rest.startswith("#"):
-            return None
-        content = value[1:end]
-        if (quote == '"' and "\\" in content) or any(ord(c) < 32 for c in content):
-            return None
-        found[key] = content
-    return found
-
-
-def _balanced(value: str) -> bool:
-    """Whether the brackets of a one-line array or inline table close on it."""
-    depth, quote, escaped = 0, "", False
-    for char in value:
-        if quote:
-            if escaped:
-                escaped = False
-            elif char == "\\" and quote == '"':
-                escaped = True
-            elif char == quote:
-                quote = ""
-        elif char in "\"'":
-            quote = char
-        elif char == "#":
-            break
-        elif char in "[{":
-            depth += 1
-        elif char in "]}":
-            depth -= 1
-    return depth == 0 and not quote
-
-
-def fast_settings(config_path: Optional[str] = None) -> Optional[_Settings]:
-    """The state directory and event log as router.toml sets them, or None
-    when the file cannot be read (the inline path then says why)."""
-    path = locations.config_file(config_path)
-    raw: Optional[dict[str, Any]] = {}
-    base = ""
-    if path is not None:
-        try:
-            with open(path, encoding="utf-8") as handle:
-                text = handle.read()
-            raw = simple_toml_paths(text)
-            if raw is None:
-                if sys.version_info >= (3, 11):
-                    import tomllib
-                else:  # pragma: no cover - 3.9/3.10
-                    import tomli as tomllib
-                raw = tomllib.loads(text)
-        except Exception:
-            return None
-        base = os.path.dirname(path)
-    assert raw is not None
-    state_dir = locations.state_dir_of(raw, base)
-    return _Settings(state_dir, locations.event_log_of(raw, base, state_dir))
 
 
 def new_uid() -> str:
@@ -415,24 +312,25 @@ def handle(
     disk, read-only or refused state directory, damaged database) is decided
     without history, its steps performed, its notifications sent directly,
     and kept in the spool until a later handler or the service records it."""
-    from router.config import DEFAULT_RULES_DIR, Config, ConfigError, load_config, use_cache_dir
+    from router import config as settings
     from router.dispatch import process, record_outcome
     from router.events import event_from_argv
-    from router.loader import load_ruleset
+    from router.loader import load_ruleset, use_caches
     from router.store import Store
 
     started = time.time() if started is None else started
     problems: list[str] = []
     try:
-        config = load_config(config_path)
-    except ConfigError as exc:
+        config = settings.load(config_path)
+        problems.extend(config.warnings)
+    except settings.ConfigError as exc:
         problems.append(f"configuration: {exc}; using the defaults")
-        config = Config(rules_dir=DEFAULT_RULES_DIR, state_dir=_default_state_dir())
+        config = settings.defaults()
     event = event_from_argv(args, date_order=config.date_order)
     store: Optional[Any] = None
     try:
         store = Store(config.state_dir)
-        use_cache_dir(config.state_dir)  # private (Store checked it): caches may live there
+        use_caches(config.state_dir)  # private (Store checked it): caches may live there
     except Exception as exc:  # Untrusted, OSError, sqlite3.Error
         problems.append(f"the journal in {config.state_dir} cannot be used: {_reason(exc)}")
     try:
@@ -492,12 +390,6 @@ def _reason(exc: BaseException) -> str:
     return text if plain else f"{type(exc).__name__}: {text}"
 
 
-def _default_state_dir() -> Any:
-    from pathlib import Path
-
-    return Path(locations.default_state_dir())
-
-
 def finish(
     outcome: Any, store: Any, config: Any, ruleset: Any = None, started: Optional[float] = None
 ) -> int:
@@ -505,18 +397,17 @@ def finish(
     until the deadline (counted from ``started``). Returns the exit status."""
     import contextlib
 
-    from router.config import event_log_path
     from router.delivery import drain
     from router.dispatch import mask_results
     from router.store import apply_retention
 
-    results, aborted = perform(outcome.steps, event_log_path(config))
+    results, aborted = perform(outcome.steps, config.event_log)
     try:
         if outcome.event_id is not None and results:
             store.record_steps(outcome.event_id, mask_results(results, outcome.outbox, ruleset))
         if ruleset is not None:
             _tick_timers(ruleset, store, config)
-        policy = _policy(config)
+        policy = config.delivery
         deadline = (time.time() if started is None else started) + policy.deadline
         drain(store, policy, deadline=deadline, ids=outcome.outbox_ids)
         if time.time() < deadline:
@@ -536,15 +427,14 @@ def _finish_unrecorded(
     """The event could not be journaled: spool it, perform its steps, send
     its notifications directly within the deadline, note what was sent."""
     from router import spool
-    from router.config import event_log_path
     from router.delivery import send_now
     from router.dispatch import mask_results, spooled
 
     data = spooled(outcome, "handler", uid)
     path = _spool(spool, data, config)
-    results, aborted = perform(outcome.steps, event_log_path(config))
+    results, aborted = perform(outcome.steps, config.event_log)
     data["steps"] = mask_results(results, outcome.outbox, ruleset)
-    policy = _policy(config)
+    policy = config.delivery
     sent = send_now(outcome.outbox, policy, deadline=started + policy.deadline)
     data["sent"] = sent
     if path is not None:
@@ -555,17 +445,6 @@ def _finish_unrecorded(
     if path is None and unsent:
         _say(f"{unsent} notification(s) were not sent and could not be kept")
     return 1 if aborted else 0
-
-
-def _policy(config: Any) -> Any:
-    """The delivery policy, or the defaults when [delivery] is broken (the
-    configuration error was reported already; the event still goes out)."""
-    from router.delivery import DeliveryPolicy
-
-    try:
-        return DeliveryPolicy.from_config(config.raw)
-    except Exception:
-        return DeliveryPolicy()
 
 
 def _spool(spool: Any, data: dict[str, Any], config: Any) -> Optional[Any]:
@@ -603,10 +482,9 @@ def _flush_spool(store: Any, config: Any, ruleset: Any) -> None:
 def _tick_timers(ruleset: Any, store: Any, config: Any) -> None:
     """Without a service, handlers run the timers (expect windows, digests)
     that have come due; their rows are delivered with the event's."""
-    from router.config import event_log_path
     from router.timers import tick
 
-    report = tick(ruleset, store, event_log=event_log_path(config))
+    report = tick(ruleset, store, event_log=config.event_log)
     for error in report.errors:
         _say(f"timers: {error}")
 
@@ -618,8 +496,8 @@ def _keep_raw(args: list[str], uid: Optional[str], error: str, config_path: Opti
         from router import spool
         from router.events import decode_arg
 
-        settings = fast_settings(config_path)
-        state_dir = settings.state_dir if settings is not None else _default_state_dir()
+        found = fast_settings(config_path)
+        state_dir = found.state_dir if found is not None else locations.default_state_dir()
         data = spool.raw([decode_arg(a) for a in args], uid, error)
         _say(f"event kept in {spool.save(data, state_dir)}")
     except Exception as exc:

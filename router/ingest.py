@@ -815,11 +815,11 @@ class HttpServer:
         service: Service,
         listen: str,
         token: Optional[str],
-        require_token: bool = False,
-        limits: Optional[ClientLimits] = None,
+        require_token: bool,
+        limits: ClientLimits,
     ) -> None:
         self.host, self.port = parse_listen(listen)
-        self.limits = limits or ClientLimits()
+        self.limits = limits
         self.loopback = is_loopback(self.host)
         self.token_required = require_token or not self.loopback
         if self.token_required and not token:

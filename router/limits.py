@@ -18,12 +18,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional
 
-#: Requests per second per client, sustained (router.toml: ``rate_limit``).
-RATE_LIMIT = 100.0
 #: A client may send this many seconds' worth of requests at once (200).
 BURST_SECONDS = 2.0
-#: Open connections per client (router.toml: ``max_client_connections``).
-MAX_CLIENT_CONNECTIONS = 8
 #: Open connections in all: each holds a thread.
 MAX_CONNECTIONS = 128
 #: Past this many buckets, idle clients are forgotten (at most every
@@ -51,9 +47,10 @@ class _Bucket:
 class ClientLimits:
     """Open connections per client and in all, and each client's rate."""
 
-    #: Requests per second per client; 0: no limit.
-    rate: float = RATE_LIMIT
-    max_per_client: int = MAX_CLIENT_CONNECTIONS
+    #: Requests per second per client; 0: no limit (router.toml: ``rate_limit``).
+    rate: float
+    #: Open connections per client (router.toml: ``max_client_connections``).
+    max_per_client: int
     max_total: int = MAX_CONNECTIONS
     _open: dict[str, int] = field(default_factory=dict)
     _total: int = 0

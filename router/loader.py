@@ -53,6 +53,16 @@ class _Cached:
     sources: dict[str, list[str]]
 
 
+def use_caches(state_dir: Path) -> None:
+    """Let the grammar analysis and Apprise's scheme index be kept in the
+    state directory between processes, if it is private (else nowhere)."""
+    from router.language.parser import GRAMMAR
+    from router.urls import SCHEMES
+
+    GRAMMAR.use_cache_dir(state_dir)
+    SCHEMES.use_cache_dir(state_dir)
+
+
 def empty_ruleset() -> Ruleset:
     return Ruleset(rules=[], expects=[], targets={}, template_files={})
 
@@ -143,9 +153,8 @@ def check_and_compile(
         current = fingerprint(rules_dir)
 
     from router.language.checker import check_paths
-    from router.language.parser import use_cache_dir
 
-    use_cache_dir(state_dir)
+    use_caches(state_dir)
 
     if not rules_dir.is_dir():
         return Checked(None, [f"rules directory {rules_dir} does not exist"], current)

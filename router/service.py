@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import secrets
 import signal
 import sys
@@ -46,8 +45,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from router.config import Config, ConfigError, event_log_path, use_cache_dir
-from router.delivery import DeliveryPolicy, drain
+from router.config import Config, ConfigError
+from router.delivery import drain
 from router.dispatch import (
     ADMIN_RULE,
     BROKEN_RULES_TITLE,
@@ -59,7 +58,8 @@ from router.dispatch import (
 )
 from router.events import event_from_argv
 from router.ingest import HttpServer, LocalServer
-from router.limits import MAX_CLIENT_CONNECTIONS, RATE_LIMIT, ClientLimits
+from router.limits import ClientLimits
+from router.loader import use_caches
 from router.metrics import Metrics
 from router.store import Store, apply_retention
 from router.store import ensure_private_dir as _ensure_private_dir
@@ -116,29 +116,13 @@ class Service:
     def __init__(self, config: Config, *, listen: Optional[str] = None, poll: bool = False):
         self.config = config
         self.state_dir = Path(config.state_dir)
-        raw = config.raw
-        self.policy = DeliveryPolicy.from_config(raw)
+        self.policy = config.delivery
         self.admin = list(config.admin)
         self.poll = poll
-        listen = listen or raw.get("listen")
-        if listen is not None and not isinstance(listen, str):
-            raise ConfigError("listen must be a string, HOST:PORT")
-        token = os.environ.get("ROUTER_TOKEN") or raw.get("token")
-        if token is not None and not isinstance(token, str):
-            raise ConfigError("token must be a string")
-        require_token = raw.get("require_token", False)
-        if not isinstance(require_token, bool):
-            raise ConfigError("require_token must be true or false")
-        local_mode = raw.get("local_socket", "auto")
-        if local_mode not in ("auto", "unix", "tcp"):
-            raise ConfigError('local_socket must be "auto", "unix" or "tcp"')
-        rate = raw.get("rate_limit", RATE_LIMIT)
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1e9:
-            raise ConfigError("rate_limit must be a number of requests per second (0: no limit)")
-        per_client = raw.get("max_client_connections", MAX_CLIENT_CONNECTIONS)
-        if isinstance(per_client, bool) or not isinstance(per_client, int) or per_client < 1:
-            raise ConfigError("max_client_connections must be a whole number, at least 1")
-        limits = ClientLimits(rate=float(rate), max_per_client=per_client)
+        listen = listen or config.listen
+        limits = ClientLimits(rate=config.rate_limit, max_per_client=config.max_client_connections)
+        local_mode = config.local_socket
+        token, require_token = config.token, config.require_token
         self.local = LocalServer(self, self.state_dir, local_mode)
         self.http = HttpServer(self, listen, token, require_token, limits) if listen else None
 
@@ -171,7 +155,7 @@ class Service:
 
     def start(self) -> None:
         _ensure_private_dir(self.state_dir)
-        use_cache_dir(self.state_dir)
+        use_caches(self.state_dir)
         self._ingest_store = self._new_store()
         self._metrics.seen_id = self._ingest_store.last_event_id()
         freed = self._ingest_store.release_abandoned_claims()
@@ -535,7 +519,7 @@ class Service:
         store = self._thread_store()
         tick = _timers_tick()
         last_error = None
-        event_log = event_log_path(self.config)
+        event_log = self.config.event_log
         while not self.stopping.wait(TIMER_TICK):
             try:
                 if tick is not None:

@@ -34,7 +34,6 @@ from typing import Any, Callable, Optional
 
 from jinja2 import nodes, pass_eval_context
 from jinja2.compiler import CodeGenerator, Frame
-from jinja2.environment import Template
 from jinja2.filters import do_join, make_attrgetter
 from jinja2.nodes import EvalContext
 from jinja2.runtime import Context
@@ -89,15 +88,14 @@ def check_size(size: int, what: str) -> None:
         raise LimitExceeded(f"{what} exceeded {MAX_OUTPUT // 1024} KB")
 
 
-def render_bounded(
-    template: Template, variables: dict[str, Any]
-) -> tuple[str, Optional[LimitExceeded]]:
-    """``template``'s text, read from its stream until the end or a limit;
-    with the breach, if there was one (the text is then what came before it)."""
+def render_bounded(stream: Iterator[str]) -> tuple[str, Optional[LimitExceeded]]:
+    """A template's text (``stream``: its generate(), or a block's), read
+    until the end or a limit; with the breach, if there was one (the text is
+    then what came before it). Nothing in a Jinja stream runs before it is
+    read, so the budget set here covers all of the rendering."""
     parts: list[str] = []
     size = 0
     token = _BUDGET.set(Budget(time.monotonic() + MAX_RENDER_SECONDS))
-    stream = template.generate(variables)
     try:
         for chunk in stream:
             if size + len(chunk) > MAX_OUTPUT:
@@ -110,7 +108,9 @@ def render_bounded(
     except LimitExceeded as breach:
         return "".join(parts), breach
     finally:
-        stream.close()
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
         _BUDGET.reset(token)
     return "".join(parts), None
 

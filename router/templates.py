@@ -1,5 +1,6 @@
 """Sandboxed Jinja templates: the environment, our filters, what a template
-refers to (for ``router check``), rendering, and the built-in messages.
+refers to (for ``router check``), rendering, and the built-in messages
+(``router/messages/*.j2``, one file per event).
 
 Event values come from outside Retrospect's control (client names, volume
 paths), so they are only ever template *data*: the sandbox renders them,
@@ -17,13 +18,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Optional, Union
 
-from jinja2 import nodes
+from jinja2 import FileSystemLoader, nodes
 from jinja2.environment import Template
 from jinja2.exceptions import SecurityError, TemplateSyntaxError
 from jinja2.runtime import ChainableUndefined, StrictUndefined, Undefined
 from jinja2.sandbox import SandboxedEnvironment
 
 from router.events import EVENTS, canonical_name
+from router.locations import package_dir
 from router.template_limits import MAX_OUTPUT as MAX_OUTPUT  # the limits, for callers
 from router.template_limits import MAX_RANGE_ITEMS as MAX_RANGE_ITEMS
 from router.template_limits import MAX_RENDER_SECONDS as MAX_RENDER_SECONDS
@@ -130,26 +132,108 @@ def make_environment() -> SandboxedEnvironment:
     return env
 
 
-_ENV: Optional[SandboxedEnvironment] = None
-_STRICT_ENV: Optional[SandboxedEnvironment] = None
+class Templates:
+    """The sandboxed environments and the templates compiled in them.
+
+    One object per process (``TEMPLATES``) owns what is expensive to build:
+    the environment, its strict twin, the messages' environment, and the
+    compiled templates by source text (the ruleset renders the same handful
+    for every event, and compiling costs far more than rendering).
+    """
+
+    #: Rule edits in a long-running service keep adding sources; past this
+    #: many the cache starts over rather than growing without end.
+    MAX_COMPILED = 4096
+
+    def __init__(self) -> None:
+        self.environment = make_environment()
+        #: A variable the event lacks is an error here, not empty text: for
+        #: what must be exactly right or not happen at all (a ``run``
+        #: argument, a log file's path).
+        self.strict = self.environment.overlay(undefined=StrictUndefined)
+        #: The built-in messages: files in the package, written as forms (a
+        #: block tag's line break and indentation are not output).
+        self.messages = self.environment.overlay(
+            loader=FileSystemLoader(MESSAGES_DIR), trim_blocks=True, lstrip_blocks=True
+        )
+        self._compiled: dict[tuple[str, bool], Template] = {}
+
+    def compile(self, source: str, strict: bool = False) -> Template:
+        """``source`` compiled, once per distinct text. Raises
+        TemplateSyntaxError for a broken template (not cached, so a fixed rule
+        file is picked up as soon as its text changes)."""
+        key = (source, strict)
+        template = self._compiled.get(key)
+        if template is None:
+            template = (self.strict if strict else self.environment).from_string(source)
+            if len(self._compiled) >= self.MAX_COMPILED:
+                self._compiled.clear()
+            self._compiled[key] = template
+        return template
+
+    def render(self, source: str, variables: Mapping[str, Any], strict: bool = False) -> Rendered:
+        """See :func:`render`."""
+        try:
+            stream = self.compile(source, strict).generate(dict(variables))
+            return _bounded(stream)
+        except Exception as exc:  # noqa: BLE001 - any failure must keep the message
+            message = _error_message(exc)
+            return Rendered(text=f"{source}\n[template error: {message}]", error=message)
+
+    def render_message(self, name: str, part: str, variables: Mapping[str, Any]) -> Rendered:
+        """Part (``title`` or ``body``) of the built-in message ``name``: an
+        event's (aliases and case resolved; an unknown name gets the one
+        for unknown events), or the router's own (``_expect``, ``_digest``)."""
+        file = message_file(name)
+        try:
+            template = self.messages.get_template(file)
+            context = template.new_context(dict(variables, **_message_extras(name)))
+            rendered = _bounded(template.blocks[part](context))
+        except Exception as exc:  # noqa: BLE001 - as render: the message is never lost
+            message = _error_message(exc)
+            return Rendered(f"[built-in message {file} failed: {message}]", message)
+        if part == "title":
+            return Rendered(" ".join(rendered.text.split()), rendered.error)
+        return Rendered(rendered.text.rstrip("\n"), rendered.error)
+
+
+def _bounded(stream: Any) -> Rendered:
+    """A stream rendered within the limits, a breach as a note after the text."""
+    text, breach = render_bounded(stream)
+    if breach is not None:
+        return Rendered(text=f"{text}\n{breach.note}" if text else breach.note, error=breach.what)
+    return Rendered(text=text, error=None)
+
+
+#: Where the built-in messages are: one ``EVENT.j2`` per event, the router's
+#: own as ``_NAME.j2``, the shared pieces in ``_common.j2``.
+MESSAGES_DIR = f"{package_dir()}/messages"
+UNKNOWN_MESSAGE = "_unknown"
+
+
+def message_file(name: str) -> str:
+    if name.startswith("_"):
+        return f"{name}.j2"
+    return f"{canonical_name(name) or UNKNOWN_MESSAGE}.j2"
+
+
+def _message_extras(name: str) -> dict[str, Any]:
+    """What the messages say about the event itself: how many arguments it has
+    (for "Retrospect sent 2 of the 4 arguments"), from the catalog."""
+    spec = EVENTS.get(canonical_name(name) or "")
+    if spec is None:
+        return {}
+    return {"expected_args": len(spec.fields), "required_args": spec.min_args}
+
+
+#: The process's templates.
+TEMPLATES = Templates()
 
 
 def environment() -> SandboxedEnvironment:
-    """The shared environment (built on first use: jinja2 stays off the handler's fast path)."""
-    global _ENV
-    if _ENV is None:
-        _ENV = make_environment()
-    return _ENV
-
-
-def strict_environment() -> SandboxedEnvironment:
-    """The same environment where a variable the event lacks is an error, not
-    empty text: for what must be exactly right or not happen at all (a
-    ``run`` argument, a log file's path)."""
-    global _STRICT_ENV
-    if _STRICT_ENV is None:
-        _STRICT_ENV = environment().overlay(undefined=StrictUndefined)
-    return _STRICT_ENV
+    """The environment rule templates render in (jinja2 is imported here,
+    never on the handler's fast path)."""
+    return TEMPLATES.environment
 
 
 # ---------------------------------------------------------------------------
@@ -173,6 +257,9 @@ class TemplateRefs:
 def _stored_names(tree: nodes.Template) -> set[str]:
     """Names the template binds itself: loop targets, set, macro and call args."""
     stored = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    stored.update(node.target for node in tree.find_all(nodes.Import))
+    for node in tree.find_all(nodes.FromImport):
+        stored.update(name if isinstance(name, str) else name[1] for name in node.names)
     if any(True for _ in tree.find_all(nodes.For)):
         stored.add("loop")
     for macro in tree.find_all((nodes.Macro, nodes.CallBlock)):
@@ -211,36 +298,6 @@ def template_refs(source: str) -> TemplateRefs:
     return refs
 
 
-# ---------------------------------------------------------------------------
-# Compiling and rendering
-# ---------------------------------------------------------------------------
-
-#: Compiled templates by source text. The ruleset renders the same handful of
-#: templates for every event, and compiling costs far more than rendering.
-_COMPILED: dict[tuple[str, bool], Template] = {}
-#: Rule edits in a long-running service keep adding sources; past this many
-#: the cache starts over rather than growing without end.
-_COMPILED_MAX = 4096
-
-
-def compile_template(source: str, strict: bool = False) -> Template:
-    """``source`` compiled in the sandbox, once per distinct text (and
-    strictness, see :func:`strict_environment`).
-
-    Raises TemplateSyntaxError for a broken template (not cached, so a fixed
-    rule file is picked up as soon as its text changes).
-    """
-    key = (source, strict)
-    template = _COMPILED.get(key)
-    if template is None:
-        env = strict_environment() if strict else environment()
-        template = env.from_string(source)
-        if len(_COMPILED) >= _COMPILED_MAX:
-            _COMPILED.clear()
-        _COMPILED[key] = template
-    return template
-
-
 @dataclass
 class Rendered:
     """A rendered template; ``error`` is set when the text is the fallback."""
@@ -267,6 +324,7 @@ def render(source: str, variables: Mapping[str, Any], *, strict: bool = False) -
     the template's own arithmetic all give the template's source followed by
     ``[template error: MESSAGE]``: a notification with a raw template still
     tells the admin what happened, where an empty or missing one would not.
+    (With ``strict``, a variable the event lacks is such an error too.)
 
     A template that passes a limit (``MAX_OUTPUT`` characters,
     ``MAX_RENDER_SECONDS``, ``MAX_RANGE_ITEMS``, or one operation making a
@@ -274,14 +332,7 @@ def render(source: str, variables: Mapping[str, Any], *, strict: bool = False) -
     followed by a note such as ``[template output exceeded 64 KB: cut
     here]``; the error says which limit, with the word "exceeded".
     """
-    try:
-        text, breach = render_bounded(compile_template(source, strict), dict(variables))
-    except Exception as exc:  # noqa: BLE001 - any failure must keep the message
-        message = _error_message(exc)
-        return Rendered(text=f"{source}\n[template error: {message}]", error=message)
-    if breach is not None:
-        return Rendered(text=f"{text}\n{breach.note}" if text else breach.note, error=breach.what)
-    return Rendered(text=text, error=None)
+    return TEMPLATES.render(source, variables, strict)
 
 
 def render_title(source: str, variables: Mapping[str, Any]) -> Rendered:
@@ -292,6 +343,11 @@ def render_title(source: str, variables: Mapping[str, Any]) -> Rendered:
     """
     rendered = render(source, variables)
     return Rendered(text=" ".join(rendered.text.split()), error=rendered.error)
+
+
+def render_message(name: str, part: str, variables: Mapping[str, Any]) -> Rendered:
+    """The built-in message's ``part`` (see Templates.render_message)."""
+    return TEMPLATES.render_message(name, part, variables)
 
 
 def event_variables(
@@ -315,367 +371,3 @@ def event_variables(
     variables["previous"] = dict(previous) if previous else {}
     variables.update(extra)
     return variables
-
-
-# ---------------------------------------------------------------------------
-# Built-in messages
-# ---------------------------------------------------------------------------
-#
-# Used by ``notify`` without title/body. They are built from small pieces so
-# that every event says the same things the same way, and each piece guards
-# its fields: Retrospect may send fewer arguments (the field is absent) or
-# garbage (the field is the raw string), and the message must still read well.
-
-
-def _line(text: str, when: Optional[str] = None) -> str:
-    """One body line with its newline, left out entirely when ``when`` is false."""
-    if when is None:
-        return text + "\n"
-    return "{% if " + when + " %}" + text + "\n{% endif %}"
-
-
-def _field_line(label: str, expression: str, name: str) -> str:
-    """``Label: value`` when the event carried field ``name``."""
-    return _line(f"{label}: {expression}", f"{name} is defined")
-
-
-def _quoted(kind: str, name: str, missing: str) -> str:
-    """``kind 'value'`` in a title, or ``missing`` when the value is absent or empty."""
-    return (
-        "{% if " + name + " %}" + kind + " '{{ " + name + " }}'{% else %}" + missing + "{% endif %}"
-    )
-
-
-_FAILED = "error_code is number and error_code != 0"
-_HAS_ERRORS = "errors is number and errors > 0"
-#: "error -530 (backup client not found)"; a raw error code prints as it came.
-_ERROR_DETAIL = "{{ error_code }}{% if error_message %} ({{ error_message }}){% endif %}"
-_ERROR = "error " + _ERROR_DETAIL
-_ERROR_COUNT = "{{ errors }} error{% if errors != 1 %}s{% endif %}"
-#: The outcome of a script or source, as Retrospect's example handlers word it.
-_RESULT = (
-    "{% if "
-    + _FAILED
-    + " %}failed: "
-    + _ERROR
-    + "{% elif "
-    + _HAS_ERRORS
-    + " %}completed with "
-    + _ERROR_COUNT
-    + "{% elif error_code is number %}succeeded"
-    + "{% elif error_code is defined %}finished: "
-    + _ERROR
-    + "{% else %}finished (Retrospect sent no result){% endif %}"
-)
-_HOST = '{{ host or "unknown host" }}'
-_WHEN = "{% if date is defined %} at {{ date | datetime }}{% endif %}"
-#: EndSource's size: bytes when kb parsed, else kb as it came.
-_SIZE = "((bytes | filesize) if bytes is number else ((kb ~ ' KB') if kb is defined else ''))"
-_FILES = (
-    "(((('{:,}'.format(files)) if files is number else files)"
-    " ~ (' file' if files == 1 else ' files'))"
-    " if files is defined else '')"
-)
-_DURATION = "((duration | duration) if duration is defined else '')"
-_CLIENT_SUFFIX = (
-    "{% if client and not (source is string and client is string"
-    " and source.startswith(client ~ '/')) %} on client {{ client }}{% endif %}"
-)
-_SOURCE_FIELDS = (
-    _field_line("Script", "{{ script }}", "script")
-    + _field_line("Source", "{{ source }}", "source")
-    + _field_line("Path", "{{ source_path }}", "source_path")
-    + _field_line("Client", "{{ client }}", "client")
-)
-
-#: Lines every built-in body ends with: history, throttling, rule, host.
-_FOOTER = (
-    _line(
-        "Status: {{ status }}"
-        "{% if streak is number and streak > 1 %} ({{ streak }} in a row){% endif %}",
-        "status",
-    )
-    + _line(
-        "Previous {{ event }}: {{ previous.status }}"
-        "{% if previous.streak is number and previous.streak > 1 %}"
-        " ({{ previous.streak }} in a row){% endif %}",
-        "previous.status and previous.status != status",
-    )
-    + _line(
-        "{{ suppressed }} more like this were suppressed by throttling"
-        " since the last notification.",
-        "suppressed is number and suppressed > 0",
-    )
-    + _line("Rule: {{ rule }}", "rule")
-    + "Host: "
-    + _HOST
-    + "{% if received %}, received {{ received | datetime }}{% endif %}"
-)
-
-
-def _body(event: str, opening: str, *lines: str) -> str:
-    """The opening sentence, the event's fields, the footer.
-
-    The opening says what happened even when Retrospect sent no arguments;
-    the line after it says when Retrospect sent fewer arguments than usual,
-    so a sparse message is not mistaken for a template bug.
-    """
-    spec = EVENTS[event]
-    short = _line(
-        "Retrospect sent {{ args | length }} of the "
-        + str(len(spec.fields))
-        + " arguments of "
-        + event
-        + "; the missing details are left out.",
-        "args is sequence and args | length < " + str(spec.min_args),
-    )
-    return _line(opening) + short + "".join(lines) + _FOOTER
-
-
-_MEDIA_FIELDS = (
-    _field_line("Backup set", "{{ backup_set }}", "backup_set")
-    + _field_line("Member", "{{ member }}", "member")
-    + _field_line(
-        "Known member",
-        "{% if known is sameas true %}yes{% elif known is sameas false %}no, new media"
-        "{% else %}{{ known }}{% endif %}",
-        "known",
-    )
-    + _field_line("Waiting for", "{{ waited | duration }}", "waited")
-)
-_MEMBER_OF = (
-    "{% if member %}: member '{{ member }}'"
-    "{% if backup_set %} of backup set '{{ backup_set }}'{% endif %}"
-    "{% elif backup_set %}: backup set '{{ backup_set }}'{% endif %}"
-)
-
-DEFAULT_MESSAGES: dict[str, tuple[str, str]] = {
-    "StartApp": (
-        "Retrospect starting on "
-        + _HOST
-        + "{% if autolaunched is sameas true %} (launched automatically){% endif %}",
-        _body(
-            "StartApp",
-            "Retrospect is starting on " + _HOST + _WHEN + ".",
-            _field_line(
-                "Launched",
-                "{% if autolaunched is sameas true %}automatically"
-                "{% elif autolaunched is sameas false %}by a person"
-                "{% else %}{{ autolaunched }}{% endif %}",
-                "autolaunched",
-            ),
-        ),
-    ),
-    "EndApp": (
-        "Retrospect quit on " + _HOST,
-        _body("EndApp", "Retrospect quit on " + _HOST + _WHEN + "."),
-    ),
-    "StartBackupServer": (
-        "Proactive Backup starting on " + _HOST,
-        _body("StartBackupServer", "Proactive Backup is starting on " + _HOST + _WHEN + "."),
-    ),
-    "StopBackupServer": (
-        "Proactive Backup stopped on " + _HOST,
-        _body("StopBackupServer", "Proactive Backup stopped on " + _HOST + _WHEN + "."),
-    ),
-    "StartScript": (
-        _quoted("Script", "script", "A script")
-        + " starting"
-        + "{% if date is defined %} at {{ date | datetime }}{% endif %}",
-        _body(
-            "StartScript",
-            "A script is starting.",
-            _field_line("Script", "{{ script }}", "script"),
-            _field_line("Starting", "{{ date | datetime }}", "date"),
-        ),
-    ),
-    "EndScript": (
-        _quoted("Backup", "script", "A backup script") + " " + _RESULT,
-        _body(
-            "EndScript",
-            "A script finished.",
-            _field_line("Script", "{{ script }}", "script"),
-            _line("Result: " + _RESULT),
-            _field_line("Non-fatal errors", "{{ errors }}", "errors"),
-        ),
-    ),
-    "StartSource": (
-        _quoted("Source", "source", "A source")
-        + _CLIENT_SUFFIX
-        + " starting"
-        + "{% if script %} (script '{{ script }}'){% endif %}",
-        _body("StartSource", "A source is about to be backed up.", _SOURCE_FIELDS),
-    ),
-    "EndSource": (
-        _quoted("Source", "source", "A source")
-        + _CLIENT_SUFFIX
-        + " "
-        + _RESULT
-        + "{% if not ("
-        + _FAILED
-        + ") %}{% set stats = ["
-        + _SIZE
-        + ", "
-        + _FILES
-        + ", "
-        + _DURATION
-        + "] | select | join(', ') %}{% if stats %}: {{ stats }}{% endif %}{% endif %}",
-        _body(
-            "EndSource",
-            "A source finished.",
-            _SOURCE_FIELDS,
-            _line("Result: " + _RESULT),
-            _line(
-                "Copied: {{ " + _SIZE + " }}{% if bytes is number %} ({{ kb }} KB){% endif %}"
-                "{% if files is defined %}, {{ " + _FILES + " }}{% endif %}",
-                "kb is defined",
-            ),
-            _line("Copied: {{ " + _FILES + " }}", "kb is not defined and files is defined"),
-            _field_line("Duration", "{{ duration | duration }}", "duration"),
-            _field_line("Source started", "{{ source_start | datetime }}", "source_start"),
-            _field_line("Source ended", "{{ source_end | datetime }}", "source_end"),
-            _field_line("Script started", "{{ script_start | datetime }}", "script_start"),
-            _field_line("Backup set", "{{ backup_set }}", "backup_set"),
-            _field_line("Action", "{{ action }}", "action"),
-            _field_line("Parent volume", "{{ parent_volume }}", "parent_volume"),
-            _field_line("Non-fatal errors", "{{ errors }}", "errors"),
-        ),
-    ),
-    "MediaRequest": (
-        "Retrospect needs media"
-        + _MEMBER_OF
-        + "{% if waited is defined %} (waiting {{ waited | duration }}){% endif %}",
-        _body(
-            "MediaRequest",
-            "Retrospect is waiting for media on " + _HOST + ".",
-            _MEDIA_FIELDS,
-        ),
-    ),
-    "TimedOutMediaRequest": (
-        "Media request timed out"
-        + "{% if waited is defined %} after {{ waited | duration }}{% endif %}"
-        + _MEMBER_OF,
-        _body(
-            "TimedOutMediaRequest",
-            "Retrospect's request for media timed out on " + _HOST + ".",
-            _MEDIA_FIELDS,
-        ),
-    ),
-    "ScriptCheckFailed": (
-        _quoted("Script", "script", "A script")
-        + " will not be able to run"
-        + "{% if date is defined %} at {{ date | datetime }}{% endif %}"
-        + "{% if reason %}: {{ reason }}{% elif error_code is defined %}: "
-        + _ERROR
-        + "{% endif %}",
-        _body(
-            "ScriptCheckFailed",
-            "A scheduled script will not be able to run.",
-            _field_line("Script", "{{ script }}", "script"),
-            _field_line("Run that will fail", "{{ date | datetime }}", "date"),
-            _field_line("Reason", "{{ reason }}", "reason"),
-            _field_line("Error", _ERROR_DETAIL, "error_code"),
-        ),
-    ),
-    "NextExec": (
-        _quoted("Script", "script", "A script")
-        + " next runs"
-        + "{% if date is defined %} at {{ date | datetime }}{% else %} (date not sent){% endif %}",
-        _body(
-            "NextExec",
-            "Retrospect scheduled the next run of a script.",
-            _field_line("Script", "{{ script }}", "script"),
-            _field_line("Next run", "{{ date | datetime }}", "date"),
-        ),
-    ),
-    "StopSched": (
-        _quoted("Script", "script", "A script")
-        + " reached its scheduled stop time"
-        + "{% if date is defined %} ({{ date | datetime }}){% endif %}",
-        _body(
-            "StopSched",
-            "A script reached its scheduled stop time.",
-            _field_line("Script", "{{ script }}", "script"),
-            _field_line("Scheduled stop", "{{ date | datetime }}", "date"),
-        ),
-    ),
-    "PasswordEntry": (
-        "Password entry"
-        + "{% if subject %} for '{{ subject }}'{% endif %}"
-        + "{% if "
-        + _FAILED
-        + " %} failed: "
-        + _ERROR
-        + "{% elif error_code is number %} succeeded{% elif error_code is defined %}: "
-        + _ERROR
-        + "{% endif %}",
-        _body(
-            "PasswordEntry",
-            "A password was entered in Retrospect.",
-            _field_line("Logged into", "{{ subject }}", "subject"),
-            _field_line("Attempts", "{{ attempts }}", "attempts"),
-            _field_line("Error", _ERROR_DETAIL, "error_code"),
-        ),
-    ),
-    "FatalBackupError": (
-        "Fatal error in "
-        + _quoted("script", "script", "a script")
-        + "{% if error_code is defined %}: "
-        + _ERROR
-        + "{% elif reason %}: {{ reason }}{% endif %}",
-        _body(
-            "FatalBackupError",
-            "A backup stopped with a fatal error.",
-            _field_line("Script", "{{ script }}", "script"),
-            _field_line("What failed", "{{ reason }}", "reason"),
-            _field_line("Error", _ERROR_DETAIL, "error_code"),
-            _field_line("Where", "{{ error_zone }}", "error_zone"),
-        ),
-    ),
-    "AnomalyAlert": (
-        "Anomaly on "
-        + _quoted("source", "source", "a source")
-        + _CLIENT_SUFFIX
-        + "{% if changed_percent is number %}"
-        + ": {{ '%.1f' | format(changed_percent) }}% of files changed"
-        + "{% elif changed_percent is defined %}: {{ changed_percent }}% of files changed"
-        + "{% else %}: unusually many files changed{% endif %}",
-        _body(
-            "AnomalyAlert",
-            "Unusually many files changed on a source (anomaly detection).",
-            _SOURCE_FIELDS,
-            _field_line("Selector", "{{ selector }}", "selector"),
-            _field_line("Files watched", "{{ watched_files }}", "watched_files"),
-            _field_line("Files changed", "{{ changed_files }}", "changed_files"),
-            _field_line(
-                "Changed",
-                "{% if changed_percent is number %}{{ '%.1f' | format(changed_percent) }}"
-                "{% else %}{{ changed_percent }}{% endif %}%",
-                "changed_percent",
-            ),
-        ),
-    ),
-}
-
-#: For an event name the catalog does not know: its name and raw arguments.
-UNKNOWN_EVENT_MESSAGE: tuple[str, str] = (
-    "Unknown Retrospect event '{{ event | default('?', true) }}' on " + _HOST,
-    _line("Retrospect sent an event the router does not know: '{{ event | default('?', true) }}'.")
-    + "{% if args %}"
-    + _line("Arguments, as received:")
-    + "{% for arg in args %}"
-    + _line("  {{ loop.index }}. {{ arg }}")
-    + "{% endfor %}"
-    + "{% else %}"
-    + _line("It came with no arguments.")
-    + "{% endif %}"
-    + _FOOTER,
-)
-
-
-def default_message(event: str) -> tuple[str, str]:
-    """The built-in (title, body) for ``event``; aliases and case resolved."""
-    canonical = canonical_name(event)
-    if canonical is None:
-        return UNKNOWN_EVENT_MESSAGE
-    return DEFAULT_MESSAGES[canonical]

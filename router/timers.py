@@ -67,33 +67,6 @@ EXPECT_TYPE = "warning"
 _SEVERITY = {"failure": 3, "warning": 2, "success": 1}
 
 # ---------------------------------------------------------------------------
-# Built-in messages (notify without title or body)
-# ---------------------------------------------------------------------------
-
-EXPECT_TITLE = "No {{ expected }} for {{ overdue | duration }} (rule '{{ rule }}')"
-EXPECT_BODY = (
-    "Rule '{{ rule }}' expects {{ expected }}"
-    "{% if condition %} where {{ condition }}{% endif %}"
-    " every {{ every | duration }}"
-    "{% if grace %} (grace {{ grace | duration }}){% endif %}.\n"
-    "{% if last %}The last one arrived {{ overdue | duration }} ago,"
-    " at {{ last.received | datetime }}.\n"
-    "{% else %}None has arrived in the {{ overdue | duration }} the router has been"
-    " watching for it.\n{% endif %}"
-    "Host: {{ host }}, checked {{ received | datetime }}"
-)
-DIGEST_TITLE = "{{ rule }}: {{ count }} event{{ '' if count == 1 else 's' }}"
-DIGEST_BODY = (
-    "{{ count }} event{{ '' if count == 1 else 's' }} matched rule '{{ rule }}'"
-    "{% if count > 1 %} between {{ events[0].received | datetime }}"
-    " and {{ events[-1].received | datetime }}{% else %}"
-    " at {{ events[0].received | datetime }}{% endif %}:\n"
-    "{% for line in summaries %}- {{ line }}\n{% endfor %}"
-    "Host: {{ host }}"
-)
-
-
-# ---------------------------------------------------------------------------
 # Report
 # ---------------------------------------------------------------------------
 
@@ -281,13 +254,8 @@ def fire_expect(
     for action in rule.rule.actions:
         if isinstance(action, n.Notify):
             notifications.extend(
-                _notifications(
-                    renderer,
-                    rule.label,
-                    action,
-                    renderer.variables(PlannedAction(rule, action, extra)),
-                    (EXPECT_TITLE, EXPECT_BODY),
-                    EXPECT_TYPE,
+                renderer.notifications(
+                    PlannedAction(rule, action, extra), action, "_expect", EXPECT_TYPE
                 )
             )
         elif isinstance(action, n.Log):
@@ -393,14 +361,11 @@ def flush_digest(
             extra["summaries"] = _summaries(rule.label, events)
         worst = max((str(e.get("status", "info")) for e in events), key=_severity)
         for action in notifies:
-            variables = renderer.variables(PlannedAction(rule, action, extra))
             notifications.extend(
-                _notifications(
-                    renderer,
-                    rule.label,
+                renderer.notifications(
+                    PlannedAction(rule, action, extra),
                     action,
-                    variables,
-                    (DIGEST_TITLE, DIGEST_BODY),
+                    "_digest",
                     TYPE_FOR_STATUS.get(worst, "info"),
                 )
             )
@@ -445,35 +410,17 @@ def flush_digest(
 
 def _summaries(label: str, events: list[dict[str, Any]]) -> list[str]:
     """Each collected event's built-in title, for the built-in digest body."""
-    from router.templates import default_message, event_variables, render_title
+    from router.templates import event_variables, render_message
 
     lines = []
     for fields in events:
-        title, _ = default_message(str(fields.get("event", "")))
-        lines.append(render_title(title, event_variables(fields, {}, {"rule": label})).text)
+        variables = event_variables(fields, {}, {"rule": label})
+        lines.append(render_message(str(fields.get("event", "")), "title", variables).text)
     return lines
 
 
 def _severity(status: str) -> int:
     return _SEVERITY.get(status, 0)
-
-
-# -- shared
-
-
-def _notifications(
-    renderer: Renderer,
-    label: str,
-    action: n.Notify,
-    variables: dict[str, Any],
-    default: tuple[str, str],
-    default_type: str,
-) -> list[Notification]:
-    title = renderer.text(action.title, variables, default[0], one_line=True)
-    body = renderer.text(action.body, variables, default[1])
-    kind = action.type[0] if action.type else default_type
-    body_format = action.format[0] if action.format else "text"
-    return [Notification(label, name, title, body, kind, body_format) for name, _ in action.targets]
 
 
 def _perform_logs(store: Store, event_id: int, steps: list[Step], log: Optional[Path]) -> None:

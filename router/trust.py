@@ -148,3 +148,15 @@ def require_private(path: PathLike) -> None:
     problem = private_problem(path)
     if problem:
         raise Untrusted(problem)
+
+
+def cache_dir_ok(path: PathLike) -> bool:
+    """Whether ``path`` may hold caches: an existing directory that is the
+    router user's own and that no one else may even read (the caches hold
+    rule text, and some are pickles)."""
+    path = os.fspath(path)
+    if not os.path.isdir(path):
+        return False
+    if not CHECKED:
+        return True
+    return private_problem(path) is None and not os.stat(path).st_mode & 0o077

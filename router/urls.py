@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import unquote, urlsplit
 
-from router.config import cache_dir, cache_file
+from router import trust
 
 MASK = "****"
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
@@ -40,54 +40,67 @@ def scheme_of(url: str) -> Optional[str]:
 # Instantiating plugins without loading all of Apprise's
 # ---------------------------------------------------------------------------
 
-_INDEX: Optional[dict[str, str]] = None
-
-
-def _index_path() -> Optional[Path]:
-    """The index file, when the private state directory can hold it (it names
-    modules to import: another user's copy is never read)."""
-    if cache_dir() is None:
-        return None
-    import apprise
-
-    return cache_file(f"apprise-{apprise.__version__}-schemes.json")
-
-
-def scheme_index() -> dict[str, str]:
+class SchemeIndex:
     """Scheme -> ``module:Class`` of the Apprise plugin that serves it.
 
     Apprise imports all of its 130-odd plugin modules the first time it
     parses any URL (about 0.2 s, most of a handler run). The index lets the
     handler import only the plugin a URL needs. It is built once by letting
-    Apprise load everything, and kept in the private state directory per
-    Apprise version.
+    Apprise load everything, and kept, given a private directory, in a file
+    there per Apprise version (it names modules to import: a file there
+    that another user owns is never read).
     """
-    global _INDEX
-    if _INDEX is not None:
-        return _INDEX
-    path = _index_path()
-    if path is not None:
-        try:
-            _INDEX = json.loads(path.read_text(encoding="utf-8"))
-            return _INDEX
-        except (OSError, ValueError):
-            pass
-    from apprise.manager_plugins import NotificationManager
 
-    manager = NotificationManager()
-    _INDEX = {
-        schema: f"{manager[schema].__module__}:{manager[schema].__qualname__}"
-        for schema in manager.schemas()
-    }
-    if path is not None:
-        with contextlib.suppress(OSError):
-            temp = path.with_suffix(f".{os.getpid()}.tmp")
-            # 0600 like every file in the state directory (SECURITY.md).
-            handle = os.open(str(temp), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(handle, "w", encoding="utf-8") as out:
-                out.write(json.dumps(_INDEX))
-            os.replace(temp, path)
-    return _INDEX
+    def __init__(self) -> None:
+        self.cache_dir: Optional[Path] = None
+        self._index: Optional[dict[str, str]] = None
+
+    def use_cache_dir(self, directory: Optional[Path]) -> None:
+        ok = directory is not None and trust.cache_dir_ok(directory)
+        self.cache_dir = Path(directory) if ok and directory is not None else None
+
+    def _file(self) -> Optional[Path]:
+        if self.cache_dir is None:
+            return None
+        import apprise
+
+        path = self.cache_dir / f"apprise-{apprise.__version__}-schemes.json"
+        return None if trust.private_problem(path) else path
+
+    def get(self, scheme: str) -> Optional[str]:
+        return self.index().get(scheme)
+
+    def index(self) -> dict[str, str]:
+        if self._index is not None:
+            return self._index
+        path = self._file()
+        if path is not None:
+            try:
+                self._index = json.loads(path.read_text(encoding="utf-8"))
+                return self._index
+            except (OSError, ValueError):
+                pass
+        from apprise.manager_plugins import NotificationManager
+
+        manager = NotificationManager()
+        index = {
+            schema: f"{manager[schema].__module__}:{manager[schema].__qualname__}"
+            for schema in manager.schemas()
+        }
+        self._index = index
+        if path is not None:
+            with contextlib.suppress(OSError):
+                temp = path.with_suffix(f".{os.getpid()}.tmp")
+                # 0600 like every file in the state directory (SECURITY.md).
+                handle = os.open(str(temp), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(handle, "w", encoding="utf-8") as out:
+                    out.write(json.dumps(index))
+                os.replace(temp, path)
+        return index
+
+
+#: The process's scheme index (plugin_for and the functions on it use it).
+SCHEMES = SchemeIndex()
 
 
 def plugin_for(url: str) -> Any:
@@ -99,7 +112,7 @@ def plugin_for(url: str) -> Any:
     import apprise
 
     scheme = scheme_of(url)
-    entry = scheme_index().get(scheme or "")
+    entry = SCHEMES.get(scheme or "")
     if entry is not None:
         module_name, _, class_name = entry.partition(":")
         try:

@@ -431,3 +431,27 @@ def request(
         return response.status, response.headers, json.loads(raw)
     except ValueError:
         return response.status, response.headers, raw
+
+
+def toml_keys(text: str) -> set[tuple[str, str]]:
+    """(section, key) of every key a router.toml text sets, commented-out
+    keys included (``# name = value``): what a documented file covers."""
+    import re
+
+    found: set[tuple[str, str]] = set()
+    section = ""
+    for line in text.splitlines():
+        header = re.match(r"\s*#?\s*\[(\w+)\]", line)
+        if header:
+            section = header.group(1)
+            continue
+        key = re.match(r"\s*#?\s*(\w+)\s*=", line)
+        if key:
+            found.add((section, key.group(1)))
+    return found
+
+
+def every_config_key() -> set[tuple[str, str]]:
+    from router.config import KEYS
+
+    return {(key.section, key.name) for key in KEYS}

@@ -18,22 +18,19 @@ from typing import Optional
 import pytest
 from sinks import ERROR, HANG, HttpSink, SmtpSink
 
-from router.config import ConfigError
+from router.config import Delivery
 from router.delivery import (
-    DeliveryPolicy,
     deliver,
     drain,
     next_delay,
-    resolve_target,
     scrub,
     send,
 )
-from router.language.nodes import Source, Span, TargetDef
 from router.store import DEAD, PENDING, SENT, JournalEntry, OutboxItem, OutboxRow, Store
 from router.urls import mask_url
 
 #: Short timeouts so hung servers cost a second, not twenty.
-FAST = DeliveryPolicy(connect_timeout=1.0, read_timeout=1.0)
+FAST = Delivery.defaults(connect_timeout=1.0, read_timeout=1.0)
 T0 = 1_700_000_000.0
 PASSWORD = "hunter2pass"
 TOKEN = "s3cret-token-value"
@@ -174,12 +171,12 @@ def test_each_concurrent_send_reports_its_own_reason(store: Store) -> None:
 
 
 def test_next_delay_doubles_from_first_delay_up_to_the_cap() -> None:
-    policy = DeliveryPolicy()
+    policy = Delivery.defaults()
     assert [next_delay(n, policy) for n in range(1, 6)] == [10, 20, 40, 80, 160]
     assert next_delay(9, policy) == 2560
     assert next_delay(10, policy) == 3600  # 5120 capped
     assert next_delay(10_000, policy) == 3600
-    small = DeliveryPolicy(first_delay=1, max_delay=5)
+    small = Delivery.defaults(first_delay=1, max_delay=5)
     assert [next_delay(n, small) for n in range(1, 6)] == [1, 2, 4, 5, 5]
 
 
@@ -247,7 +244,7 @@ def test_hung_smtp_server_send_returns_within_the_timeouts(http_sink: HttpSink) 
 
 
 def test_a_hung_target_does_not_delay_a_healthy_one(store: Store) -> None:
-    policy = DeliveryPolicy(connect_timeout=1.0, read_timeout=2.0)
+    policy = Delivery.defaults(connect_timeout=1.0, read_timeout=2.0)
     with HttpSink() as hung, HttpSink() as healthy:
         hung.mode = HANG
         # The hung target's rows come first: sent in order, they would block.
@@ -293,7 +290,7 @@ def test_deadline_cuts_a_hung_send_short_without_counting_an_attempt(
 ) -> None:
     """The wall clock ends the send: the socket timeouts (10 s) are far off."""
     http_sink.mode = HANG
-    policy = DeliveryPolicy(connect_timeout=10.0, read_timeout=10.0)
+    policy = Delivery.defaults(connect_timeout=10.0, read_timeout=10.0)
     ids = queue(store, [f"json://{http_sink.address}/a"] * 2)  # one URL: one after another
     started = time.time()
     report = drain(store, policy, deadline=started + 1.5)
@@ -367,148 +364,3 @@ def test_scrub_removes_path_tokens_the_mask_hides() -> None:
 
 # ---------------------------------------------------------------------------
 # Targets -> URLs
-# ---------------------------------------------------------------------------
-
-SPAN = Span("rules/test.rr", 1, 1, 1, 10)
-
-
-def target(*sources: Source) -> TargetDef:
-    return TargetDef("ops", tuple(sources), SPAN, SPAN)
-
-
-def test_resolve_url_source(tmp_path: Path) -> None:
-    urls, problems = resolve_target(target(Source("url", "json://127.0.0.1:9/a", SPAN)), tmp_path)
-    assert (urls, problems) == (["json://127.0.0.1:9/a"], [])
-
-
-def test_resolve_env_source_splits_several_urls(tmp_path: Path) -> None:
-    environ = {"CHAT": "json://127.0.0.1:9/a, form://127.0.0.1:9/b\n json://127.0.0.1:9/c,"}
-    urls, problems = resolve_target(target(Source("env", "CHAT", SPAN)), tmp_path, environ)
-    assert urls == ["json://127.0.0.1:9/a", "form://127.0.0.1:9/b", "json://127.0.0.1:9/c"]
-    assert problems == []
-
-
-def test_resolve_env_source_unset_or_empty_is_a_problem(tmp_path: Path) -> None:
-    urls, problems = resolve_target(
-        target(
-            Source("env", "MISSING_URL", SPAN),
-            Source("env", "BLANK_URL", SPAN),
-            Source("url", "json://127.0.0.1:9/kept", SPAN),
-        ),
-        tmp_path,
-        {"BLANK_URL": " , "},
-    )
-    assert urls == ["json://127.0.0.1:9/kept"]
-    assert problems == [
-        "environment variable MISSING_URL is not set",
-        "environment variable BLANK_URL is empty",
-    ]
-
-
-APPRISE_YAML = """\
-version: 1
-urls:
-  - json://127.0.0.1:{port}/backup-team:
-      - tag: backup, ops
-  - form://127.0.0.1:{port}/backup-form?+X-Token={token}:
-      - tag: backup
-  - json://127.0.0.1:{port}/other:
-      - tag: other
-"""
-
-
-def test_resolve_config_source_filters_by_tag_and_sends(
-    tmp_path: Path, http_sink: HttpSink
-) -> None:
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    (rules / "apprise.yml").write_text(APPRISE_YAML.format(port=http_sink.port, token=TOKEN))
-    urls, problems = resolve_target(target(Source("config", "apprise.yml", SPAN, "backup")), rules)
-    assert problems == []
-    assert len(urls) == 2
-    assert any("/backup-team" in u for u in urls) and any("/backup-form" in u for u in urls)
-    assert not any("/other" in u for u in urls)
-    for url in urls:  # the URLs keep what sending needs (the header's real value)
-        assert send(url, "t", "b", "info", "text", FAST) is None
-    paths = sorted(r.path for r in http_sink.wait_for(2))
-    assert paths == ["/backup-form", "/backup-team"]
-    form = [r for r in http_sink.requests if r.path == "/backup-form"][0]
-    assert form.headers["X-Token"] == TOKEN
-
-    everything, problems = resolve_target(target(Source("config", "apprise.yml", SPAN)), rules)
-    assert (len(everything), problems) == (3, [])
-
-
-def test_resolve_config_source_problems(tmp_path: Path) -> None:
-    (tmp_path / "apprise.yml").write_text(APPRISE_YAML.format(port=9, token=TOKEN))
-    urls, problems = resolve_target(
-        target(
-            Source("config", "missing.yml", SPAN),
-            Source("config", "apprise.yml", SPAN, "nosuchtag"),
-        ),
-        tmp_path,
-    )
-    assert urls == []
-    assert problems == [
-        "Apprise config file 'missing.yml' does not exist",
-        "no entry of Apprise config file 'apprise.yml' has the tag 'nosuchtag'",
-    ]
-
-
-def test_resolve_text_config_with_absolute_path(tmp_path: Path) -> None:
-    config = tmp_path / "apprise.txt"
-    config.write_text("backup=json://127.0.0.1:9/a\nform://127.0.0.1:9/b\n")
-    urls, problems = resolve_target(
-        target(Source("config", str(config), SPAN, "backup")), tmp_path / "elsewhere"
-    )
-    assert problems == []
-    assert len(urls) == 1 and urls[0].startswith("json://127.0.0.1:9/a")
-
-
-# ---------------------------------------------------------------------------
-# [delivery] in router.toml
-# ---------------------------------------------------------------------------
-
-
-def test_policy_defaults() -> None:
-    policy = DeliveryPolicy.from_config({})
-    assert policy == DeliveryPolicy()
-    assert (policy.first_delay, policy.max_delay, policy.max_age) == (10.0, 3600.0, 86400.0)
-    assert (policy.connect_timeout, policy.read_timeout, policy.concurrency) == (5.0, 15.0, 8)
-    assert policy.deadline == 5.0
-
-
-def test_policy_from_config_reads_numbers_and_durations() -> None:
-    policy = DeliveryPolicy.from_config(
-        {
-            "rules_dir": "rules",
-            "delivery": {
-                "first_delay": "30s",
-                "max_delay": "1h",
-                "max_age": "24h",
-                "connect_timeout": 2,
-                "read_timeout": 7.5,
-                "concurrency": 3,
-                "deadline": "1m30s",
-            },
-        }
-    )
-    assert policy == DeliveryPolicy(30.0, 3600.0, 86400.0, 2.0, 7.5, 3, 90.0)
-
-
-@pytest.mark.parametrize(
-    ("table", "message"),
-    [
-        ({"max_ag": "1d"}, "unknown key(s) max_ag"),
-        ({"first_delay": "soon"}, "first_delay must be a duration"),
-        ({"read_timeout": 0}, "read_timeout must be a duration"),
-        ({"read_timeout": True}, "read_timeout must be a duration"),
-        ({"concurrency": 0}, "concurrency must be a whole number"),
-        ({"concurrency": 2.5}, "concurrency must be a whole number"),
-        ({"first_delay": "2h", "max_delay": "1h"}, "max_delay (3600 s) is shorter"),
-    ],
-)
-def test_policy_from_config_rejects_bad_values(table: dict, message: str) -> None:
-    with pytest.raises(ConfigError) as caught:
-        DeliveryPolicy.from_config({"delivery": table})
-    assert message in str(caught.value)

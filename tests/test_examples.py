@@ -699,41 +699,23 @@ def test_the_readme_replay_example_does_what_it_shows(site: Site) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-#: Every key router.toml may hold (top level, and [delivery]'s).
-CONFIG_KEYS = {
-    "rules_dir",
-    "state_dir",
-    "date_order",
-    "event_log",
-    "retention",
-    "run_env",
-    "admin",
-    "listen",
-    "token",
-    "require_token",
-    "local_socket",
-    "rate_limit",
-    "max_client_connections",
-    "delivery",
-}
-
-
 def test_router_init_writes_a_router_toml_with_every_key(tmp_path) -> None:
     """The commented router.toml `router init` writes documents every key:
     with its commented-out lines switched on, it loads, with every key set."""
     import re
 
-    from router.config import load_config
-    from router.delivery import DeliveryPolicy
+    from helpers import every_config_key, toml_keys
+
+    from router import config
     from router.init import config_text, layout
 
     where = layout(prefix=str(tmp_path))
-    text = re.sub(r"(?m)^# (\w+ = )", r"\1", config_text(where))
-    where.config.write_text(text, encoding="utf-8")
-    config = load_config(str(where.config))
-    assert set(config.raw) == CONFIG_KEYS
-    assert (config.rules_dir, config.state_dir) == (tmp_path / "rules", tmp_path / "state")
-    assert config.date_order == "mdy" and config.retention == 90 * 86400
-    assert config.run_env == ("ORACLE_HOME",)
-    policy = DeliveryPolicy.from_config(config.raw)
-    assert policy == DeliveryPolicy()  # the values shown are the defaults'
+    text = config_text(where)
+    assert toml_keys(text) == every_config_key()
+    where.config.write_text(re.sub(r"(?m)^# (\w+ = )", r"\1", text), encoding="utf-8")
+    loaded = config.load(str(where.config))
+    assert loaded.warnings == []
+    assert (loaded.rules_dir, loaded.state_dir) == (tmp_path / "rules", tmp_path / "state")
+    assert loaded.date_order == "mdy" and loaded.retention == 90 * 86400
+    assert loaded.run_env == ("ORACLE_HOME",)
+    assert loaded.delivery == config.Delivery.defaults()  # the values shown are the defaults'

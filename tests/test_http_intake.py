@@ -243,7 +243,7 @@ def test_the_limits_in_router_toml_are_checked(router_at, setting) -> None:
     router = router_at(RULES, f'listen = "127.0.0.1:{free_port()}"\n{setting}')
     router.start(wait=False)
     assert router.process is not None and router.process.wait(timeout=30) == 2
-    assert f"cannot start: {setting.split()[0]} must be" in router.log()
+    assert f"router.toml: {setting.split()[0]} must be" in router.log()
 
 
 def test_client_limits_forget_idle_clients_and_bound_all_connections() -> None:

@@ -243,8 +243,8 @@ GRAMMAR_CACHE = "grammar.lark-cache"
 BUILD_PARSER = """
     import json, sys
     from pathlib import Path
-    from router.language.parser import lark_parser, use_cache_dir
-    use_cache_dir(Path(sys.argv[-1]) if len(sys.argv) > 1 else None)
+    from router.language.parser import GRAMMAR, lark_parser
+    GRAMMAR.use_cache_dir(Path(sys.argv[-1]) if len(sys.argv) > 1 else None)
     lark_parser()
     print(json.dumps({}))
 """
@@ -316,8 +316,7 @@ def test_the_grammar_cache_refuses_a_directory_owned_by_someone_else(
 
 
 def test_use_cache_dir_keeps_only_a_private_directory(tmp_path: Path) -> None:
-    from router.config import cache_dir
-    from router.language.parser import use_cache_dir
+    from router.language.parser import Grammar
 
     private = tmp_path / "private"
     private.mkdir()
@@ -325,14 +324,11 @@ def test_use_cache_dir_keeps_only_a_private_directory(tmp_path: Path) -> None:
     shared = tmp_path / "shared"
     shared.mkdir()
     shared.chmod(0o777)
-    saved = cache_dir()
-    try:
-        use_cache_dir(private)
-        assert cache_dir() == private
-        if os.name == "posix":
-            use_cache_dir(shared)
-            assert cache_dir() is None
-        use_cache_dir(tmp_path / "missing")
-        assert cache_dir() is None
-    finally:
-        use_cache_dir(saved)
+    grammar = Grammar()
+    grammar.use_cache_dir(private)
+    assert grammar.cache_dir == private
+    if os.name == "posix":
+        grammar.use_cache_dir(shared)
+        assert grammar.cache_dir is None
+    grammar.use_cache_dir(tmp_path / "missing")
+    assert grammar.cache_dir is None

@@ -4,22 +4,23 @@ and the built-in messages for every Retrospect event."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 
-from router.events import CATALOG, EVENTS, event_from_argv, fields_of
+from router.events import CATALOG, EVENTS, event_from_argv
 from router.templates import (
-    DEFAULT_MESSAGES,
-    UNKNOWN_EVENT_MESSAGE,
+    MESSAGES_DIR,
+    TEMPLATES,
     Rendered,
-    compile_template,
     datetime_filter,
-    default_message,
     duration_filter,
     environment,
     event_variables,
     filesize_filter,
+    message_file,
     render,
+    render_message,
     render_title,
     template_refs,
 )
@@ -241,32 +242,18 @@ def _variables(argv: list[str], **extra) -> dict:
 
 
 def _render_default(argv: list[str], **extra) -> tuple[Rendered, Rendered]:
-    title, body = default_message(argv[0])
     variables = _variables(argv, **extra)
-    return render_title(title, variables), render(body, variables)
+    return (
+        render_message(argv[0], "title", variables),
+        render_message(argv[0], "body", variables),
+    )
 
 
-def test_every_catalog_event_has_a_default_message() -> None:
-    assert set(DEFAULT_MESSAGES) == {spec.name for spec in CATALOG}
-    assert set(SAMPLE_ARGV) == set(DEFAULT_MESSAGES)
-    for name, (title, body) in DEFAULT_MESSAGES.items():
-        assert "\n" not in title, name
-        assert template_refs(title).syntax_error is None, name
-        assert template_refs(body).syntax_error is None, name
-
-
-@pytest.mark.parametrize("name", list(SAMPLE_ARGV))
-def test_default_message_passes_what_router_check_demands(name: str) -> None:
-    """A built-in message reads only what the event can have, as a rule's template must."""
-    allowed = set(fields_of(name)) | {"rule", "previous", "suppressed"}  # checker.RULE_VARIABLES
-    env = environment()
-    for source in DEFAULT_MESSAGES[name]:
-        refs = template_refs(source)
-        assert {variable for variable, _ in refs.variables} <= allowed
-        for base, attr, _ in refs.attributes:
-            assert base != "previous" or attr in fields_of(name)
-        assert all(f in env.filters for f, _ in refs.filters)
-        assert all(t in env.tests for t, _ in refs.tests)
+def test_every_catalog_event_has_a_message_file() -> None:
+    files = {path.name for path in Path(MESSAGES_DIR).glob("*.j2")}
+    events = {f"{spec.name}.j2" for spec in CATALOG}
+    assert events <= files and set(SAMPLE_ARGV) == {spec.name for spec in CATALOG}
+    assert files - events == {"_common.j2", "_unknown.j2", "_expect.j2", "_digest.j2"}
 
 
 @pytest.mark.parametrize("name", list(SAMPLE_ARGV))
@@ -326,7 +313,7 @@ def test_footer_reports_history_throttling_and_rule() -> None:
     variables = event_variables(
         fields, {"status": "success", "streak": 5}, {"rule": "script failed", "suppressed": 2}
     )
-    body = render(DEFAULT_MESSAGES["EndScript"][1], variables)
+    body = render_message("EndScript", "body", variables)
     assert "Status: failure (3 in a row)" in body.text
     assert "Previous EndScript: success (5 in a row)" in body.text
     assert "2 more like this were suppressed" in body.text
@@ -372,7 +359,7 @@ def test_garbage_values_are_shown_as_received() -> None:
 
 
 def test_unknown_event_shows_name_and_raw_args() -> None:
-    assert default_message("NoSuchEvent") is UNKNOWN_EVENT_MESSAGE
+    assert message_file("NoSuchEvent") == "_unknown.j2"
     title, body = _render_default(["NoSuchEvent", "alpha", "{{ 7*7 }}"])
     assert title.error is None and body.error is None
     assert "NoSuchEvent" in title.text and "backup01" in title.text
@@ -383,8 +370,8 @@ def test_unknown_event_shows_name_and_raw_args() -> None:
 
 
 def test_default_message_resolves_aliases() -> None:
-    assert default_message("SchedStop") == DEFAULT_MESSAGES["StopSched"]
-    assert default_message("endscript") == DEFAULT_MESSAGES["EndScript"]
+    assert message_file("SchedStop") == "StopSched.j2"
+    assert message_file("endscript") == "EndScript.j2"
 
 
 @pytest.mark.parametrize(
@@ -430,9 +417,9 @@ def test_event_values_render_literally_in_defaults() -> None:
 
 def test_compile_cache_returns_the_same_template() -> None:
     source = "cached {{ script }} " + str(id(object()))
-    first = compile_template(source)
-    assert compile_template(source) is first
-    assert compile_template(source + " ") is not first
+    first = TEMPLATES.compile(source)
+    assert TEMPLATES.compile(source) is first
+    assert TEMPLATES.compile(source + " ") is not first
     assert first.render(script="Daily").startswith("cached Daily")
 
 

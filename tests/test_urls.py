@@ -89,21 +89,17 @@ def test_plugin_for_refuses_what_apprise_refuses() -> None:
     assert plugin_for("slack://") is None
 
 
-def test_scheme_index_is_kept_only_in_a_private_directory(tmp_path, monkeypatch) -> None:
-    import router.urls as urls
-    from router.config import use_cache_dir
+def test_scheme_index_is_kept_only_in_a_private_directory(tmp_path) -> None:
+    from router.urls import SchemeIndex
 
     shared = tmp_path / "shared"
     shared.mkdir(mode=0o777)
     shared.chmod(0o777)
     private = tmp_path / "private"
     private.mkdir(mode=0o700)
-    try:
-        for directory, kept in ((shared, False), (private, True)):
-            monkeypatch.setattr(urls, "_INDEX", None)
-            use_cache_dir(directory)
-            index = urls.scheme_index()
-            assert "json" in index and index["json"].startswith("apprise.plugins.")
-            assert bool(list(directory.glob("apprise-*-schemes.json"))) is kept
-    finally:
-        use_cache_dir(None)
+    for directory, kept in ((shared, False), (private, True)):
+        schemes = SchemeIndex()
+        schemes.use_cache_dir(directory)
+        index = schemes.index()
+        assert "json" in index and index["json"].startswith("apprise.plugins.")
+        assert bool(list(directory.glob("apprise-*-schemes.json"))) is kept

@@ -28,9 +28,10 @@ from router.events import (
     parse_date,
 )
 from router.language import nodes as n
-from router.language.diagnostics import ERROR, WARNING, Diagnostic, did_you_mean
+from router.language.diagnostics import ERROR, WARNING, Diagnostic
 from router.language.parser import parse_file
 from router.language.regex import RegexProblem, compile_regex
+from router.suggest import did_you_mean
 from router.templates import environment, template_refs
 from router.trust import admin_problem
 

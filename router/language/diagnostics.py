@@ -123,24 +123,3 @@ def render_text(diagnostics: Iterable[Diagnostic], sources: dict[str, list[str]]
 
 def render_json(diagnostics: Iterable[Diagnostic]) -> str:
     return json.dumps([d.as_json() for d in diagnostics], indent=2)
-
-
-def closest(word: str, candidates: Iterable[str]) -> Optional[str]:
-    """The candidate an admin most likely meant, for "did you mean" hints."""
-    import difflib
-
-    pool = list(candidates)
-    lowered = {c.lower(): c for c in pool}
-    if word.lower() in lowered:
-        return lowered[word.lower()]
-    found = difflib.get_close_matches(word, pool, n=1, cutoff=0.6)
-    if not found:
-        found = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
-        found = [lowered[f] for f in found]
-    return found[0] if found else None
-
-
-def did_you_mean(word: str, candidates: Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` or the empty string."""
-    match = closest(word, candidates)
-    return f" (did you mean '{match}'?)" if match and match != word else ""

@@ -21,13 +21,12 @@ from typing import Optional
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from router.config import cache_file, use_cache_dir
+from router import trust
 from router.language import nodes as n
 from router.language.diagnostics import ERROR, WARNING, Diagnostic
-from router.language.literals import parse_duration, parse_size
+from router.units import parse_duration, parse_size
 
 GRAMMAR_NAME = "rules.lark"
-__all__ = ["use_cache_dir"]  # re-exported: callers that build the parser set the cache
 
 #: Words that start a top-level statement; a statement ends where one begins.
 TOP_LEVEL = ("target", "define", "rule", "on", "expect")
@@ -49,31 +48,53 @@ def grammar_path() -> Path:
     raise FileNotFoundError(f"{GRAMMAR_NAME} not found beside {package_dir}")
 
 
-_PARSER: Optional[Lark] = None
+class Grammar:
+    """The rule language's Lark parser: built once per process (analysing the
+    grammar costs tenths of a second) and, given a private directory, cached
+    there between processes.
+
+    Lark's own ``cache=True`` would use a predictable file in the shared
+    temporary directory; its cache is a pickle and the router may run as
+    root, so only the private state directory is used, and a file there that
+    another user owns is not read (``trust``).
+    """
+
+    def __init__(self) -> None:
+        self.cache_dir: Optional[Path] = None
+        self._lark: Optional[Lark] = None
+
+    def use_cache_dir(self, directory: Optional[Path]) -> None:
+        """Cache in ``directory`` from now on, if it is private (else not at all)."""
+        ok = directory is not None and trust.cache_dir_ok(directory)
+        self.cache_dir = Path(directory) if ok and directory is not None else None
+
+    @property
+    def lark(self) -> Lark:
+        if self._lark is None:
+            path = self.cache_dir / "grammar.lark-cache" if self.cache_dir else None
+            cache: object = str(path) if path and not trust.private_problem(path) else False
+            self._lark = Lark(
+                grammar_path().read_text(encoding="utf-8"),
+                parser="lalr",
+                lexer="contextual",
+                propagate_positions=True,
+                maybe_placeholders=False,
+                cache=cache,
+            )
+            if cache and os.name == "posix":
+                # Lark writes it with the umask's mode; the state directory's files are 0600.
+                with contextlib.suppress(OSError):
+                    os.chmod(str(cache), 0o600)
+        return self._lark
+
+
+#: The process's grammar (the parse functions below use it).
+GRAMMAR = Grammar()
 
 
 def lark_parser() -> Lark:
-    """The Lark parser, built once per process."""
-    global _PARSER
-    if _PARSER is None:
-        # Lark's own cache=True would use a predictable file in the shared temp
-        # directory; its cache is a pickle and the router may run as root, so
-        # only the private state directory is used (see config.use_cache_dir).
-        path = cache_file("grammar.lark-cache")
-        cache: object = str(path) if path is not None else False
-        _PARSER = Lark(
-            grammar_path().read_text(encoding="utf-8"),
-            parser="lalr",
-            lexer="contextual",
-            propagate_positions=True,
-            maybe_placeholders=False,
-            cache=cache,
-        )
-        if cache and os.name == "posix":
-            # Lark writes it with the umask's mode; the state directory's files are 0600.
-            with contextlib.suppress(OSError):
-                os.chmod(str(cache), 0o600)
-    return _PARSER
+    """The Lark parser of the process's grammar."""
+    return GRAMMAR.lark
 
 
 # ---------------------------------------------------------------------------
@@ -156,7 +177,7 @@ class _Builder(Transformer):
         return n.Literal(parse_duration(children[0].value), "duration", self.tspan(children[0]))
 
     def size(self, children: builtins.list[Token]) -> n.Literal:
-        return n.Literal(parse_size(children[0].value), "size", self.tspan(children[0]))
+        return n.Literal(n.Size(parse_size(children[0].value)), "size", self.tspan(children[0]))
 
     @v_args(meta=True)
     def true(self, meta, children) -> n.Literal:
