@@ -72,7 +72,7 @@ def in_process(base: Path, count: int) -> tuple[int, int, float]:
     ruleset = load_ruleset(config.rules_dir, config.state_dir).ruleset
     journaled = exceptions = 0
     started = time.perf_counter()
-    with Store(config.state_dir) as store:
+    with Store.open(config.state_dir) as store:
         for argv in cases(SEED, count):
             if not argv[0]:
                 continue  # the handler prints its usage for that

@@ -216,9 +216,9 @@ def main() -> int:
         sys.path.insert(0, str(REPO_ROOT))
         from router.store import Store
 
-        with Store(state) as store:
-            pending = store.outbox_depth()
-            journaled = len(store.journal(limit=runs + 10))
+        with Store.open(state) as store:
+            pending = store.outbox.depth()
+            journaled = len(store.journal.entries(limit=runs + 10))
         if pending or journaled != runs + 1:
             print(f"after the runs: {pending} pending in the outbox, {journaled} journaled")
             return 1

@@ -427,7 +427,7 @@ def cmd_history(args: argparse.Namespace) -> int:
         print("[]" if args.format == "json" else f"no journal yet in {config.state_dir}")
         return EXIT_OK
     with store:
-        entries = store.journal(limit=args.limit, where=where)
+        entries = store.journal.entries(limit=args.limit, where=where)
     if args.format == "json":
         rows = [
             {
@@ -523,7 +523,7 @@ def cmd_outbox(args: argparse.Namespace) -> int:
         print("[]" if args.format == "json" else f"no outbox yet in {config.state_dir}")
         return EXIT_OK
     with store:
-        rows = store.outbox(state=DEAD if args.dead else None, limit=args.limit)
+        rows = store.outbox.rows(state=DEAD if args.dead else None, limit=args.limit)
     if args.format == "json":
         shown = [
             {
@@ -563,8 +563,8 @@ def _retry(config: Any, row_id: Optional[int]) -> int:
     from router.delivery import drain
     from router.store import Store
 
-    with Store(config.state_dir) as store:
-        count = store.retry(row_id)
+    with Store.open(config.state_dir) as store:
+        count = store.outbox.retry(row_id)
         if count == 0:
             print("nothing to retry" if row_id is None else f"no pending or dead row #{row_id}")
             return EXIT_ERRORS if row_id is not None else EXIT_OK

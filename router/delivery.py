@@ -432,21 +432,21 @@ def _record(
     """Write one row's outcome to the store (if any) and the report."""
     if outcome == "sent":
         if store is not None:
-            store.mark_sent(row.id, now=at)
+            store.outbox.mark_sent(row.id, now=at)
         report.sent.append(row.id)
     elif outcome == "skipped":
         if store is not None:
-            store.release([row.id])
+            store.outbox.release([row.id])
         report.skipped.append(row.id)
     else:
         error = error or "failed"
         report.errors[row.id] = error
         if store is not None and at - row.created > policy.max_age:
-            store.mark_dead(row.id, error)
+            store.outbox.mark_dead(row.id, error)
             report.dead.append(row.id)
         else:
             if store is not None:
-                store.mark_failed(row.id, error, at + next_delay(row.attempts + 1, policy))
+                store.outbox.mark_failed(row.id, error, at + next_delay(row.attempts + 1, policy))
             report.failed.append(row.id)
 
 
@@ -469,5 +469,5 @@ def drain(
     lease = min(policy.send_bound * max(limit, 1), MAX_LEASE)
     if deadline is not None:
         lease = min(lease, max(deadline - start, 0.0) + policy.send_bound)
-    rows = store.claim_due(now=start, limit=limit, lease=lease + 1.0, ids=ids)
+    rows = store.outbox.claim_due(now=start, limit=limit, lease=lease + 1.0, ids=ids)
     return deliver(store, rows, policy, deadline=deadline, now=now)

@@ -354,7 +354,7 @@ def process(
     history = History()
     if store is not None:
         try:
-            history = store.history(event.name, identity)
+            history = store.journal.history(event.name, identity)
         except Exception as exc:  # noqa: BLE001 - decide without history, say so
             errors.append(f"history unavailable ({type(exc).__name__}: {exc}): previous is empty")
 
@@ -362,7 +362,7 @@ def process(
         if store is None:
             return ThrottleState()
         try:
-            return store.throttle_state(rule, key)
+            return store.state.throttle(rule, key)
         except Exception:  # noqa: BLE001 - the history error above says it
             return ThrottleState()
 
@@ -383,7 +383,7 @@ def record_outcome(store: Store, outcome: Outcome, origin: str, uid: Optional[st
     """Journal an outcome with its outbox rows, throttles, expect matches and
     digest items, in one transaction (idempotent per ``uid``)."""
     fields = dict(outcome.event.fields, streak=outcome.streak)
-    outcome.event_id, outcome.outbox_ids = store.record_event(
+    outcome.event_id, outcome.outbox_ids = store.record(
         journal_entry(outcome, origin, uid),
         outcome.outbox,
         throttle_updates(outcome.plan),
@@ -544,7 +544,7 @@ def admin_report(
         OutboxItem(ADMIN_RULE, ADMIN_TARGET, url, mask_url(url), title, body, kind, "text")
         for url in urls
     ]
-    return store.record_event(entry, items)[0]
+    return store.record(entry, items)[0]
 
 
 BROKEN_RULES_TITLE = "retro-router: the rules have errors; the last good rules stay in force"
@@ -557,8 +557,7 @@ def report_broken_rules(
     the files, whoever notices first (the service, or a handler when none
     runs). Returns whether this call reported it."""
     urls = list(urls)
-    if not urls or not store.remember("reported_broken_rules", fingerprint):
+    if not urls or not store.meta.remember("reported_broken_rules", fingerprint):
         return False
     admin_report(store, urls, BROKEN_RULES_TITLE, "\n".join(errors), origin)
     return True
-

@@ -286,8 +286,8 @@ def _report_steps(
         from router.steps import check_results
         from router.store import Store
 
-        with Store(config.state_dir) as store:
-            store.record_steps(int(event_id), mask_results(check_results(results)))
+        with Store.open(config.state_dir) as store:
+            store.journal.record_steps(int(event_id), mask_results(check_results(results)))
     except Exception as exc:
         sys.stderr.write(f"retroeventhandler: the steps' outcomes were not recorded: {exc}\n")
 
@@ -329,7 +329,7 @@ def handle(
     event = event_from_argv(args, date_order=config.date_order)
     store: Optional[Any] = None
     try:
-        store = Store(config.state_dir)
+        store = Store.open(config.state_dir)
         use_caches(config.state_dir)  # private (Store checked it): caches may live there
     except Exception as exc:  # Untrusted, OSError, sqlite3.Error
         problems.append(f"the journal in {config.state_dir} cannot be used: {_reason(exc)}")
@@ -399,12 +399,13 @@ def finish(
 
     from router.delivery import drain
     from router.dispatch import mask_results
-    from router.store import apply_retention
 
     results, aborted = perform(outcome.steps, config.event_log)
     try:
         if outcome.event_id is not None and results:
-            store.record_steps(outcome.event_id, mask_results(results, outcome.outbox, ruleset))
+            store.journal.record_steps(
+                outcome.event_id, mask_results(results, outcome.outbox, ruleset)
+            )
         if ruleset is not None:
             _tick_timers(ruleset, store, config)
         policy = config.delivery
@@ -412,12 +413,12 @@ def finish(
         drain(store, policy, deadline=deadline, ids=outcome.outbox_ids)
         if time.time() < deadline:
             drain(store, policy, deadline=deadline)  # older rows still waiting
-        apply_retention(store, config.retention)
+        store.apply_retention(config.retention)
     except Exception as exc:  # the event and its steps are done; say what was not
         _say(f"after the event was journaled: {_reason(exc)}")
         if outcome.event_id is not None:
             with contextlib.suppress(Exception):
-                store.add_error(outcome.event_id, f"after journaling: {_reason(exc)}")
+                store.journal.add_error(outcome.event_id, f"after journaling: {_reason(exc)}")
     return 1 if aborted else 0
 
 

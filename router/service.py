@@ -45,6 +45,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from router import timers
 from router.config import Config, ConfigError
 from router.delivery import drain
 from router.dispatch import (
@@ -61,8 +62,9 @@ from router.ingest import HttpServer, LocalServer
 from router.limits import ClientLimits
 from router.loader import use_caches
 from router.metrics import Metrics
-from router.store import Store, apply_retention
+from router.store import Store
 from router.store import ensure_private_dir as _ensure_private_dir
+from router.watch import RulesWatcher
 
 log = logging.getLogger("router.service")
 
@@ -73,41 +75,6 @@ POLL = 2.0
 BATCH = 20
 #: How often timers run.
 TIMER_TICK = 1.0
-
-
-class _StaticRules:
-    """The ruleset loaded once, for when router.watch is not available:
-    the same attributes as RulesWatcher, without the reloading."""
-
-    def __init__(self, config: Config) -> None:
-        from router.loader import load_ruleset
-
-        loaded = load_ruleset(config.rules_dir, config.state_dir, config.date_order)
-        self.ruleset = loaded.ruleset
-        self.last_reload_ok = not loaded.errors
-        self.last_reload_time = time.time()
-        self.last_errors = list(loaded.errors)
-        self.fingerprint = loaded.fingerprint
-        self.reloads = 0
-
-    def start(self) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
-
-    def reload_now(self) -> bool:
-        return False
-
-
-def _timers_tick() -> Optional[Callable[..., Any]]:
-    """``router.timers.tick`` if that module is there (it arrives separately)."""
-    try:
-        from router import timers
-    except ImportError as exc:
-        log.warning("timers (expect, digest) are not running: %s", exc)
-        return None
-    return getattr(timers, "tick", None)
 
 
 class Service:
@@ -131,10 +98,8 @@ class Service:
         self.rules: Any = None
         self.started = time.time()
         self._ingest_lock = threading.Lock()
-        self._ingest_store: Optional[Store] = None
-        self._stores: list[Store] = []
-        self._stores_lock = threading.Lock()
-        self._local_stores = threading.local()
+        #: The state (each thread gets its own connection), open from start to stop.
+        self.store: Optional[Store] = None
         self._threads: list[threading.Thread] = []
 
         # Delivery: the dispatcher waits on _cond; _wake says "look again".
@@ -156,9 +121,9 @@ class Service:
     def start(self) -> None:
         _ensure_private_dir(self.state_dir)
         use_caches(self.state_dir)
-        self._ingest_store = self._new_store()
-        self._metrics.seen_id = self._ingest_store.last_event_id()
-        freed = self._ingest_store.release_abandoned_claims()
+        self.store = Store.open(self.state_dir)
+        self._metrics.seen_id = self._store().journal.last_id()
+        freed = self._store().outbox.release_abandoned_claims()
         if freed:
             log.info("took back %d outbox row(s) claimed by a deliverer that is gone", freed)
         self.rules = self._load_rules()
@@ -182,11 +147,6 @@ class Service:
         )
 
     def _load_rules(self) -> Any:
-        try:
-            from router.watch import RulesWatcher
-        except ImportError:
-            log.warning("router.watch is not available: rule edits need a restart")
-            return _StaticRules(self.config)
         return RulesWatcher(
             self.config.rules_dir,
             self.state_dir,
@@ -220,11 +180,9 @@ class Service:
         for thread in self._threads:
             if not thread.daemon:
                 thread.join()
-        with self._stores_lock:
-            for store in self._stores:
-                with contextlib.suppress(Exception):
-                    store.close()
-            self._stores.clear()
+        if self.store is not None:
+            with contextlib.suppress(Exception):
+                self.store.close()
         log.info("stopped")
 
     def _spawn(self, target: Callable[[], None], name: str, daemon: bool = False) -> None:
@@ -232,18 +190,9 @@ class Service:
         thread.start()
         self._threads.append(thread)
 
-    def _new_store(self) -> Store:
-        store = Store(self.state_dir)
-        with self._stores_lock:
-            self._stores.append(store)
-        return store
-
-    def _thread_store(self) -> Store:
-        """This thread's own connection (created on first use)."""
-        store = getattr(self._local_stores, "store", None)
-        if store is None:
-            store = self._local_stores.store = self._new_store()
-        return store
+    def _store(self) -> Store:
+        assert self.store is not None, "the service is not started"
+        return self.store
 
     def _warm_up(self) -> None:
         """Import what the first event and the first send need, before they come."""
@@ -283,11 +232,10 @@ class Service:
                 + "; ".join(rules.last_errors)
             )
         with self._ingest_lock:
-            assert self._ingest_store is not None
             outcome = process(
                 event,
                 rules.ruleset,
-                self._ingest_store,
+                self._store(),
                 extra_errors=problems,
                 origin=origin,
                 uid=uid,
@@ -303,8 +251,7 @@ class Service:
         reported any more (reported already, or not received over HTTP)."""
         token = secrets.token_urlsafe(24)
         with self._ingest_lock:
-            assert self._ingest_store is not None
-            return token if self._ingest_store.set_steps_token(event_id, token) else None
+            return token if self._store().journal.set_steps_token(event_id, token) else None
 
     def record_steps(
         self, event_id: int, results: list[dict[str, Any]], steps_token: Optional[str] = None
@@ -313,8 +260,7 @@ class Service:
         output masked: ``router.store.STEPS_RECORDED``, or why nothing was stored."""
         results = mask_results(results, ruleset=self.rules.ruleset, extra=self.admin)
         with self._ingest_lock:
-            assert self._ingest_store is not None
-            return self._ingest_store.record_steps(event_id, results, steps_token)
+            return self._store().journal.record_steps(event_id, results, steps_token)
 
     # ------------------------------------------------------------------
     # The admin target
@@ -342,8 +288,7 @@ class Service:
             return
         try:
             with self._ingest_lock:
-                assert self._ingest_store is not None
-                queued = report(self._ingest_store)
+                queued = report(self._store())
         except Exception:
             log.exception("could not queue the report to the admin target")
             return
@@ -377,7 +322,7 @@ class Service:
             self._cond.notify_all()
 
     def _delivery_loop(self) -> None:
-        store = self._thread_store()
+        store = self._store()
         pool = ThreadPoolExecutor(
             max_workers=self.policy.concurrency, thread_name_prefix="router-send"
         )
@@ -406,7 +351,7 @@ class Service:
         (held back, failing) URL must not hide the rows of the others.
         """
         now = time.time()
-        due = store.due_urls(now)
+        due = store.outbox.due_urls(now)
         with self._cond:
             chosen = []
             for url, url_masked in due:
@@ -418,7 +363,7 @@ class Service:
                 chosen.append((url, url_masked))
         for index, (url, url_masked) in enumerate(chosen):
             try:
-                ids = store.due_ids(url, now, BATCH)
+                ids = store.outbox.due_ids(url, now, BATCH)
                 pool.submit(self._deliver_url, url, url_masked, ids)
             except BaseException:
                 with self._cond:  # not handed over: free them for the next look
@@ -428,7 +373,7 @@ class Service:
     def _next_wait(self, store: Store) -> float:
         """Seconds until a row of an idle URL comes due (at most POLL)."""
         now = time.time()
-        rows = store.next_due_by_url()
+        rows = store.outbox.next_due_by_url()
         with self._cond:
             if len(self._busy) >= self.policy.concurrency:
                 return POLL  # a worker that finishes wakes the dispatcher
@@ -448,7 +393,7 @@ class Service:
         the rows behind a failing one would only fail too.
         """
         try:
-            store = self._thread_store()
+            store = self._store()
             for row_id in ids:
                 with self._cond:
                     if self._delivery_stop:
@@ -463,7 +408,7 @@ class Service:
                 elif report.failed:
                     # The rows behind a failing one would only fail too: the URL
                     # waits as long as that row's own backoff says.
-                    row = store.outbox_row(row_id)
+                    row = store.outbox.row(row_id)
                     until = row.next_attempt if row is not None else time.time()
                     with self._cond:
                         self._held[url] = until
@@ -495,7 +440,7 @@ class Service:
                     self._metrics.count_sends(url_masked, outcome, len(ids))
 
     def _dead_letter(self, store: Store, row_id: int) -> None:
-        row = store.outbox_row(row_id)
+        row = store.outbox.row(row_id)
         if row is None:
             return
         rule, target, url_masked, attempts = row.rule, row.target, row.url_masked, row.attempts
@@ -516,21 +461,19 @@ class Service:
     # ------------------------------------------------------------------
 
     def _timer_loop(self) -> None:
-        store = self._thread_store()
-        tick = _timers_tick()
+        store = self._store()
         last_error = None
         event_log = self.config.event_log
         while not self.stopping.wait(TIMER_TICK):
             try:
-                if tick is not None:
-                    report = tick(self.rules.ruleset, store, event_log=event_log)
-                    if report.outbox_ids:
-                        self.wake_delivery()
-                    for error in report.errors:
-                        if error != last_error:
-                            log.error("timers: %s", error)
-                        last_error = error
-                apply_retention(store, self.config.retention)
+                report = timers.tick(self.rules.ruleset, store, event_log=event_log)
+                if report.outbox_ids:
+                    self.wake_delivery()
+                for error in report.errors:
+                    if error != last_error:
+                        log.error("timers: %s", error)
+                    last_error = error
+                store.apply_retention(self.config.retention)
             except Exception as exc:
                 if repr(exc) != last_error:  # once per distinct error, not every second
                     log.exception("timers failed")
@@ -555,8 +498,7 @@ class Service:
         ``problems`` that make it so (the rules on disk are broken and the
         last good ones are in force): still serving, but someone should look."""
         with self._ingest_lock:
-            assert self._ingest_store is not None
-            depth = self._ingest_store.outbox_depth()
+            depth = self._store().outbox.depth()
         ruleset = self._rules_status()
         problems = []
         if not ruleset["ok"]:
@@ -579,15 +521,14 @@ class Service:
         or by handlers that fell back to the inline path), then renders."""
         rules = self._rule_labels()
         with self._ingest_lock:
-            assert self._ingest_store is not None
-            store = self._ingest_store
+            store = self._store()
             with self._metrics_lock:
-                entries = store.events_since(self._metrics.seen_id)
+                entries = store.journal.events_since(self._metrics.seen_id)
                 for row_id, name, origin, decisions in entries:
                     self._metrics.count_event(name, origin, decisions, rules)
                     self._metrics.seen_id = row_id
-            depth = store.outbox_depth()
-            dead = store.dead_count()
+            depth = store.outbox.depth()
+            dead = store.outbox.dead_count()
         status = self._rules_status()
         with self._metrics_lock:
             return self._metrics.render(rules, depth, dead, status)

@@ -181,10 +181,10 @@ def _record_decided(store: Store, data: dict[str, Any]) -> None:
     entry_data["received"] = datetime.fromisoformat(entry_data["received"])
     entry = _record_from(JournalEntry, entry_data)
     entry.id = None
-    if entry.uid is not None and store.has_uid(entry.uid):
+    if entry.uid is not None and store.journal.has_uid(entry.uid):
         return  # the service (or another handler) journaled it already
     items = [_record_from(OutboxItem, item) for item in data.get("outbox", [])]
-    event_id, ids = store.record_event(
+    event_id, ids = store.record(
         entry,
         items,
         [_record_from(ThrottleUpdate, t) for t in data.get("throttles", [])],
@@ -194,6 +194,6 @@ def _record_decided(store: Store, data: dict[str, Any]) -> None:
     )
     for index in data.get("sent", []):
         if isinstance(index, int) and 0 <= index < len(ids):
-            store.mark_sent(ids[index])
+            store.outbox.mark_sent(ids[index])
     if data.get("steps"):
-        store.record_steps(event_id, data["steps"])
+        store.journal.record_steps(event_id, data["steps"])

@@ -1,4 +1,4 @@
-""""Did you mean" for names an admin typed: one way, for every message."""
+""" "Did you mean" for names an admin typed: one way, for every message."""
 
 from __future__ import annotations
 

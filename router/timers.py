@@ -124,23 +124,13 @@ def tick(
     """
     now = time.time() if now is None else now
     report = TickReport(now)
-    log_path = _event_log(store, event_log)
+    log_path = Path(event_log) if event_log is not None else None
     for part in (_tick_expects, _tick_digests):
         try:
             part(ruleset, store, now, report, log_path)
         except Exception as exc:  # noqa: BLE001 - a broken timer must not stop the caller
             report.errors.append(f"{part.__name__[6:]}: {type(exc).__name__}: {exc}")
     return report
-
-
-def _event_log(store: Store, event_log: Optional[Union[str, Path]]) -> Optional[Path]:
-    if event_log is not None:
-        return Path(event_log)
-    if store.state_dir is None:
-        return None
-    from router.locations import EVENT_LOG_NAME
-
-    return store.state_dir / EVENT_LOG_NAME
 
 
 # -- expect
@@ -152,7 +142,7 @@ def _tick_expects(
     if not ruleset.expects:
         return
     states: dict[str, list[ExpectState]] = {}
-    for state in store.expect_states():
+    for state in store.state.expect_states():
         states.setdefault(state.rule, []).append(state)
     to_arm = []
     windows: list[tuple[CompiledRule, ExpectState]] = []
@@ -170,7 +160,7 @@ def _tick_expects(
             state = ExpectState(rule.label, key, now, None, None, None)
         windows.append((rule, state))
     if to_arm:
-        store.arm_expects(to_arm, now)
+        store.state.arm_expects(to_arm, now)
         report.armed.extend(to_arm)
     for rule, state in windows:
         deadline = due_deadline(rule, state, now)
@@ -293,7 +283,7 @@ def fire_expect(
         errors=errors,
         origin="timer",
     )
-    recorded = store.fire_expect(entry, items, state, deadline, now)
+    recorded = store.state.fire_expect(entry, items, state, deadline, now)
     if recorded is None:
         return None
     event_id, ids = recorded
@@ -307,7 +297,7 @@ def fire_expect(
 def _tick_digests(
     ruleset: Ruleset, store: Store, now: float, report: TickReport, log: Optional[Path]
 ) -> None:
-    batches = store.due_digests(now)
+    batches = store.state.due_digests(now)
     if not batches:
         return
     rules = {rule.label: rule for rule in ruleset.rules}
@@ -346,7 +336,7 @@ def flush_digest(
             f" event{'s' if count != 1 else ''} was not sent"
         )
     else:
-        previous = store.previous_of(batch.items[-1].event_id)
+        previous = store.journal.previous_of(batch.items[-1].event_id)
         name = str(last.get("event", ""))
         event = Event(name=name, known=canonical_name(name) is not None, fields=last, args=[])
         renderer = Renderer(ruleset, event, last, History(previous=previous))
@@ -401,7 +391,7 @@ def flush_digest(
         errors=errors,
         origin="timer",
     )
-    recorded = store.flush_digest(entry, items, batch, now)
+    recorded = store.state.flush_digest(entry, items, batch, now)
     if recorded is None:
         return None
     event_id, ids = recorded
@@ -435,4 +425,4 @@ def _perform_logs(store: Store, event_id: int, steps: list[Step], log: Optional[
             )
             continue
         outcomes.append(append_log(step, log))
-    store.record_steps(event_id, outcomes)
+    store.journal.record_steps(event_id, outcomes)

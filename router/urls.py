@@ -40,6 +40,7 @@ def scheme_of(url: str) -> Optional[str]:
 # Instantiating plugins without loading all of Apprise's
 # ---------------------------------------------------------------------------
 
+
 class SchemeIndex:
     """Scheme -> ``module:Class`` of the Apprise plugin that serves it.
 

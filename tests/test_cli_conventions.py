@@ -38,9 +38,9 @@ def journal(site: Site, entries: list[tuple[str, dict, str]]) -> None:
     """Journal entries directly: (event, fields, received)."""
     from router.store import JournalEntry, Store
 
-    with Store(site.state) as store:
+    with Store.open(site.state) as store:
         for name, fields, received in entries:
-            store.record_event(
+            store.record(
                 JournalEntry(
                     datetime.fromisoformat(received),
                     name,

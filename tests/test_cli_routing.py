@@ -555,12 +555,12 @@ def test_history_shows_old_and_odd_rows_instead_of_failing(site: Site) -> None:
 
     from router.store import JournalEntry, Store
 
-    with Store(site.state) as store:
+    with Store.open(site.state) as store:
         for column, value in ODD_COLUMNS:
             entry = JournalEntry(
                 datetime(2024, 5, 1, 3), "EndScript", column, "info", 1, "h", {}, []
             )
-            event_id, _ = store.record_event(entry)
+            event_id, _ = store.record(entry)
             store.db.execute(f"UPDATE events SET {column} = ? WHERE id = ?", (value, event_id))
     home = {"HOME": str(site.root)}
     done = site.router("history", "--limit", "100", env=home)

@@ -38,7 +38,7 @@ TOKEN = "s3cret-token-value"
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
-    with Store(tmp_path / "state") as opened:
+    with Store.open(tmp_path / "state") as opened:
         yield opened
 
 
@@ -67,12 +67,12 @@ def queue(store: Store, urls: list[str], now: Optional[float] = None) -> list[in
         )
         for url in urls
     ]
-    _, ids = store.record_event(entry, items, now=now)
+    _, ids = store.record(entry, items, now=now)
     return ids
 
 
 def row(store: Store, row_id: int) -> OutboxRow:
-    (found,) = [r for r in store.outbox(limit=10_000) if r.id == row_id]
+    (found,) = [r for r in store.outbox.rows(limit=10_000) if r.id == row_id]
     return found
 
 
@@ -208,7 +208,7 @@ def test_failure_past_max_age_becomes_a_dead_letter(http_sink: HttpSink, store: 
     assert row(store, young).state == PENDING
     # A dead letter is never claimed again, until `router outbox retry`.
     assert drain(store, FAST, now=clock(T0 + 10**6)).dead == [young]
-    assert store.retry(old, now=T0 + 10**6) == 1
+    assert store.outbox.retry(old, now=T0 + 10**6) == 1
     assert row(store, old).state == PENDING
 
 
@@ -301,7 +301,7 @@ def test_deadline_cuts_a_hung_send_short_without_counting_an_attempt(
     assert len(http_sink.requests) == 1  # the second row was never started
     for row_id in ids:
         assert (row(store, row_id).state, row(store, row_id).attempts) == (PENDING, 0)
-    assert [r.id for r in store.claim_due(ids=ids)] == ids
+    assert [r.id for r in store.outbox.claim_due(ids=ids)] == ids
 
 
 def test_target_down_then_back_delivers_each_row_exactly_once(
@@ -316,7 +316,7 @@ def test_target_down_then_back_delivers_each_row_exactly_once(
         assert (down.state, down.attempts) == (PENDING, 1)
         assert down.last_error
     http_sink.start()  # same port
-    assert store.retry() == len(ids)
+    assert store.outbox.retry() == len(ids)
     report = drain(store, FAST)
     assert sorted(report.sent) == ids
     http_sink.wait_for(len(ids))

@@ -44,7 +44,7 @@ def test_hostile_arguments_through_the_whole_pipeline(tmp_path: Path) -> None:
     ruleset, logs = fuzz_ruleset(tmp_path)
     event_log = tmp_path / "events.log"
     journaled = logged = 0
-    with Store(tmp_path / "state") as store:
+    with Store.open(tmp_path / "state") as store:
         for argv in cases(SEED, COUNT):
             if not argv[0]:
                 continue  # the handler prints its usage for an empty event name

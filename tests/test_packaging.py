@@ -280,4 +280,11 @@ def test_the_wheel_carries_the_default_rules_and_the_config_template(
         names = set(archive.namelist())
     assert "router/rules/default.rules" in names
     assert "router/data/router.toml" in names
+    package = REPO_ROOT / "router"
+    checkout = {
+        "router/" + path.relative_to(package).as_posix()
+        for path in package.rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+    assert checkout - names == set(), "files of the package missing from the wheel"
     assert not any(n.startswith("rules/") for n in names)

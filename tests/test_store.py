@@ -15,9 +15,7 @@ from pathlib import Path
 import pytest
 
 from router.store import (
-    _SCHEMA,
     ALREADY_REPORTED,
-    DB_NAME,
     DEAD,
     NO_EVENT,
     PENDING,
@@ -28,8 +26,80 @@ from router.store import (
     OutboxItem,
     Store,
     ThrottleUpdate,
-    apply_retention,
 )
+from router.store.sqlite import DB_NAME
+
+#: The tables as the first router created them (before schema versions).
+FIRST_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    received TEXT NOT NULL,
+    name TEXT NOT NULL,
+    identity TEXT NOT NULL,
+    status TEXT NOT NULL,
+    streak INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    fields TEXT NOT NULL,
+    args TEXT NOT NULL,
+    warnings TEXT NOT NULL,
+    decisions TEXT NOT NULL,
+    steps TEXT NOT NULL,
+    errors TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_identity ON events (name, identity, id);
+CREATE INDEX IF NOT EXISTS events_by_received ON events (received);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY,
+    event_id INTEGER NOT NULL REFERENCES events (id),
+    rule TEXT NOT NULL,
+    target TEXT NOT NULL,
+    url TEXT NOT NULL,
+    url_masked TEXT NOT NULL,
+    title TEXT NOT NULL,
+    body TEXT NOT NULL,
+    type TEXT NOT NULL,
+    format TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
+    next_attempt REAL NOT NULL,
+    claimed_until REAL NOT NULL DEFAULT 0,
+    last_error TEXT,
+    sent_at REAL
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS throttle (
+    rule TEXT NOT NULL,
+    key TEXT NOT NULL,
+    last_acted REAL,
+    suppressed INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (rule, key)
+);
+CREATE TABLE IF NOT EXISTS expect_state (
+    rule TEXT NOT NULL,
+    key TEXT NOT NULL,
+    armed_at REAL NOT NULL,
+    last_match REAL,
+    last_fields TEXT,
+    fired_for REAL,
+    PRIMARY KEY (rule, key)
+);
+CREATE TABLE IF NOT EXISTS digest_items (
+    id INTEGER PRIMARY KEY,
+    rule TEXT NOT NULL,
+    key TEXT NOT NULL,
+    window_end REAL NOT NULL,
+    event_id INTEGER NOT NULL REFERENCES events (id),
+    fields TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS digest_items_due ON digest_items (window_end);
+CREATE INDEX IF NOT EXISTS digest_items_open ON digest_items (rule, key, window_end);
+"""
 
 
 def entry(name: str = "EndScript", identity: str = "Daily", status: str = "success", **kw):
@@ -54,14 +124,14 @@ def item(url: str = "json://127.0.0.1:1/x") -> OutboxItem:
 
 @pytest.fixture()
 def store(tmp_path: Path):
-    with Store(tmp_path / "state") as opened:
+    with Store.open(tmp_path / "state") as opened:
         yield opened
 
 
 def test_state_directory_and_files_are_private(tmp_path: Path) -> None:
     state = tmp_path / "state"
-    with Store(state) as store:
-        store.record_event(entry(), [item()])
+    with Store.open(state) as store:
+        store.record(entry(), [item()])
     assert stat.S_IMODE(state.stat().st_mode) == 0o700
     for path in state.iterdir():
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
@@ -71,7 +141,7 @@ def test_an_existing_shared_state_directory_is_tightened(tmp_path: Path) -> None
     state = tmp_path / "state"
     state.mkdir(mode=0o755)
     state.chmod(0o755)
-    Store(state).close()
+    Store.open(state).close()
     assert stat.S_IMODE(state.stat().st_mode) == 0o700
 
 
@@ -81,13 +151,13 @@ def test_wal_mode_and_busy_timeout(store: Store) -> None:
 
 
 def test_journal_keeps_typed_fields_and_outbox_rows(store: Store) -> None:
-    event_id, ids = store.record_event(entry(), [item(), item("json://127.0.0.1:2/y")])
+    event_id, ids = store.record(entry(), [item(), item("json://127.0.0.1:2/y")])
     assert len(ids) == 2
-    (journaled,) = store.journal()
+    (journaled,) = store.journal.entries()
     assert journaled.id == event_id
     assert journaled.fields["received"] == datetime(2024, 1, 31, 18, 0)
     assert journaled.fields["duration"] == timedelta(days=1)
-    rows = store.outbox()
+    rows = store.outbox.rows()
     assert {r.event_id for r in rows} == {event_id}
     assert all(r.state == PENDING and r.attempts == 0 for r in rows)
 
@@ -97,100 +167,100 @@ def test_journal_and_outbox_are_one_transaction(store: Store) -> None:
     broken = item()
     broken.title = None  # type: ignore[assignment]  # NOT NULL: the insert fails
     with pytest.raises(sqlite3.IntegrityError):
-        store.record_event(entry(), [item(), broken])
-    assert store.journal() == []
-    assert store.outbox() == []
+        store.record(entry(), [item(), broken])
+    assert store.journal.entries() == []
+    assert store.outbox.rows() == []
 
 
 def test_history_is_the_latest_event_of_the_same_name_and_identity(store: Store) -> None:
-    store.record_event(entry(status="failure", streak=1))
-    store.record_event(entry(status="failure", streak=2))
-    store.record_event(entry(identity="Weekly", status="success"))
-    store.record_event(entry(name="EndSource", identity="Daily", status="success"))
-    history = store.history("EndScript", "Daily")
+    store.record(entry(status="failure", streak=1))
+    store.record(entry(status="failure", streak=2))
+    store.record(entry(identity="Weekly", status="success"))
+    store.record(entry(name="EndSource", identity="Daily", status="success"))
+    history = store.journal.history("EndScript", "Daily")
     assert history.previous["status"] == "failure"
     assert history.previous_streak == 2
     assert history.streak_for("failure") == 3
     assert history.streak_for("success") == 1
-    assert store.history("EndScript", "Nightly").previous == {}
+    assert store.journal.history("EndScript", "Nightly").previous == {}
 
 
 def test_throttle_state_acts_then_counts_suppressed(store: Store) -> None:
     now = time.time()
-    store.record_event(entry(), throttles=[ThrottleUpdate("r", "Daily", True, now)])
-    store.record_event(entry(), throttles=[ThrottleUpdate("r", "Daily", False, now + 1)])
-    store.record_event(entry(), throttles=[ThrottleUpdate("r", "Daily", False, now + 2)])
-    state = store.throttle_state("r", "Daily")
+    store.record(entry(), throttles=[ThrottleUpdate("r", "Daily", True, now)])
+    store.record(entry(), throttles=[ThrottleUpdate("r", "Daily", False, now + 1)])
+    store.record(entry(), throttles=[ThrottleUpdate("r", "Daily", False, now + 2)])
+    state = store.state.throttle("r", "Daily")
     assert state.suppressed == 2
     assert abs(state.last_acted.timestamp() - now) < 1e-3
-    store.record_event(entry(), throttles=[ThrottleUpdate("r", "Daily", True, now + 3600)])
-    assert store.throttle_state("r", "Daily").suppressed == 0
-    assert store.throttle_state("r", "Weekly").last_acted is None
+    store.record(entry(), throttles=[ThrottleUpdate("r", "Daily", True, now + 3600)])
+    assert store.state.throttle("r", "Daily").suppressed == 0
+    assert store.state.throttle("r", "Weekly").last_acted is None
 
 
 def test_claims_are_exclusive_until_the_lease_runs_out(store: Store) -> None:
-    store.record_event(entry(), [item(), item()])
+    store.record(entry(), [item(), item()])
     now = time.time()
-    first = store.claim_due(now=now, lease=60)
+    first = store.outbox.claim_due(now=now, lease=60)
     assert len(first) == 2
-    assert store.claim_due(now=now + 1, lease=60) == []
-    again = store.claim_due(now=now + 61, lease=60)  # the first claimer died
+    assert store.outbox.claim_due(now=now + 1, lease=60) == []
+    again = store.outbox.claim_due(now=now + 61, lease=60)  # the first claimer died
     assert [r.id for r in again] == [r.id for r in first]
 
 
 def test_sent_failed_dead_and_retry(store: Store) -> None:
-    _, (a, b, c) = store.record_event(entry(), [item(), item(), item()])
+    _, (a, b, c) = store.record(entry(), [item(), item(), item()])
     now = time.time()
-    store.claim_due(now=now)
-    store.mark_sent(a, now=now)
-    store.mark_failed(b, "HTTP 500", next_attempt=now + 10)
-    store.mark_dead(c, "too old")
-    by_id = {r.id: r for r in store.outbox()}
+    store.outbox.claim_due(now=now)
+    store.outbox.mark_sent(a, now=now)
+    store.outbox.mark_failed(b, "HTTP 500", next_attempt=now + 10)
+    store.outbox.mark_dead(c, "too old")
+    by_id = {r.id: r for r in store.outbox.rows()}
     assert by_id[a].state == SENT and by_id[a].attempts == 1
     assert by_id[b].state == PENDING and by_id[b].last_error == "HTTP 500"
     assert by_id[c].state == DEAD
-    assert store.claim_due(now=now + 1) == []  # b waits for its next attempt
-    assert [r.id for r in store.claim_due(now=now + 11)] == [b]
-    assert store.outbox_depth() == 1
-    assert store.retry(c, now=now + 12) == 1
-    assert {r.id for r in store.claim_due(now=now + 12)} == {c}
-    assert store.retry(a) == 0  # a sent row is never sent again by retry
+    assert store.outbox.claim_due(now=now + 1) == []  # b waits for its next attempt
+    assert [r.id for r in store.outbox.claim_due(now=now + 11)] == [b]
+    assert store.outbox.depth() == 1
+    assert store.outbox.retry(c, now=now + 12) == 1
+    assert {r.id for r in store.outbox.claim_due(now=now + 12)} == {c}
+    assert store.outbox.retry(a) == 0  # a sent row is never sent again by retry
 
 
 def test_prune_keeps_latest_per_identity_and_unsent_rows(store: Store) -> None:
     old = datetime(2020, 1, 1)
     for day in range(3):
-        store.record_event(entry(received=old + timedelta(days=day)))
-    store.record_event(entry(identity="Weekly", received=old), [item()])  # still pending
-    store.record_event(entry(identity="Monthly", received=old))
-    store.record_event(entry(identity="Monthly", received=datetime(2030, 1, 1)))
-    removed = store.prune(datetime(2025, 1, 1))
-    remaining = {(e.identity, e.received) for e in store.journal(limit=100)}
+        store.record(entry(received=old + timedelta(days=day)))
+    store.record(entry(identity="Weekly", received=old), [item()])  # still pending
+    store.record(entry(identity="Monthly", received=old))
+    store.record(entry(identity="Monthly", received=datetime(2030, 1, 1)))
+    removed = store.journal.prune(datetime(2025, 1, 1))
+    remaining = {(e.identity, e.received) for e in store.journal.entries(limit=100)}
     assert removed == 3  # two old Daily entries and the older Monthly one
     assert (("Daily", old + timedelta(days=2))) in remaining  # latest of its identity
     assert ("Weekly", old) in remaining  # its notification is not sent yet
     assert ("Monthly", datetime(2030, 1, 1)) in remaining
-    assert store.history("EndScript", "Daily").previous  # previous/streak survive
+    assert store.journal.history("EndScript", "Daily").previous  # previous/streak survive
 
 
 def test_retention_runs_at_most_once_a_day(store: Store) -> None:
     old = datetime(2020, 1, 1)
-    store.record_event(entry(received=old))
-    store.record_event(entry(received=old + timedelta(days=1)))
+    store.record(entry(received=old))
+    store.record(entry(received=old + timedelta(days=1)))
     now = time.time()
-    assert apply_retention(store, 86400.0, now=now) == 1
-    store.record_event(entry(identity="X", received=old))
-    store.record_event(entry(identity="X", received=old + timedelta(days=1)))
-    assert apply_retention(store, 86400.0, now=now + 60) == 0  # pruned a minute ago
-    assert apply_retention(store, 86400.0, now=now + 2 * 86400) == 1
+    assert store.apply_retention(86400.0, now=now) == 1
+    store.record(entry(identity="X", received=old))
+    store.record(entry(identity="X", received=old + timedelta(days=1)))
+    assert store.apply_retention(86400.0, now=now + 60) == 0  # pruned a minute ago
+    assert store.apply_retention(86400.0, now=now + 2 * 86400) == 1
 
 
 def test_existing_and_in_memory_stores_create_nothing(tmp_path: Path) -> None:
     assert Store.existing(tmp_path / "none") is None
     assert not (tmp_path / "none").exists()
     memory = Store.in_memory()
-    memory.record_event(entry())
-    assert len(memory.journal()) == 1
+    memory.record(entry())
+    assert len(memory.journal.entries()) == 1
     memory.close()
 
 
@@ -201,11 +271,11 @@ WRITER = textwrap.dedent(
     from pathlib import Path
     from router.store import JournalEntry, OutboxItem, Store
     state, worker, count = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-    with Store(state) as store:
+    with Store.open(state) as store:
         for n in range(count):
             e = JournalEntry(datetime.now(), "EndScript", f"w{worker}", "success", 1, "h",
                              {"n": n}, [str(n)])
-            store.record_event(e, [OutboxItem("r", "t", "json://x", "json://x", "t", "b",
+            store.record(e, [OutboxItem("r", "t", "json://x", "json://x", "t", "b",
                                               "info", "text")])
     """
 )
@@ -213,7 +283,7 @@ WRITER = textwrap.dedent(
 
 def test_concurrent_writers_lose_nothing_and_never_see_locked(tmp_path: Path) -> None:
     state = tmp_path / "state"
-    Store(state).close()
+    Store.open(state).close()
     workers, count = 6, 60
     processes = [
         subprocess.Popen(
@@ -236,16 +306,16 @@ def test_concurrent_writers_lose_nothing_and_never_see_locked(tmp_path: Path) ->
 def test_the_same_event_offered_twice_is_journaled_once(store: Store) -> None:
     first = entry()
     first.uid = "3f2a"
-    event_id, ids = store.record_event(first, [item()])
+    event_id, ids = store.record(first, [item()])
     again = entry()
     again.uid = "3f2a"
-    assert store.record_event(again, [item()]) == (event_id, ids)
-    assert len(store.journal()) == 1 and len(store.outbox()) == 1
+    assert store.record(again, [item()]) == (event_id, ids)
+    assert len(store.journal.entries()) == 1 and len(store.outbox.rows()) == 1
     other = entry()
     other.uid = "77b0"
-    store.record_event(other)
-    store.record_event(entry())  # no uid: always a new entry
-    assert len(store.journal()) == 3
+    store.record(other)
+    store.record(entry())  # no uid: always a new entry
+    assert len(store.journal.entries()) == 3
 
 
 def test_an_older_database_gains_the_new_columns(tmp_path: Path) -> None:
@@ -260,12 +330,12 @@ def test_an_older_database_gains_the_new_columns(tmp_path: Path) -> None:
         " errors TEXT NOT NULL);"
     )
     old.close()
-    with Store(state) as store:
+    with Store.open(state) as store:
         upgraded = entry()
         upgraded.uid = "a1"
-        store.record_event(upgraded)
-        store.record_event(upgraded)
-        assert len(store.journal()) == 1
+        store.record(upgraded)
+        store.record(upgraded)
+        assert len(store.journal.entries()) == 1
 
 
 CLAIMER = textwrap.dedent(
@@ -273,8 +343,8 @@ CLAIMER = textwrap.dedent(
     import sys
     from pathlib import Path
     from router.store import Store
-    with Store(Path(sys.argv[1])) as store:
-        print(len(store.claim_due(lease=3600)))
+    with Store.open(Path(sys.argv[1])) as store:
+        print(len(store.outbox.claim_due(lease=3600)))
     """
 )
 
@@ -283,8 +353,8 @@ def test_claims_of_a_deliverer_that_is_gone_are_taken_back(tmp_path: Path) -> No
     """After kill -9, rows a dead process had claimed go out at once, not
     when their lease runs out; a live claimant keeps its rows."""
     state = tmp_path / "state"
-    with Store(state) as store:
-        store.record_event(entry(), [item(), item()])
+    with Store.open(state) as store:
+        store.record(entry(), [item(), item()])
     claimed = subprocess.run(
         [sys.executable, "-c", CLAIMER, str(state)],
         capture_output=True,
@@ -293,13 +363,13 @@ def test_claims_of_a_deliverer_that_is_gone_are_taken_back(tmp_path: Path) -> No
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
     )
     assert claimed.stdout.strip() == "2"  # claimed for an hour, then the process ended
-    with Store(state) as store:
-        store.record_event(entry(), [item()])
-        assert len(store.claim_due(lease=3600)) == 1  # claimed by this, living, process
-        assert store.claim_due() == []
-        assert store.release_abandoned_claims() == 2
-        assert len(store.claim_due()) == 2
-        assert store.release_abandoned_claims() == 0  # ours are not abandoned
+    with Store.open(state) as store:
+        store.record(entry(), [item()])
+        assert len(store.outbox.claim_due(lease=3600)) == 1  # claimed by this, living, process
+        assert store.outbox.claim_due() == []
+        assert store.outbox.release_abandoned_claims() == 2
+        assert len(store.outbox.claim_due()) == 2
+        assert store.outbox.release_abandoned_claims() == 0  # ours are not abandoned
 
 
 def test_steps_are_recorded_once_also_for_rows_older_than_the_flag(tmp_path: Path) -> None:
@@ -308,7 +378,7 @@ def test_steps_are_recorded_once_also_for_rows_older_than_the_flag(tmp_path: Pat
     state = tmp_path / "state"
     state.mkdir(mode=0o700)
     with sqlite3.connect(str(state / DB_NAME)) as db:
-        db.executescript(_SCHEMA)  # as the first version created it
+        db.executescript(FIRST_SCHEMA)  # as the first version created it
         columns = "received, name, identity, status, streak, host, origin, fields, args,"
         columns += " warnings, decisions, steps, errors"
         for steps in (
@@ -322,17 +392,21 @@ def test_steps_are_recorded_once_also_for_rows_older_than_the_flag(tmp_path: Pat
                 (steps,),
             )
     done = [{"kind": "log", "rule": "r", "outcome": "ok"}]
-    with Store(state) as store:
-        assert store.record_steps(1, done) == ALREADY_REPORTED  # reported before the flag
-        assert store.record_steps(2, done) == STEPS_RECORDED
-        assert store.record_steps(2, [{"kind": "log", "outcome": "error"}]) == ALREADY_REPORTED
-        assert store.journal()[0].steps == done
-        assert store.record_steps(3, done) == NO_EVENT
+    with Store.open(state) as store:
+        assert store.journal.record_steps(1, done) == ALREADY_REPORTED  # reported before the flag
+        assert store.journal.record_steps(2, done) == STEPS_RECORDED
+        assert (
+            store.journal.record_steps(2, [{"kind": "log", "outcome": "error"}]) == ALREADY_REPORTED
+        )
+        assert store.journal.entries()[0].steps == done
+        assert store.journal.record_steps(3, done) == NO_EVENT
         http = entry(origin="http")
         http.steps = [{"kind": "log", "rule": "r", "outcome": PENDING}]
-        event_id, _ = store.record_event(http)
-        assert not store.set_steps_token(2, "t")  # not received over HTTP
-        assert store.set_steps_token(event_id, "t1") and store.set_steps_token(event_id, "t2")
-        assert store.record_steps(event_id, done, "t1") == WRONG_TOKEN  # replaced by t2
-        assert store.record_steps(event_id, done, "t2") == STEPS_RECORDED
-        assert not store.set_steps_token(event_id, "t3")  # reported: no new token
+        event_id, _ = store.record(http)
+        assert not store.journal.set_steps_token(2, "t")  # not received over HTTP
+        assert store.journal.set_steps_token(event_id, "t1") and store.journal.set_steps_token(
+            event_id, "t2"
+        )
+        assert store.journal.record_steps(event_id, done, "t1") == WRONG_TOKEN  # replaced by t2
+        assert store.journal.record_steps(event_id, done, "t2") == STEPS_RECORDED
+        assert not store.journal.set_steps_token(event_id, "t3")  # reported: no new token

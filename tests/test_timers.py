@@ -23,7 +23,7 @@ from router.events import event_from_argv
 from router.language.checker import check_text
 from router.loader import empty_ruleset
 from router.steps import append_log
-from router.store import OutboxRow, Store
+from router.store import JournalQuery, OutboxRow, Store
 from router.timers import ORPHAN_DIGEST_AFTER, TickReport, tick
 
 #: A Monday, 10:00 local time.
@@ -57,7 +57,7 @@ def send(store: Store, rules: Ruleset, argv: list[str], when: datetime) -> Outco
 
 def rows(store: Store) -> list[OutboxRow]:
     """Every outbox row, oldest first."""
-    return list(reversed(store.outbox(limit=1000)))
+    return list(reversed(store.outbox.rows(limit=1000)))
 
 
 def titles(report: TickReport, store: Store) -> list[str]:
@@ -72,7 +72,7 @@ def state(tmp_path: Path) -> Path:
 
 @pytest.fixture()
 def store(state: Path) -> Iterator[Store]:
-    with Store(state) as opened:
+    with Store.open(state) as opened:
         yield opened
 
 
@@ -119,7 +119,7 @@ def test_a_fire_is_journaled_with_its_outbox_rows(store: Store) -> None:
     send(store, rules, DAILY_OK, at(0))
     [fired] = tick(rules, store, now=ts(26, 30)).fired
 
-    [entry] = store.journal(event="expect")
+    [entry] = store.journal.entries(where=JournalQuery(event="expect"))
     assert entry.id == fired.event_id
     assert (entry.origin, entry.status) == ("timer", "warning")
     assert entry.identity == "daily\x1fDaily Backup"
@@ -144,7 +144,7 @@ def test_a_match_rearms_the_window(store: Store) -> None:
     rearmed = tick(rules, store, now=ts(27 + 26))
     assert titles(rearmed, store) == ["Daily Backup has not finished for 1 day 2 hours"]
 
-    [state] = store.expect_states()
+    [state] = store.state.expect_states()
     assert state.last_match == ts(27)
     assert state.last_fields is not None and state.last_fields["error_code"] == -530
 
@@ -181,7 +181,7 @@ def test_pinned_fields_key_the_window_and_reach_the_templates(store: Store) -> N
 
     fired = tick(rules, store, now=ts(27))
     assert titles(fired, store) == ["Daily Backup is late; it last said: backup client not found"]
-    keys = {(s.rule, s.key) for s in store.expect_states()}
+    keys = {(s.rule, s.key) for s in store.state.expect_states()}
     assert keys == {("daily", "Daily Backup"), ("weekly", "Weekly\x1f0")}
 
     weekly = tick(rules, store, now=ts(2 + 24 * 8))
@@ -211,7 +211,7 @@ def test_a_field_pinned_to_another_field_gets_a_window_per_key(store: Store) -> 
         + '  notify ops title "{{ client }} not seen for {{ overdue | duration }}"\n'
     )
     report = tick(rules, store, now=ts(0))
-    assert report.armed == [] and store.expect_states() == []
+    assert report.armed == [] and store.state.expect_states() == []
     end_source = ["EndSource", "Daily Backup", "SQL01", "D:\\", "SQL01", "100"]
     send(store, rules, end_source, at(0))
     send(store, rules, [*end_source[:2], "FS01", "E:\\", "FS01", "5"], at(0, 30))
@@ -222,30 +222,30 @@ def test_a_field_pinned_to_another_field_gets_a_window_per_key(store: Store) -> 
 
 def test_expect_survives_a_restart_and_fires_exactly_once(state: Path) -> None:
     rules = ruleset(DAILY_EXPECT)
-    with Store(state) as first:
+    with Store.open(state) as first:
         send(first, rules, DAILY_OK, at(0))
         assert tick(rules, first, now=ts(10)).fired == []
 
     # A new process (the service restarted, or the next handler): the window
     # comes from the journal's match, not from memory.
-    with Store(state) as second:
+    with Store.open(state) as second:
         assert titles(tick(rules, second, now=ts(26, 5)), second) == [
             "Daily Backup has not finished for 1 day 2 hours"
         ]
     for minutes in (6, 30, 59):
-        with Store(state) as again:
+        with Store.open(state) as again:
             assert tick(rules, again, now=ts(26, minutes)).fired == []
-    with Store(state) as last:
+    with Store.open(state) as last:
         assert len(rows(last)) == 1
         assert len(tick(rules, last, now=ts(50)).fired) == 1  # the next window still fires
 
 
 def test_two_processes_ticking_at_once_fire_once(state: Path) -> None:
     rules = ruleset(DAILY_EXPECT)
-    with Store(state) as service, Store(state) as handler:
+    with Store.open(state) as service, Store.open(state) as handler:
         send(handler, rules, DAILY_OK, at(0))
         # Both read the state before either fires (the race the claim settles).
-        seen_by_service = service.expect_states()
+        seen_by_service = service.state.expect_states()
         first = tick(rules, handler, now=ts(26))
         assert len(first.fired) == 1
         from router.timers import due_deadline, fire_expect
@@ -257,7 +257,7 @@ def test_two_processes_ticking_at_once_fire_once(state: Path) -> None:
         assert fire_expect(rules, service, rule, stale, deadline, ts(26)) is None
         assert tick(rules, service, now=ts(26)).fired == []
         assert len(rows(service)) == 1
-        assert len(service.journal(event="expect")) == 1
+        assert len(service.journal.entries(where=JournalQuery(event="expect"))) == 1
 
 
 NEVER = (
@@ -273,15 +273,15 @@ def test_a_never_matched_expect_is_armed_at_the_first_tick_and_survives_a_restar
 ) -> None:
     rules = ruleset(NEVER)
     label = rules.expects[0].label
-    with Store(state) as first:
+    with Store.open(state) as first:
         report = tick(rules, first, now=ts(0))
         assert report.armed == [(label, "")] and report.fired == []
         assert tick(rules, first, now=ts(0, 30)).armed == []  # armed once
 
     # Restarted 40 minutes later: the window still counts from the first start.
-    with Store(state) as second:
+    with Store.open(state) as second:
         assert tick(rules, second, now=ts(0, 40)).fired == []
-        [state_row] = second.expect_states()
+        [state_row] = second.state.expect_states()
         assert state_row.armed_at == ts(0) and state_row.last_match is None
         fired = tick(rules, second, now=ts(1, 1))
         assert titles(fired, second) == ["No StartApp for 1 hour 1 minute, none yet"]
@@ -311,7 +311,7 @@ def test_expect_log_action_writes_its_line_when_it_fires(store: Store, tmp_path:
     send(store, rules, DAILY_OK, at(0))
     tick(rules, store, now=ts(1, 15))
     assert log.read_text(encoding="utf-8") == "Daily Backup late by 1 hour 15 minutes\n"
-    [entry] = store.journal(event="expect")
+    [entry] = store.journal.entries(where=JournalQuery(event="expect"))
     assert [(s["kind"], s["outcome"]) for s in entry.steps] == [("log", "ok")]
 
 
@@ -355,7 +355,7 @@ def test_digest_collects_events_into_one_notification_after_its_window(store: St
         assert outcome.plan.matched == ["failures"]
         assert outcome.notifications == [] and outcome.outbox == []  # collected, not sent
     send(store, rules, DAILY_OK, at(0, 30))  # not a failure: not collected
-    assert store.digest_count("failures") == 3
+    assert store.state.digest_count("failures") == 3
 
     assert tick(rules, store, now=ts(0, 59)).fired == []
     report = tick(rules, store, now=ts(1))
@@ -369,10 +369,10 @@ def test_digest_collects_events_into_one_notification_after_its_window(store: St
         "Mail: file/directory not found\n"
     )
     assert row.type == "failure"
-    assert store.digest_count() == 0
+    assert store.state.digest_count() == 0
     assert tick(rules, store, now=ts(5)).fired == []  # flushed once
 
-    [entry] = store.journal(event="digest")
+    [entry] = store.journal.entries(where=JournalQuery(event="digest"))
     assert (entry.origin, entry.identity, entry.id) == ("timer", "failures", row.event_id)
     assert entry.fields["count"] == 3
     assert len(entry.fields["event_ids"]) == 3
@@ -404,7 +404,8 @@ def test_digest_windows_per_by_key(store: Store) -> None:
     weekly = tick(rules, store, now=ts(1, 5))
     assert [(f.key, f.count) for f in weekly.fired] == [("Weekly", 1)]
     assert titles(weekly, store) == ["1 failed scripts, the last Weekly"]
-    assert store.journal(event="digest")[0].identity == "failures\x1fWeekly"
+    [digest, *_] = store.journal.entries(where=JournalQuery(event="digest"))
+    assert digest.identity == "failures\x1fWeekly"
 
 
 def test_an_event_after_a_window_closes_starts_the_next_one(store: Store) -> None:
@@ -421,16 +422,16 @@ def test_an_event_after_a_window_closes_starts_the_next_one(store: Store) -> Non
 
 def test_digest_survives_a_restart_mid_window(state: Path) -> None:
     rules = ruleset(DIGEST)
-    with Store(state) as first:
+    with Store.open(state) as first:
         send(first, rules, DAILY_FAILED, at(0))
         send(first, rules, WEEKLY_FAILED, at(0, 10))
         assert tick(rules, first, now=ts(0, 15)).fired == []
-    with Store(state) as second:
+    with Store.open(state) as second:
         send(second, rules, MAIL_FAILED, at(0, 20))
-    with Store(state) as third:
+    with Store.open(state) as third:
         assert [f.count for f in tick(rules, third, now=ts(1)).fired] == [3]
         assert [r.title for r in rows(third)] == ["3 failed scripts, the last Mail"]
-    with Store(state) as fourth:
+    with Store.open(state) as fourth:
         assert tick(rules, fourth, now=ts(1, 1)).fired == []
         assert len(rows(fourth)) == 1
 
@@ -500,12 +501,12 @@ def test_a_digest_of_a_rule_that_left_the_rules_is_kept_then_dropped_visibly(
     send(store, rules, DAILY_FAILED, at(0))
     # A process whose ruleset lacks the rule (stale, or broken): leaves it alone.
     assert tick(empty_ruleset(), store, now=ts(1)).fired == []
-    assert store.digest_count() == 1
+    assert store.state.digest_count() == 1
     dropped = tick(empty_ruleset(), store, now=ts(1) + ORPHAN_DIGEST_AFTER)
     assert [f.outbox_ids for f in dropped.fired] == [[]]
-    [entry] = store.journal(event="digest")
+    [entry] = store.journal.entries(where=JournalQuery(event="digest"))
     assert "no longer in the rules" in entry.errors[0]
-    assert store.digest_count() == 0
+    assert store.state.digest_count() == 0
 
 
 # ---------------------------------------------------------------------------
@@ -530,7 +531,7 @@ def test_tick_reports_instead_of_raising(store: Store) -> None:
 
 def test_tick_with_nothing_to_do_writes_nothing(store: Store) -> None:
     rules = ruleset(DIGEST)
-    before = store.db.total_changes
+    before = store.db.connection().total_changes
     for hours in (0, 1, 2):
         assert tick(rules, store, now=ts(hours)) == TickReport(ts(hours))
-    assert store.db.total_changes == before
+    assert store.db.connection().total_changes == before

@@ -1,0 +1,170 @@
+"""The router's state: journal, outbox, and what rules remember.
+
+``Store`` is the one door: its parts (``journal``, ``outbox``, ``state``,
+``meta``) each own their tables, and ``record`` is the one write per event,
+across them, in one transaction, before any notification is attempted (an
+event that was received is never lost, a notification that was decided is
+never lost). Which database holds the state is the backend's business
+(``router/store/sqlite.py``); nothing above the store writes SQL.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Optional
+
+from router.store import outbox as outbox_rows
+from router.store import schema, sqlite
+from router.store import state as rule_state
+from router.store.database import Database
+from router.store.journal import Journal, insert_event
+from router.store.meta import Meta
+from router.store.outbox import Outbox
+from router.store.records import (
+    ALREADY_REPORTED,
+    DEAD,
+    NO_EVENT,
+    PENDING,
+    SENT,
+    STEPS_RECORDED,
+    WRONG_TOKEN,
+    CollectedItem,
+    DigestBatch,
+    DigestItem,
+    ExpectMatch,
+    ExpectState,
+    JournalEntry,
+    JournalQuery,
+    OutboxItem,
+    OutboxRow,
+    ThrottleUpdate,
+    decode_fields,
+    encode_fields,
+)
+from router.store.state import RuleState
+from router.trust import require_private_dir
+
+__all__ = [
+    "ALREADY_REPORTED",
+    "DEAD",
+    "NO_EVENT",
+    "PENDING",
+    "SENT",
+    "STEPS_RECORDED",
+    "WRONG_TOKEN",
+    "CollectedItem",
+    "DigestBatch",
+    "DigestItem",
+    "ExpectMatch",
+    "ExpectState",
+    "JournalEntry",
+    "JournalQuery",
+    "OutboxItem",
+    "OutboxRow",
+    "Store",
+    "ThrottleUpdate",
+    "decode_fields",
+    "encode_fields",
+    "ensure_private_dir",
+]
+
+#: The journal is pruned at most this often (seconds), by whoever comes first.
+PRUNE_EVERY = 86400.0
+
+
+def ensure_private_dir(path: Path) -> None:
+    """Create ``path`` as 0700, tighten it if it is ours, refuse it (Untrusted)
+    if another user owns it: the store and the caches beside it decide what
+    the router does, and it may run as root."""
+    require_private_dir(path)
+
+
+class Store:
+    """The router's state in one database."""
+
+    def __init__(self, db: Database) -> None:
+        """Open the store on ``db``, bringing its tables up to date."""
+        self.db = db
+        schema.upgrade(db)
+        self.journal = Journal(db)
+        self.outbox = Outbox(db)
+        self.state = RuleState(db)
+        self.meta = Meta(db)
+
+    @classmethod
+    def open(cls, state_dir: Path) -> Store:
+        """The store in ``state_dir``, created if missing (Untrusted if the
+        directory or database is not the router's own)."""
+        return cls(sqlite.database(Path(state_dir)))
+
+    @classmethod
+    def existing(cls, state_dir: Path) -> Optional[Store]:
+        """The store in ``state_dir`` if there is one; None instead of creating it
+        (``router test`` reads history but must write nothing)."""
+        return cls.open(state_dir) if sqlite.exists(Path(state_dir)) else None
+
+    @classmethod
+    def in_memory(cls) -> Store:
+        """A throwaway store, so a dry run (``router replay``) can follow
+        previous/streak/throttle from line to line without touching real state."""
+        return cls(sqlite.memory())
+
+    @property
+    def where(self) -> str:
+        """The database's file or address, for messages."""
+        return self.db.where
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def record(
+        self,
+        entry: JournalEntry,
+        outbox: Iterable[OutboxItem] = (),
+        throttles: Iterable[ThrottleUpdate] = (),
+        now: Optional[float] = None,
+        expect_matches: Iterable[ExpectMatch] = (),
+        digest_items: Iterable[DigestItem] = (),
+    ) -> tuple[int, list[int]]:
+        """Journal the event and queue its notifications, atomically, with
+        what it does to throttles, expect windows and digests. An event whose
+        ``uid`` is journaled already is not journaled again (the handler and
+        the service may both offer it). Returns its id and its outbox rows'."""
+        now = time.time() if now is None else now
+        with self.db.transaction() as tx:
+            if entry.uid is not None:
+                known = tx.one("SELECT id FROM events WHERE uid = ?", (entry.uid,))
+                if known is not None:
+                    entry.id = int(known[0])
+                    rows = tx.all("SELECT id FROM outbox WHERE event_id = ?", (entry.id,))
+                    return entry.id, [int(r[0]) for r in rows]
+            event_id = insert_event(tx, entry)
+            ids = outbox_rows.insert(tx, event_id, outbox, now)
+            rule_state.apply_throttles(tx, throttles)
+            rule_state.match_expects(tx, expect_matches)
+            rule_state.collect(tx, event_id, digest_items)
+        entry.id = event_id
+        return event_id, ids
+
+    def apply_retention(self, retention: float, now: Optional[float] = None) -> int:
+        """Prune the journal to ``retention`` seconds, at most once a day.
+        Called by every handler and the service; the meta row keeps all but
+        one of them to a single cheap read."""
+        now = time.time() if now is None else now
+        last = self.meta.get("last_prune")
+        try:
+            if last is not None and now - float(last) < PRUNE_EVERY:
+                return 0
+        except ValueError:
+            pass  # a damaged value: prune, and write a good one
+        self.meta.set("last_prune", str(now))
+        return self.journal.prune(datetime.fromtimestamp(now - retention))

@@ -1,0 +1,159 @@
+"""The store's tables, and the versioned steps that bring a database to them.
+
+Every database records the versions applied to it (``schema_version``).
+``upgrade`` applies the missing ones in order, each in its own transaction,
+one process at a time; it is idempotent, and runs whenever a store is
+opened to write (and by ``router db upgrade``). A new version is a new
+entry at the end of MIGRATIONS: never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from router.store.database import Database, Transaction
+
+#: Version 1: the tables of the first router, as one step. A SQLite database
+#: from before versions existed gets the columns added since, in place.
+V1 = (
+    """CREATE TABLE IF NOT EXISTS events (
+        id {id},
+        received TEXT NOT NULL,
+        name TEXT NOT NULL,
+        identity TEXT NOT NULL,
+        status TEXT NOT NULL,
+        streak {int} NOT NULL,
+        host TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        fields TEXT NOT NULL,
+        args TEXT NOT NULL,
+        warnings TEXT NOT NULL,
+        decisions TEXT NOT NULL,
+        steps TEXT NOT NULL,
+        errors TEXT NOT NULL,
+        uid TEXT,
+        steps_reported {real},
+        steps_token TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS events_by_identity ON events (name, identity, id)",
+    "CREATE INDEX IF NOT EXISTS events_by_received ON events (received)",
+    """CREATE TABLE IF NOT EXISTS outbox (
+        id {id},
+        event_id {int} NOT NULL REFERENCES events (id),
+        rule TEXT NOT NULL,
+        target TEXT NOT NULL,
+        url TEXT NOT NULL,
+        url_masked TEXT NOT NULL,
+        title TEXT NOT NULL,
+        body TEXT NOT NULL,
+        type TEXT NOT NULL,
+        format TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attempts {int} NOT NULL DEFAULT 0,
+        created {real} NOT NULL,
+        next_attempt {real} NOT NULL,
+        claimed_until {real} NOT NULL DEFAULT 0,
+        last_error TEXT,
+        sent_at {real},
+        claimed_by TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt)",
+    """CREATE TABLE IF NOT EXISTS meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS throttle (
+        rule TEXT NOT NULL,
+        key TEXT NOT NULL,
+        last_acted {real},
+        suppressed {int} NOT NULL DEFAULT 0,
+        PRIMARY KEY (rule, key)
+    )""",
+    """CREATE TABLE IF NOT EXISTS expect_state (
+        rule TEXT NOT NULL,
+        key TEXT NOT NULL,
+        armed_at {real} NOT NULL,
+        last_match {real},
+        last_fields TEXT,
+        fired_for {real},
+        PRIMARY KEY (rule, key)
+    )""",
+    """CREATE TABLE IF NOT EXISTS digest_items (
+        id {id},
+        rule TEXT NOT NULL,
+        key TEXT NOT NULL,
+        window_end {real} NOT NULL,
+        event_id {int} NOT NULL REFERENCES events (id),
+        fields TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS digest_items_due ON digest_items (window_end)",
+    "CREATE INDEX IF NOT EXISTS digest_items_open ON digest_items (rule, key, window_end)",
+)
+#: Columns SQLite databases made before version 1 may lack.
+_LATER_COLUMNS = {
+    "events": (("uid", "TEXT"), ("steps_reported", "REAL"), ("steps_token", "TEXT")),
+    "outbox": (("claimed_by", "TEXT"),),
+}
+
+
+def _v1(tx: Transaction) -> None:
+    if tx.dialect.name == "sqlite":
+        for table, columns in _LATER_COLUMNS.items():
+            present = {row[1] for row in tx.all(f"PRAGMA table_info({table})")}
+            if not present:
+                continue  # a new database: created whole below
+            for name, kind in columns:
+                if name not in present:
+                    tx.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+    for statement in V1:
+        tx.execute(tx.dialect.ddl(statement))
+    tx.execute("CREATE UNIQUE INDEX IF NOT EXISTS events_by_uid ON events (uid)")
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    about: str
+    apply: Callable[[Transaction], None]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "the journal, the outbox, throttles, expectations and digests", _v1),
+)
+LATEST = MIGRATIONS[-1].version
+
+_VERSIONS = """CREATE TABLE IF NOT EXISTS schema_version (
+    version {int} PRIMARY KEY,
+    applied {real} NOT NULL,
+    about TEXT NOT NULL
+)"""
+
+
+def version(db: Database) -> int:
+    """The version the database is at (0: none applied)."""
+    db.execute(db.dialect.ddl(_VERSIONS))
+    return int(db.scalar("SELECT MAX(version) FROM schema_version", default=0))
+
+
+def upgrade(db: Database) -> list[Migration]:
+    """Apply the missing versions, in order; the ones this call applied.
+    Several processes may call it at once: each version is applied once."""
+    applied = []
+    for migration in MIGRATIONS:
+        if migration.version <= version(db):
+            continue
+        with db.transaction() as tx:
+            if tx.dialect.lock_schema:
+                tx.execute(tx.dialect.lock_schema)
+            done = tx.one("SELECT 1 FROM schema_version WHERE version = ?", (migration.version,))
+            if done is not None:
+                continue  # another process was quicker
+            migration.apply(tx)
+            tx.execute(
+                "INSERT INTO schema_version (version, applied, about) VALUES (?, ?, ?)",
+                (migration.version, time.time(), migration.about),
+            )
+        applied.append(migration)
+    return applied
