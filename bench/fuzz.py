@@ -66,13 +66,13 @@ def in_process(base: Path, count: int) -> tuple[int, int, float]:
     from router.handler import new_uid
     from router.loader import load_ruleset
     from router.steps import perform
-    from router.store import Store
+    from router.store import open_store
 
     config = settings.load(str(setup(base)))
     ruleset = load_ruleset(config.rules_dir, config.state_dir).ruleset
     journaled = exceptions = 0
     started = time.perf_counter()
-    with Store.open(config.state_dir) as store:
+    with open_store(config) as store:
         for argv in cases(SEED, count):
             if not argv[0]:
                 continue  # the handler prints its usage for that

@@ -266,7 +266,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     from router import explain
     from router.dispatch import process
     from router.events import event_from_argv
-    from router.store import Store
+    from router.store import open_existing_store
 
     if known_event(args.event, "test") is None:
         return EXIT_USAGE
@@ -275,7 +275,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     if ruleset is None:
         return EXIT_ERRORS
     event = event_from_argv([args.event, *args.args], date_order=config.date_order)
-    store = Store.existing(config.state_dir)
+    store = open_existing_store(config)
     try:
         outcome = process(event, ruleset, store, record=False, explain=True, run_env=config.run_env)
     finally:
@@ -405,7 +405,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from router.store import JournalQuery, Store, encode_fields
+    from router.store import JournalQuery, encode_fields, open_existing_store
 
     event = None
     if args.event is not None:
@@ -422,7 +422,7 @@ def cmd_history(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     where = JournalQuery(event, since, args.host, args.status, args.script, args.client)
     config = load_config(args)
-    store = Store.existing(config.state_dir)
+    store = open_existing_store(config)
     if store is None:
         print("[]" if args.format == "json" else f"no journal yet in {config.state_dir}")
         return EXIT_OK
@@ -510,7 +510,7 @@ OUTPUT_LINES = 3
 def cmd_outbox(args: argparse.Namespace) -> int:
     from datetime import datetime
 
-    from router.store import DEAD, Store
+    from router.store import DEAD, open_existing_store
 
     config = load_config(args)
     if args.outbox_command == "retry":
@@ -518,7 +518,7 @@ def cmd_outbox(args: argparse.Namespace) -> int:
             print("router outbox retry: give one row id or --all", file=sys.stderr)
             return EXIT_USAGE
         return _retry(config, args.id)
-    store = Store.existing(config.state_dir)
+    store = open_existing_store(config)
     if store is None:
         print("[]" if args.format == "json" else f"no outbox yet in {config.state_dir}")
         return EXIT_OK
@@ -561,9 +561,9 @@ def _retry(config: Any, row_id: Optional[int]) -> int:
     import time
 
     from router.delivery import drain
-    from router.store import Store
+    from router.store import open_store
 
-    with Store.open(config.state_dir) as store:
+    with open_store(config) as store:
         count = store.outbox.retry(row_id)
         if count == 0:
             print("nothing to retry" if row_id is None else f"no pending or dead row #{row_id}")

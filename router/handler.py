@@ -284,9 +284,9 @@ def _report_steps(
     try:
         from router.dispatch import mask_results
         from router.steps import check_results
-        from router.store import Store
+        from router.store import open_store
 
-        with Store.open(config.state_dir) as store:
+        with open_store(config) as store:
             store.journal.record_steps(int(event_id), mask_results(check_results(results)))
     except Exception as exc:
         sys.stderr.write(f"retroeventhandler: the steps' outcomes were not recorded: {exc}\n")
@@ -316,7 +316,7 @@ def handle(
     from router.dispatch import process, record_outcome
     from router.events import event_from_argv
     from router.loader import load_ruleset, use_caches
-    from router.store import Store
+    from router.store import open_store
 
     started = time.time() if started is None else started
     problems: list[str] = []
@@ -329,7 +329,7 @@ def handle(
     event = event_from_argv(args, date_order=config.date_order)
     store: Optional[Any] = None
     try:
-        store = Store.open(config.state_dir)
+        store = open_store(config)
         use_caches(config.state_dir)  # private (Store checked it): caches may live there
     except Exception as exc:  # Untrusted, OSError, sqlite3.Error
         problems.append(f"the journal in {config.state_dir} cannot be used: {_reason(exc)}")

@@ -62,7 +62,7 @@ from router.ingest import HttpServer, LocalServer
 from router.limits import ClientLimits
 from router.loader import use_caches
 from router.metrics import Metrics
-from router.store import Store
+from router.store import Store, open_store
 from router.store import ensure_private_dir as _ensure_private_dir
 from router.watch import RulesWatcher
 
@@ -121,7 +121,7 @@ class Service:
     def start(self) -> None:
         _ensure_private_dir(self.state_dir)
         use_caches(self.state_dir)
-        self.store = Store.open(self.state_dir)
+        self.store = open_store(self.config)
         self._metrics.seen_id = self._store().journal.last_id()
         freed = self._store().outbox.release_abandoned_claims()
         if freed:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import types
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from router.store import (
     OutboxItem,
     Store,
     ThrottleUpdate,
+    open_existing_store,
 )
 from router.store.sqlite import DB_NAME
 
@@ -256,7 +258,8 @@ def test_retention_runs_at_most_once_a_day(store: Store) -> None:
 
 
 def test_existing_and_in_memory_stores_create_nothing(tmp_path: Path) -> None:
-    assert Store.existing(tmp_path / "none") is None
+    config = types.SimpleNamespace(state_dir=tmp_path / "none")
+    assert open_existing_store(config) is None
     assert not (tmp_path / "none").exists()
     memory = Store.in_memory()
     memory.record(entry())

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Protocol
 
 from router.store import outbox as outbox_rows
 from router.store import schema, sqlite
@@ -69,6 +69,8 @@ __all__ = [
     "decode_fields",
     "encode_fields",
     "ensure_private_dir",
+    "open_existing_store",
+    "open_store",
 ]
 
 #: The journal is pruned at most this often (seconds), by whoever comes first.
@@ -80,6 +82,26 @@ def ensure_private_dir(path: Path) -> None:
     if another user owns it: the store and the caches beside it decide what
     the router does, and it may run as root."""
     require_private_dir(path)
+
+
+class HasStateDir(Protocol):
+    """What ``open_store`` reads of the configuration (Config, or the
+    handler's FastSettings)."""
+
+    state_dir: Path
+
+
+def open_store(config: HasStateDir) -> Store:
+    """The store the configuration names, created if missing and brought up
+    to date: what every process that writes opens, once."""
+    return Store.open(Path(config.state_dir))
+
+
+def open_existing_store(config: HasStateDir) -> Optional[Store]:
+    """The store the configuration names, or None when there is none yet:
+    ``router test`` and ``router history`` read, and must create nothing."""
+    state_dir = Path(config.state_dir)
+    return Store.open(state_dir) if sqlite.exists(state_dir) else None
 
 
 class Store:
@@ -99,12 +121,6 @@ class Store:
         """The store in ``state_dir``, created if missing (Untrusted if the
         directory or database is not the router's own)."""
         return cls(sqlite.database(Path(state_dir)))
-
-    @classmethod
-    def existing(cls, state_dir: Path) -> Optional[Store]:
-        """The store in ``state_dir`` if there is one; None instead of creating it
-        (``router test`` reads history but must write nothing)."""
-        return cls.open(state_dir) if sqlite.exists(Path(state_dir)) else None
 
     @classmethod
     def in_memory(cls) -> Store:
