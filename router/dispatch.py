@@ -9,27 +9,18 @@ asked) records both in one transaction.
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
 
-from router.engine import (
-    History,
-    Plan,
-    PlannedAction,
-    Ruleset,
-    ThrottleState,
-    evaluate,
-    identity_of,
-)
-from router.events import INTERVENTION_FILE, Event
-from router.language import nodes as n
-from router.steps import DEFAULT_RUN_TIMEOUT, Step
+from router.actions import Notification, Step
+from router.engine import History, Plan, Ruleset, ThrottleState, evaluate, identity_of
+from router.events import Event
+from router.rendering import render_plan
 from router.store import (
     DigestItem,
     ExpectMatch,
@@ -38,21 +29,6 @@ from router.store import (
     Store,
     ThrottleUpdate,
 )
-
-#: Without ``type``, a notification's type follows the event's status.
-TYPE_FOR_STATUS = {"failure": "failure", "warning": "warning", "success": "success"}
-
-
-@dataclass
-class Notification:
-    """A rendered notification for one target (before its URLs are resolved)."""
-
-    rule: str
-    target: str
-    title: str
-    body: str
-    type: str
-    format: str
 
 
 @dataclass
@@ -70,222 +46,6 @@ class Outcome:
     errors: list[str]
     event_id: Optional[int] = None
     outbox_ids: list[int] = field(default_factory=list)
-
-
-# ---------------------------------------------------------------------------
-# Rendering
-# ---------------------------------------------------------------------------
-
-
-def env_value(value: Any) -> str:
-    """A field as text for a ``RETRO_*`` environment variable."""
-    if isinstance(value, datetime):
-        return value.isoformat(sep=" ")
-    if isinstance(value, timedelta):
-        seconds = value.total_seconds()
-        return str(int(seconds)) if seconds == int(seconds) else str(seconds)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, tuple)):
-        return " ".join(str(v) for v in value)
-    return str(value)
-
-
-def retro_variables(fields: dict[str, Any]) -> dict[str, str]:
-    """Every field as ``RETRO_FIELD`` (upper case), as ``run`` promises (docs/rules.md)."""
-    return {f"RETRO_{name.upper()}": env_value(value) for name, value in fields.items()}
-
-
-_TEMPLATE_MARK = re.compile(r"{[{%]")
-
-
-def confined_path(
-    source: str, rendered: str, base_dir: Optional[Path]
-) -> tuple[str, Optional[str]]:
-    """The file a ``log ... to`` path names, and why it may not be written
-    (or None).
-
-    A path without template marks is taken as written (relative to the rule
-    file). A rendered one must stay inside the directory its literal part
-    names: event values are data, never a path of their own, so a client
-    called ``../../etc/x`` cannot move the file out of ``/var/log/backup/``.
-    """
-
-    def absolute(text: str) -> str:
-        if base_dir is not None and not os.path.isabs(text):
-            text = os.path.join(str(base_dir), text)
-        return os.path.normpath(text)
-
-    if "\0" in rendered:
-        return rendered, "the path has a NUL character"
-    mark = _TEMPLATE_MARK.search(source)
-    if mark is None:
-        return absolute(rendered), None
-    literal = source[: mark.start()]
-    root = absolute(literal if literal.endswith(("/", os.sep)) else os.path.dirname(literal) or ".")
-    path = absolute(rendered)
-    parts = rendered.replace(os.sep, "/").split("/")
-    if ".." in parts or os.path.commonpath([root, path]) != root or path == root:
-        return path, f"the rendered path {rendered!r} leaves {root}"
-    return path, None
-
-
-class Renderer:
-    """Renders one plan's templates, collecting errors instead of raising."""
-
-    def __init__(
-        self,
-        ruleset: Ruleset,
-        event: Event,
-        fields: dict[str, Any],
-        history: History,
-        run_env: tuple[str, ...] = (),
-    ):
-        from router.templates import event_variables
-
-        self.ruleset = ruleset
-        self.event = event
-        self.fields = fields
-        self.previous = history.previous
-        self.run_env = list(run_env)
-        self.errors: list[str] = []
-        self._variables = event_variables
-        self._env = retro_variables(fields)
-
-    def source(self, template: Optional[n.Template], default: str) -> str:
-        if template is None:
-            return default
-        if template.path is not None:
-            return self.ruleset.template_files.get(template, "")
-        return template.source
-
-    def text(
-        self,
-        template: Optional[n.Template],
-        variables: dict[str, Any],
-        message: str = "",
-        part: str = "body",
-        one_line: bool = False,
-    ) -> str:
-        """``template`` rendered; without one, ``part`` of the built-in
-        ``message`` (default: the event's). Errors are kept, never raised."""
-        from router.templates import render, render_message, render_title
-
-        if template is None:
-            rendered = render_message(message or self.event.name, part, variables)
-        else:
-            rendered = (render_title if one_line else render)(self.source(template, ""), variables)
-        if rendered.error:
-            where = f"{template.span}" if template is not None else "built-in message"
-            self.errors.append(f"template error at {where}: {rendered.error}")
-        return rendered.text
-
-    def exact(self, template: n.Template, variables: dict[str, Any]) -> tuple[str, Optional[str]]:
-        """A template that must render exactly (a program argument, a path):
-        a variable the event lacks is an error, and an error means no text."""
-        from router.templates import render
-
-        rendered = render(self.source(template, ""), variables, strict=True)
-        if rendered.error:
-            message = f"{template.source!r} at {template.span}: {rendered.error}"
-            self.errors.append(f"template error at {template.span}: {rendered.error}")
-            return "", message
-        return rendered.text, None
-
-    def variables(self, planned: PlannedAction) -> dict[str, Any]:
-        return self._variables(self.fields, self.previous, planned.variables)
-
-    def notifications(
-        self,
-        planned: PlannedAction,
-        action: n.Notify,
-        message: str = "",
-        default_type: Optional[str] = None,
-    ) -> list[Notification]:
-        """One notification per target of ``action``. Without title or body,
-        the built-in ``message`` (default: the event's); without ``type``,
-        ``default_type`` (default: from the event's status)."""
-        variables = self.variables(planned)
-        title = self.text(action.title, variables, message, "title", one_line=True)
-        body = self.text(action.body, variables, message, "body")
-        status = str(self.fields.get("status", "info"))
-        default = default_type or TYPE_FOR_STATUS.get(status, "info")
-        kind = action.type[0] if action.type else default
-        body_format = action.format[0] if action.format else "text"
-        return [
-            Notification(planned.rule.label, name, title, body, kind, body_format)
-            for name, _ in action.targets
-        ]
-
-    def step(self, planned: PlannedAction, action: n.Action) -> Optional[Step]:
-        variables = self.variables(planned)
-        label = planned.rule.label
-        if isinstance(action, n.Run):
-            argv: list[str] = []
-            problem = None
-            for template in (action.program, *action.args):
-                text, problem = self.exact(template, variables)
-                if problem is not None:
-                    break
-                argv.append(text)
-            timeout = action.timeout.total_seconds() if action.timeout else DEFAULT_RUN_TIMEOUT
-            fallback = self.step(planned, action.fallback) if action.fallback else None
-            return Step(
-                "run",
-                label,
-                argv=[] if problem else argv,
-                env=dict(self._env),
-                pass_env=self.run_env,
-                timeout=timeout,
-                fallback=fallback,
-                error=f"not started: {problem}" if problem else None,
-            )
-        if isinstance(action, n.Abort):
-            path = self.fields.get(INTERVENTION_FILE)
-            text = self.text(action.text, variables)
-            return Step("abort", label, text=text, path=str(path) if path else None)
-        if isinstance(action, n.Log):
-            text = self.text(action.text, variables)
-            if action.path is None:
-                return Step("log", label, text=text)
-            rendered, problem = self.exact(action.path, variables)
-            base = Path(planned.rule.rule.span.file).parent if planned.rule.rule.span.file else None
-            path = None
-            if problem is None:
-                path, problem = confined_path(action.path.source, rendered, base)
-                if problem:
-                    self.errors.append(f"log path at {action.path.span}: {problem}")
-            error = f"not written: {problem}" if problem else None
-            return Step("log", label, text=text, path=path, error=error)
-        return None  # stop: already applied by evaluate()
-
-
-def render_plan(
-    ruleset: Ruleset,
-    plan: Plan,
-    fields: dict[str, Any],
-    history: History,
-    run_env: tuple[str, ...] = (),
-) -> tuple[list[Notification], list[Step], list[str]]:
-    """Every planned action rendered; one that fails in an unexpected way
-    costs only itself (its error is kept), never another rule its action."""
-    renderer = Renderer(ruleset, plan.event, fields, history, run_env)
-    notifications: list[Notification] = []
-    steps: list[Step] = []
-    for planned in plan.actions:
-        try:
-            if isinstance(planned.action, n.Notify):
-                notifications.extend(renderer.notifications(planned, planned.action))
-            else:
-                step = renderer.step(planned, planned.action)
-                if step is not None:
-                    steps.append(step)
-        except Exception as exc:  # noqa: BLE001 - isolate one rule's failure
-            renderer.errors.append(
-                f"rule {planned.rule.label}: {type(planned.action).__name__.lower()}"
-                f" at {planned.action.span} failed: {type(exc).__name__}: {exc}"
-            )
-    return notifications, steps, renderer.errors
 
 
 # ---------------------------------------------------------------------------
@@ -367,13 +127,10 @@ def process(
             return ThrottleState()
 
     plan = evaluate(ruleset, event, history, throttles, explain=explain)
-    fields = dict(event.fields)
-    streak = history.streak_for(str(fields.get("status")))
-    fields["streak"] = streak
-    notifications, steps, render_errors = render_plan(ruleset, plan, fields, history, run_env)
+    notifications, steps, render_errors = render_plan(ruleset, plan, history, run_env)
     items, problems = outbox_items(ruleset, notifications)
     errors += plan.errors + render_errors + problems
-    outcome = Outcome(event, plan, identity, streak, notifications, steps, items, errors)
+    outcome = Outcome(event, plan, identity, plan.streak, notifications, steps, items, errors)
     if record and store is not None:
         record_outcome(store, outcome, origin, uid)
     return outcome
@@ -382,7 +139,7 @@ def process(
 def record_outcome(store: Store, outcome: Outcome, origin: str, uid: Optional[str] = None) -> None:
     """Journal an outcome with its outbox rows, throttles, expect matches and
     digest items, in one transaction (idempotent per ``uid``)."""
-    fields = dict(outcome.event.fields, streak=outcome.streak)
+    fields = outcome.plan.fields
     outcome.event_id, outcome.outbox_ids = store.record(
         journal_entry(outcome, origin, uid),
         outcome.outbox,
@@ -444,7 +201,7 @@ def spooled(outcome: Outcome, origin: str, uid: Optional[str]) -> dict[str, Any]
     """An outcome the journal could not take, as spool data (router.spool)."""
     from router import spool
 
-    fields = dict(outcome.event.fields, streak=outcome.streak)
+    fields = outcome.plan.fields
     return spool.decided(
         journal_entry(outcome, origin, uid),
         outcome.outbox,

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
+from router.actions import Action
 from router.events import EVENTS, Event, fields_of, parse_date
 from router.language import nodes as n
 from router.language.regex import RegexError, RegexProblem, compile_regex
@@ -490,26 +491,10 @@ def _templates_use_history(rule: n.Rule) -> bool:
     """A template naming ``previous`` or ``streak`` needs history loaded too."""
     pattern = re.compile(r"\b(previous|streak)\b")
     for action in rule.actions:
-        for template in _templates_of(action):
+        for template in action.templates():
             if pattern.search(template.source):
                 return True
     return False
-
-
-def _templates_of(action: n.Action) -> Iterable[n.Template]:
-    if isinstance(action, n.Notify):
-        yield from (t for t in (action.title, action.body) if t is not None)
-    elif isinstance(action, n.Run):
-        yield action.program
-        yield from action.args
-        if action.fallback is not None:
-            yield from _templates_of(action.fallback)
-    elif isinstance(action, n.Abort):
-        yield action.text
-    elif isinstance(action, n.Log):
-        yield action.text
-        if action.path is not None:
-            yield action.path
 
 
 # ---------------------------------------------------------------------------
@@ -556,7 +541,7 @@ class RuleDecision:
 @dataclass
 class PlannedAction:
     rule: CompiledRule
-    action: n.Action
+    action: Action
     #: Extra template variables for this rule (``rule``, ``suppressed``).
     variables: dict[str, Any]
 
@@ -568,7 +553,7 @@ class PlannedDigest:
     rule: CompiledRule
     #: The values of the digest's ``by`` fields ("" without ``by``).
     key: str
-    actions: list[n.Notify]
+    actions: list[Action]
     variables: dict[str, Any]
 
 
@@ -596,6 +581,12 @@ class Plan:
     expect_matches: list[ExpectHit] = field(default_factory=list)
     #: Rules whose condition could not be decided (they did not act).
     errors: list[str] = field(default_factory=list)
+    #: The fields the rules saw: the event's, with its ``streak``.
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def streak(self) -> int:
+        return int(self.fields.get("streak", 1))
 
     @property
     def matched(self) -> list[str]:
@@ -655,13 +646,13 @@ def evaluate(
             decision.suppressed = state.suppressed
         variables = {"rule": compiled.label, "suppressed": decision.suppressed}
         digest = compiled.digest
-        collected: list[n.Notify] = []
+        collected: list[Action] = []
         for action in compiled.rule.actions:
-            if digest is not None and isinstance(action, n.Notify):
+            if digest is not None and action.notifies:
                 collected.append(action)  # sent later, in one notification per window
                 continue
             actions.append(PlannedAction(compiled, action, variables))
-            if isinstance(action, n.Stop):
+            if action.ends_evaluation:
                 stopped_by = compiled.label
         if digest is not None and collected:
             key = throttle_key(compiled, digest, fields)
@@ -673,7 +664,7 @@ def evaluate(
         for compiled in ruleset.expect_candidates(event.name)
         if _test(compiled, fields, previous, errors)
     ]
-    return Plan(event, decisions, actions, stopped_by, digests, expect_matches, errors)
+    return Plan(event, decisions, actions, stopped_by, digests, expect_matches, errors, fields)
 
 
 def _test(

@@ -37,12 +37,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from router.dispatch import (
-    TYPE_FOR_STATUS,
-    Notification,
-    Renderer,
-    outbox_items,
-)
+from router.actions import Notification, Step
+from router.actions.notify import TYPE_FOR_STATUS
+from router.dispatch import outbox_items
 from router.engine import (
     CompiledRule,
     History,
@@ -52,8 +49,8 @@ from router.engine import (
     static_expect_key,
 )
 from router.events import Event, canonical_name
-from router.language import nodes as n
-from router.steps import Step, append_log
+from router.rendering import Renderer, render_all
+from router.steps import perform
 from router.store import DigestBatch, ExpectState, JournalEntry, OutboxItem, Store
 
 #: Deadlines are sums of floats read back from SQLite: equal within this.
@@ -237,27 +234,20 @@ def fire_expect(
     another process fired it (or a match re-armed it) first."""
     fields, extra = expect_variables(ruleset, rule, state, now)
     event = Event(name="expect", known=False, fields=fields, args=[])
-    renderer = Renderer(ruleset, event, fields, History())
-    notifications: list[Notification] = []
-    steps: list[Step] = []
+    renderer = Renderer(
+        ruleset, event, fields, History(), message="_expect", default_type=EXPECT_TYPE
+    )
+    allowed: list[PlannedAction] = []
     skipped: list[str] = []
     for action in rule.rule.actions:
-        if isinstance(action, n.Notify):
-            notifications.extend(
-                renderer.notifications(
-                    PlannedAction(rule, action, extra), action, "_expect", EXPECT_TYPE
-                )
-            )
-        elif isinstance(action, n.Log):
-            step = renderer.step(PlannedAction(rule, action, extra), action)
-            if step is not None:
-                steps.append(step)
-        elif isinstance(action, (n.Run, n.Abort)):
-            kind = "run" if isinstance(action, n.Run) else "abort"
+        if action.refused_in_expect is None:
+            allowed.append(PlannedAction(rule, action, extra))
+        else:
             skipped.append(
-                f"'{kind}' in expect rule '{rule.label}' at {action.span} was not performed:"
-                " a timer has no event, and no Retrospect waiting on this machine"
+                f"'{action.keyword}' in expect rule '{rule.label}' at {action.span} was not"
+                " performed: a timer has no event, and no Retrospect waiting on this machine"
             )
+    notifications, steps = render_all(renderer, allowed)
     items, problems = outbox_items(ruleset, notifications)
     errors = renderer.errors + problems + skipped
     identity = rule.label + (f"\x1f{state.key}" if state.key else "")
@@ -287,7 +277,7 @@ def fire_expect(
     if recorded is None:
         return None
     event_id, ids = recorded
-    _perform_logs(store, event_id, steps, log)
+    _perform_steps(store, event_id, steps, log)
     return Fired("expect", rule.label, state.key, event_id, ids, overdue=overdue, errors=errors)
 
 
@@ -339,8 +329,16 @@ def flush_digest(
         previous = store.journal.previous_of(batch.items[-1].event_id)
         name = str(last.get("event", ""))
         event = Event(name=name, known=canonical_name(name) is not None, fields=last, args=[])
-        renderer = Renderer(ruleset, event, last, History(previous=previous))
-        notifies = [a for a in rule.rule.actions if isinstance(a, n.Notify)]
+        worst = max((str(e.get("status", "info")) for e in events), key=_severity)
+        renderer = Renderer(
+            ruleset,
+            event,
+            last,
+            History(previous=previous),
+            message="_digest",
+            default_type=TYPE_FOR_STATUS.get(worst, "info"),
+        )
+        notifies = [a for a in rule.rule.actions if a.notifies]
         extra: dict[str, Any] = {
             "rule": rule.label,
             "suppressed": 0,
@@ -349,16 +347,7 @@ def flush_digest(
         }
         if any(a.title is None or a.body is None for a in notifies):
             extra["summaries"] = _summaries(rule.label, events)
-        worst = max((str(e.get("status", "info")) for e in events), key=_severity)
-        for action in notifies:
-            notifications.extend(
-                renderer.notifications(
-                    PlannedAction(rule, action, extra),
-                    action,
-                    "_digest",
-                    TYPE_FOR_STATUS.get(worst, "info"),
-                )
-            )
+        notifications, _ = render_all(renderer, [PlannedAction(rule, a, extra) for a in notifies])
         if not notifies:
             errors.append(
                 f"rule '{rule.label}' has no notify action any more: its digest of {count}"
@@ -413,16 +402,9 @@ def _severity(status: str) -> int:
     return _SEVERITY.get(status, 0)
 
 
-def _perform_logs(store: Store, event_id: int, steps: list[Step], log: Optional[Path]) -> None:
-    """A timer's ``log`` lines, after its journal entry (as the handler does)."""
-    if not steps:
-        return
-    outcomes = []
-    for step in steps:
-        if step.path is None and log is None:
-            outcomes.append(
-                {"kind": "log", "rule": step.rule, "outcome": "error", "error": "no event log"}
-            )
-            continue
-        outcomes.append(append_log(step, log))
-    store.journal.record_steps(event_id, outcomes)
+def _perform_steps(store: Store, event_id: int, steps: list[Step], log: Optional[Path]) -> None:
+    """A timer's local steps (an expect may ``log``), after its journal entry,
+    as the handler performs an event's."""
+    if steps:
+        outcomes, _ = perform(steps, log)
+        store.journal.record_steps(event_id, outcomes)

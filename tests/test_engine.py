@@ -18,10 +18,10 @@ from typing import Optional
 import pytest
 from helpers import write_rules
 
+from router.actions import Log, Stop
 from router.dispatch import Outcome, process
 from router.engine import Plan, Ruleset, build_ruleset, evaluate
 from router.events import Event, event_from_argv
-from router.language import nodes as n
 from router.language.checker import CheckResult, check_paths, check_text
 from router.store import Store
 
@@ -831,7 +831,7 @@ def test_rules_run_in_file_name_then_file_order_and_stop_ends_them(tmp_path: Pat
     order = ["a1", "a2", "a3", "a4", "b1", "b2", "b3"]
     assert [d.label for d in failed.decisions] == order  # b4 never sees it
     assert labels(failed) == ["a1", "a2", "a4", "b1", "b2", "b3"]
-    assert [a.action.text.source for a in failed.actions if isinstance(a.action, n.Log)] == [
+    assert [a.action.text.source for a in failed.actions if isinstance(a.action, Log)] == [
         "a1",
         "a2",
         "a4",
@@ -844,7 +844,7 @@ def test_rules_run_in_file_name_then_file_order_and_stop_ends_them(tmp_path: Pat
     ok = evaluate(rs, event(END_SCRIPT_OK))
     assert [d.label for d in ok.decisions] == ["a1", "a2", "a3"]
     assert ok.stopped_by == "a3"
-    assert isinstance(ok.actions[-1].action, n.Stop)
+    assert isinstance(ok.actions[-1].action, Stop)
 
     start = evaluate(rs, event(["StartScript", "Daily Backup", "2/10/2017 15:00", "/tmp/f"]))
     assert labels(start) == ["a1", "a2", "b2"]

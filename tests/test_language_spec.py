@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from helpers import DOCS, Block, code_blocks, doc_blocks, write_rules
 
+from router.actions import Abort, Log, Notify, Run, Stop
 from router.language import nodes as n
 from router.language.checker import check_paths, check_text
 from router.language.parser import parse_text
@@ -96,14 +97,14 @@ def test_at_a_glance_example_means_what_it_says(glance: str, monkeypatch) -> Non
     expect = next(r for r in rules if r.is_expect)
     assert (expect.every, expect.grace) == (timedelta(hours=24), timedelta(hours=2))
     assert rules[-1].any_event
-    assert isinstance(rules[-1].actions[0], n.Log)
+    assert isinstance(rules[-1].actions[0], Log)
     assert rules[-1].actions[0].path.source == "/var/log/retrospect-events.log"
-    freeze = next(r for r in rules if any(isinstance(a, n.Run) and a.fallback for a in r.actions))
+    freeze = next(r for r in rules if any(isinstance(a, Run) and a.fallback for a in r.actions))
     run = freeze.actions[0]
     assert run.program.source == "/opt/scripts/sql-freeze"
     assert [a.source for a in run.args] == ["{{ source_path }}"]
     assert run.timeout == timedelta(minutes=2)
-    assert isinstance(run.fallback, n.Abort)
+    assert isinstance(run.fallback, Abort)
 
 
 # ---------------------------------------------------------------------------
@@ -234,7 +235,7 @@ def test_rule_forms_name_events_where_actions_options() -> None:
     _, named, bare = parse_ok(text)
     assert named.name == "failures" and named.label == "failures"
     assert [name for name, _ in named.events] == ["EndScript", "EndSource"]
-    assert [type(a) for a in named.actions] == [n.Notify, n.Log]
+    assert [type(a) for a in named.actions] == [Notify, Log]
     assert named.span.line == 2  # a named rule starts at `rule`
     assert bare.name is None and bare.condition is None
     assert bare.label == "t.rules:7"
@@ -316,7 +317,7 @@ def test_comments_and_free_indentation_do_not_change_meaning() -> None:
     a, b = parse_ok(one_line), parse_ok(spread)
     assert [type(s) for s in a] == [type(s) for s in b] == [n.TargetDef, n.Rule]
     assert shape(a[1].condition) == shape(b[1].condition) == (">", "errors", 0)
-    assert [type(x) for x in a[1].actions] == [type(x) for x in b[1].actions] == [n.Notify, n.Stop]
+    assert [type(x) for x in a[1].actions] == [type(x) for x in b[1].actions] == [Notify, Stop]
     assert a[1].actions[0].title.source == b[1].actions[0].title.source == "x"
 
 
@@ -537,11 +538,11 @@ def test_run_with_args_timeout_and_fallback(tmp_path) -> None:
     assert run.program.source == str(program)
     assert [a.source for a in run.args] == ["{{ source_path }}", "--fast"]
     assert run.timeout == timedelta(minutes=2)
-    assert isinstance(run.fallback, n.Abort)
+    assert isinstance(run.fallback, Abort)
     assert run.fallback.text.source == "could not freeze {{ client }}"
     plain, with_log = second.actions
     assert (plain.args, plain.timeout, plain.fallback) == ((), None, None)
-    assert isinstance(with_log.fallback, n.Log)
+    assert isinstance(with_log.fallback, Log)
 
 
 def test_abort_log_stop() -> None:
@@ -555,16 +556,20 @@ def test_abort_log_stop() -> None:
     check_ok(text)
     (rule,) = parse_ok(text)
     abort, log_default, log_to, stop = rule.actions
-    assert isinstance(abort, n.Abort) and abort.text.source == "{{ script }} is paused"
-    assert isinstance(log_default, n.Log) and log_default.path is None
+    assert isinstance(abort, Abort) and abort.text.source == "{{ script }} is paused"
+    assert isinstance(log_default, Log) and log_default.path is None
     assert log_to.path.source == "/tmp/retro-router-spec-test.log"
-    assert isinstance(stop, n.Stop)
+    assert isinstance(stop, Stop)
 
 
 def test_actions_keep_their_written_order() -> None:
     text = 'target ops = "json://localhost:9/"\non StartScript\n  log "1"\n  notify ops\n  stop\n'
     check_ok(text)
-    assert [type(a) for a in parse_ok(text)[1].actions] == [n.Log, n.Notify, n.Stop]
+    assert [type(a) for a in parse_ok(text)[1].actions] == [
+        Log,
+        Notify,
+        Stop,
+    ]
 
 
 def test_throttle_and_digest() -> None:

@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 from helpers import doc_blocks
 
+from router.actions.log import append_log
 from router.dispatch import Outcome, process
 from router.engine import Ruleset, build_ruleset, evaluate
 from router.events import event_from_argv
 from router.language.checker import check_text
 from router.loader import empty_ruleset
-from router.steps import append_log
 from router.store import JournalQuery, OutboxRow, Store
 from router.timers import ORPHAN_DIGEST_AFTER, TickReport, tick
 

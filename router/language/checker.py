@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Callable, Optional
 
+from router.actions import Action
 from router.events import (
     CATALOG,
     EVENTS,
@@ -36,8 +37,6 @@ from router.templates import environment, template_refs
 from router.trust import admin_problem
 
 RULE_SUFFIX = ".rules"
-NOTIFY_TYPES = ("info", "success", "warning", "failure")
-NOTIFY_FORMATS = ("text", "markdown", "html")
 #: Values a field can only take from a closed set, checked in comparisons.
 ENUMERATED: dict[str, tuple[str, ...]] = {
     "status": STATUS_VALUES,
@@ -363,7 +362,7 @@ class Checker:
             self.check_window(option.window, option.span, option.kind)
             for by_field in option.by:
                 self.check_field(by_field, scope)
-            if option.kind == "digest" and not any(isinstance(a, n.Notify) for a in rule.actions):
+            if option.kind == "digest" and not any(a.notifies for a in rule.actions):
                 self.warning(
                     option.span,
                     "digest-without-notify",
@@ -697,127 +696,25 @@ class Checker:
     # -- actions
 
     def check_action(
-        self, action: n.Action, rule: n.Rule, scope: Scope, variables: Variables
+        self, action: Action, rule: n.Rule, scope: Scope, variables: Variables
     ) -> None:
-        if isinstance(action, n.Notify):
-            self.check_notify(action, variables)
-        elif isinstance(action, n.Run):
-            if rule.is_expect:
-                self.error(
-                    action.span,
-                    "bad-action",
-                    "'run' in an expect rule: a timer has no event, and no Retrospect"
-                    " waiting on an engine's machine to run it on",
-                    "an expectation can notify and log",
-                )
-            self.check_run(action, rule, scope, variables)
-        elif isinstance(action, n.Abort):
-            self.check_abort(action, rule, scope)
-            self.check_template(action.text, variables)
-        elif isinstance(action, n.Log):
-            self.check_template(action.text, variables)
-            if action.path is not None:
-                self.check_template(action.path, variables)
-                self.check_log_path(action.path)
-        elif isinstance(action, n.Stop) and rule.is_expect:
-            self.error(
-                action.span,
-                "bad-action",
-                "'stop' has no event to stop in an expect rule",
-            )
+        """An action: refused in an expect rule if its kind says so, then
+        whatever its kind checks (router/actions/)."""
+        refusal = action.refused_in_expect if rule.is_expect else None
+        if refusal is not None:
+            code, message, hint = refusal
+            self.error(action.span, code, message, hint)
+        action.check(ActionCheck(self, rule, scope, variables))
 
-    def check_notify(self, action: n.Notify, variables: Variables) -> None:
-        for name, span in action.targets:
-            if name in self.targets:
-                self.used_targets.add(name)
-            else:
-                self.error(
-                    span,
-                    "unknown-target",
-                    f"unknown target '{name}'" + did_you_mean(name, self.targets),
-                    'declare it: target NAME = "apprise://url"',
-                )
-        for option, allowed in (("type", NOTIFY_TYPES), ("format", NOTIFY_FORMATS)):
-            chosen = getattr(action, option)
-            if chosen is not None and chosen[0] not in allowed:
-                self.error(
-                    chosen[1],
-                    "bad-value",
-                    f"unknown {option} '{chosen[0]}'" + did_you_mean(chosen[0], allowed),
-                    f"{option} is one of: {', '.join(allowed)}",
-                )
-        for template in (action.title, action.body):
-            if template is not None:
-                self.check_template(template, variables)
-
-    def check_run(self, action: n.Run, rule: n.Rule, scope: Scope, variables: Variables) -> None:
-        for template in (action.program, *action.args):
-            self.check_template(template, variables)
-        if action.timeout is not None:
-            self.check_window(action.timeout, action.span, "timeout")
-        program = action.program.source
-        if program and not _TEMPLATE_MARK.search(program):
-            problem = program_problem(program)
-            if problem:
-                self.warning(
-                    action.program.span,
-                    "program-not-found",
-                    problem,
-                    "the program runs without a shell; give its full path",
-                )
-            else:
-                refused = permission_problem(Path(shutil.which(program) or program))
-                if refused:
-                    self.error(
-                        action.program.span,
-                        "insecure-permissions",
-                        f"refused: {refused}; the router will not run it",
-                        REFUSAL_HINT,
-                    )
-        if action.fallback is not None:
-            self.check_action(action.fallback, rule, scope, variables)
-
-    def check_abort(self, action: n.Abort, rule: n.Rule, scope: Scope) -> None:
-        if rule.is_expect:
+    def use_target(self, name: str, span: n.Span) -> None:
+        if name in self.targets:
+            self.used_targets.add(name)
+        else:
             self.error(
-                action.span,
-                "abort-without-intervention",
-                "'abort' in an expect rule: no event is waiting to be stopped",
-            )
-            return
-        if not scope.events:
-            self.error(
-                action.span,
-                "abort-without-intervention",
-                "'abort' needs events that pass an intervention file, not 'any'",
-                "list the events, for example: on StartScript, StartSource",
-            )
-            return
-        lacking = [e for e in scope.events if not EVENTS[e].has_intervention_file]
-        if lacking:
-            able = [s.name for s in CATALOG if s.has_intervention_file]
-            self.error(
-                action.span,
-                "abort-without-intervention",
-                f"'abort' on {', '.join(lacking)}, which passes no intervention file",
-                f"abort works on: {', '.join(able)}",
-            )
-        elif "NextExec" in scope.events:
-            self.warning(
-                action.span,
-                "abort-no-effect",
-                "NextExec's intervention file is optional and has no known effect",
-            )
-
-    def check_log_path(self, path: n.Template) -> None:
-        if _TEMPLATE_MARK.search(path.source):
-            return
-        target = self.base_dir / path.source
-        if not target.parent.is_dir():
-            self.warning(
-                path.span,
-                "missing-directory",
-                f"directory '{target.parent}' does not exist; the log line will fail",
+                span,
+                "unknown-target",
+                f"unknown target '{name}'" + did_you_mean(name, self.targets),
+                'declare it: target NAME = "apprise://url"',
             )
 
     # -- templates
@@ -929,6 +826,42 @@ class Checker:
         self.result.template_files[template] = text
         self.result.sources[display] = text.splitlines()
         return text, TemplateLocation(template, self.result.sources, display)
+
+
+class ActionCheck:
+    """What an action kind sees while it is checked (``CheckContext``)."""
+
+    catalog = EVENTS
+
+    def __init__(self, checker: Checker, rule: n.Rule, scope: Scope, variables: Variables):
+        self.checker = checker
+        self.rule = rule
+        self.scope = scope
+        self.variables = variables
+        self.events = scope.events
+        self.base_dir = checker.base_dir
+        self.is_expect = rule.is_expect
+
+    def error(self, span: n.Span, code: str, message: str, hint: Optional[str] = None) -> None:
+        self.checker.error(span, code, message, hint)
+
+    def warning(self, span: n.Span, code: str, message: str, hint: Optional[str] = None) -> None:
+        self.checker.warning(span, code, message, hint)
+
+    def refuse(self, span: n.Span, reason: str) -> None:
+        self.checker.error(span, "insecure-permissions", f"refused: {reason}", REFUSAL_HINT)
+
+    def check_template(self, template: n.Template) -> None:
+        self.checker.check_template(template, self.variables)
+
+    def check_action(self, action: Action) -> None:
+        self.checker.check_action(action, self.rule, self.scope, self.variables)
+
+    def check_window(self, window: Optional[timedelta], span: n.Span, what: str) -> None:
+        self.checker.check_window(window, span, what)
+
+    def use_target(self, name: str, span: n.Span) -> None:
+        self.checker.use_target(name, span)
 
 
 @dataclass
@@ -1046,20 +979,6 @@ def glob_problem(pattern: str) -> Optional[tuple[int, str]]:
                 return index, f"'[' at position {index + 1} is never closed"
             index = close
         index += 1
-    return None
-
-
-def program_problem(program: str) -> Optional[str]:
-    """Why ``run`` could not start ``program`` on this machine, or None."""
-    if os.sep in program or (os.altsep and os.altsep in program):
-        path = Path(program)
-        if not path.exists():
-            return f"program '{program}' does not exist on this machine"
-        if path.is_dir() or not os.access(path, os.X_OK):
-            return f"program '{program}' is not executable"
-        return None
-    if shutil.which(program) is None:
-        return f"program '{program}' is not found on PATH"
     return None
 
 

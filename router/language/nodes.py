@@ -2,7 +2,7 @@
 
 The parser turns Lark's tree into these once; every later stage (checker,
 compiler, engine) reads only these, so Lark stays an implementation detail
-of ``parser.py``.
+of ``parser.py``. An action's node is its kind's class (``router/actions/``).
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import PurePath
 from typing import Optional, Union
+
+from router.actions import Action
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,7 @@ class BoolOp:
 Condition = Union[Compare, Pattern, Member, Between, Exists, Reference, Not, BoolOp]
 
 
-# ---- templates, actions, options ----------------------------------------------
+# ---- templates and options (the actions: router/actions/) ------------------
 
 
 @dataclass(frozen=True)
@@ -151,46 +153,6 @@ class Template:
     #: line numbers can be mapped back (a triple-quoted body starts a line
     #: below its opening quotes once common indentation is removed).
     first_line: int = 0
-
-
-@dataclass(frozen=True)
-class Notify:
-    targets: tuple[tuple[str, Span], ...]
-    title: Optional[Template]
-    body: Optional[Template]
-    type: Optional[tuple[str, Span]]
-    format: Optional[tuple[str, Span]]
-    span: Span
-
-
-@dataclass(frozen=True)
-class Run:
-    program: Template
-    args: tuple[Template, ...]
-    timeout: Optional[timedelta]
-    fallback: Optional[Action]
-    span: Span
-
-
-@dataclass(frozen=True)
-class Abort:
-    text: Template
-    span: Span
-
-
-@dataclass(frozen=True)
-class Log:
-    text: Template
-    path: Optional[Template]
-    span: Span
-
-
-@dataclass(frozen=True)
-class Stop:
-    span: Span
-
-
-Action = Union[Notify, Run, Abort, Log, Stop]
 
 
 @dataclass(frozen=True)

@@ -22,11 +22,14 @@ from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from router import trust
+from router.actions import KINDS, Action, Part
 from router.language import nodes as n
 from router.language.diagnostics import ERROR, WARNING, Diagnostic
 from router.units import parse_duration, parse_size
 
 GRAMMAR_NAME = "rules.lark"
+#: Grammar rules that are parts of an action (a notify's title, a run's timeout).
+_ACTION_PARTS = frozenset(part for kind in KINDS.values() for part in kind.parts)
 
 #: Words that start a top-level statement; a statement ends where one begins.
 TOP_LEVEL = ("target", "define", "rule", "on", "expect")
@@ -133,13 +136,6 @@ def string_value(token: Token) -> tuple[str, int]:
 # ---------------------------------------------------------------------------
 
 
-def _span_of(value: object, fallback: n.Span) -> n.Span:
-    """The span of a notify option's value (a Template, or a (word, span) pair)."""
-    if isinstance(value, tuple):
-        return value[1]
-    return getattr(value, "span", fallback)
-
-
 class _Builder(Transformer):
     """Builds ``nodes`` bottom-up. Spans come from tokens and Lark's ``meta``."""
 
@@ -241,81 +237,43 @@ class _Builder(Transformer):
 
     # -- templates and actions
 
-    def template(self, children) -> n.Template:
-        literal = children[0]
-        return n.Template(literal.value, literal.span, first_line=literal.first_line)
-
     @v_args(meta=True)
     def template_file(self, meta, children) -> n.Template:
         literal = children[0]
         return n.Template("", self.mspan(meta), path=literal.value, first_line=1)
 
-    def title(self, children):
-        return ("title", children[0])
+    # -- actions: each kind builds its own node (router/actions/)
 
-    def body(self, children):
-        return ("body", children[0])
+    def __default__(self, data, children, meta):
+        """A grammar rule with no method here: an action kind's rule, or
+        one of its parts. Anything else is a grammar rule nobody builds."""
+        name = str(data)
+        kind = KINDS.get(name)
+        span = self.mspan(meta) if not meta.empty else None
+        if kind is not None:
+            return kind.build(self, span, children)
+        if name in _ACTION_PARTS:
+            return Part(name, tuple(children), span)
+        raise ValueError(f"the grammar rule {name!r} has no builder")
 
-    def type(self, children):
-        return ("type", (children[0].value, self.tspan(children[0])))
+    def is_word(self, child: object) -> bool:
+        return isinstance(child, Token)
 
-    def format(self, children):
-        return ("format", (children[0].value, self.tspan(children[0])))
+    def word(self, token: Token) -> tuple[str, n.Span]:
+        return token.value, self.tspan(token)
 
-    @v_args(meta=True)
-    def notify(self, meta, children) -> n.Notify:
-        targets = tuple((c.value, self.tspan(c)) for c in children if isinstance(c, Token))
-        options: dict[str, object] = {}
-        for key, value in (c for c in children if isinstance(c, tuple)):
-            if key in options:
-                self.diagnostics.append(
-                    Diagnostic.at(
-                        _span_of(value, self.mspan(meta)),
-                        WARNING,
-                        "duplicate-option",
-                        f"'{key}' is given twice; the last one is used",
-                    )
-                )
-            options[key] = value
-        return n.Notify(
-            targets,
-            options.get("title"),
-            options.get("body"),
-            options.get("type"),
-            options.get("format"),
-            self.mspan(meta),
-        )
+    def template(self, children) -> n.Template:
+        return self.template_of(children[0])
 
-    def timeout(self, children):
-        return ("timeout", parse_duration(children[0].value))
+    def template_of(self, literal: n.Literal) -> n.Template:
+        """A string literal as a template (a run's arguments, a log's path)."""
+        return n.Template(literal.value, literal.span, first_line=literal.first_line)
 
-    def fallback(self, children):
-        return ("fallback", children[0])
+    def duration_of(self, token: Token) -> timedelta:
+        return parse_duration(token.value)
 
-    @v_args(meta=True)
-    def run(self, meta, children) -> n.Run:
-        strings = [c for c in children if isinstance(c, n.Literal)]
-        extras = dict(c for c in children if isinstance(c, tuple))
-        program, *args = (n.Template(s.value, s.span, first_line=s.first_line) for s in strings)
-        return n.Run(
-            program, tuple(args), extras.get("timeout"), extras.get("fallback"), self.mspan(meta)
-        )
-
-    @v_args(meta=True)
-    def abort(self, meta, children) -> n.Abort:
-        return n.Abort(children[0], self.mspan(meta))
-
-    @v_args(meta=True)
-    def log(self, meta, children) -> n.Log:
-        path = None
-        if len(children) > 1:
-            literal = children[1]
-            path = n.Template(literal.value, literal.span, first_line=literal.first_line)
-        return n.Log(children[0], path, self.mspan(meta))
-
-    @v_args(meta=True)
-    def stop(self, meta, children) -> n.Stop:
-        return n.Stop(self.mspan(meta))
+    def warning(self, span: n.Span, code: str, message: str) -> None:
+        self.diagnostics.append(Diagnostic.at(span, WARNING, code, message))
 
     def by(self, children) -> tuple[n.Field, ...]:
         return tuple(children)
@@ -381,9 +339,7 @@ class _Builder(Transformer):
 
     def _rule(self, meta, children, every: Optional[timedelta]) -> n.Rule:
         parts = dict(c for c in children if isinstance(c, tuple))
-        actions = tuple(
-            c for c in children if isinstance(c, (n.Notify, n.Run, n.Abort, n.Log, n.Stop))
-        )
+        actions = tuple(c for c in children if isinstance(c, Action))
         options = tuple(c for c in children if isinstance(c, n.Throttle))
         return n.Rule(
             parts.get("name"),
