@@ -88,8 +88,8 @@ def timed(func: Callable[[], object], repeat: int = REPEAT) -> list[float]:
 
 
 def main() -> int:
-    from router.language.checker import check_paths
-    from router.language.parser import lark_parser
+    from router.checker import check_paths
+    from router.language.grammar import lark_parser
 
     text = generate()
     with tempfile.TemporaryDirectory(prefix="router-bench-") as tmp:

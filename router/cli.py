@@ -205,7 +205,7 @@ def known_event(name: str, command: str, also: tuple[str, ...] = ()) -> Optional
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from router.language.checker import check_paths
+    from router.checker import check_paths
     from router.language.diagnostics import render_json, render_text
     from router.loader import use_caches
 
@@ -246,9 +246,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def _checked_ruleset(args: argparse.Namespace, config: Any) -> Any:
     """The ruleset as the files on disk say now; prints errors and returns None if broken."""
-    from router.engine import build_ruleset
-    from router.language.checker import check_paths
+    from router.checker import check_paths
     from router.language.diagnostics import render_text
+    from router.loader import build_ruleset
 
     paths = [Path(p) for p in args.rules] if args.rules else [config.rules_dir]
     result = check_paths(paths)

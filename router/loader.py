@@ -15,7 +15,7 @@ import pickle
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple, Optional
+from typing import TYPE_CHECKING, NamedTuple, Optional
 
 from router import __version__
 from router.engine import Ruleset, compile_ruleset
@@ -23,8 +23,29 @@ from router.language import nodes as n
 from router.language.regex import RegexError
 from router.trust import Untrusted, private_problem, require_private_dir
 
+if TYPE_CHECKING:  # the checker pulls in Lark; a cached ruleset must load without it
+    from router.checker import CheckResult
+
 CACHE_NAME = "ruleset.pickle"
 RULE_SUFFIX = ".rules"
+
+
+class RulesetError(Exception):
+    """A ruleset with errors: never compiled, never run."""
+
+    def __init__(self, result: CheckResult) -> None:
+        self.result = result
+        first = result.errors[0]
+        more = len(result.errors) - 1
+        suffix = f" (and {more} more)" if more else ""
+        super().__init__(f"{first.path}:{first.line}:{first.column}: {first.message}{suffix}")
+
+
+def build_ruleset(result: CheckResult, date_order: str = "mdy") -> Ruleset:
+    """Compile a checked ruleset. Raises RulesetError if it has errors."""
+    if result.errors:
+        raise RulesetError(result)
+    return compile_ruleset(result.rule_files, result.template_files, result.sources, date_order)
 
 
 @dataclass
@@ -56,7 +77,7 @@ class _Cached:
 def use_caches(state_dir: Path) -> None:
     """Let the grammar analysis and Apprise's scheme index be kept in the
     state directory between processes, if it is private (else nowhere)."""
-    from router.language.parser import GRAMMAR
+    from router.language.grammar import GRAMMAR
     from router.urls import SCHEMES
 
     GRAMMAR.use_cache_dir(state_dir)
@@ -152,7 +173,7 @@ def check_and_compile(
     if current is None:
         current = fingerprint(rules_dir)
 
-    from router.language.checker import check_paths
+    from router.checker import check_paths
 
     use_caches(state_dir)
 

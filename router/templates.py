@@ -262,6 +262,8 @@ def _stored_names(tree: nodes.Template) -> set[str]:
         stored.update(name if isinstance(name, str) else name[1] for name in node.names)
     if any(True for _ in tree.find_all(nodes.For)):
         stored.add("loop")
+    # A macro's own name: a template may define one and call it.
+    stored.update(macro.name for macro in tree.find_all(nodes.Macro))
     for macro in tree.find_all((nodes.Macro, nodes.CallBlock)):
         stored.update(arg.name for arg in macro.args)
         stored.update(("varargs", "kwargs", "caller"))

@@ -17,7 +17,7 @@ from typing import Optional, Union
 
 import pytest
 
-from router.language.checker import check_paths
+from router.checker import check_paths
 from router.language.diagnostics import format_text
 
 SECRET = "hunter2"
@@ -894,7 +894,7 @@ def test_rules_directory_writable_by_others_is_refused(tmp_path: Path) -> None:
 
 def test_regex_column_points_inside_the_string_after_other_text() -> None:
     """The regex error column counts from the pattern's own first character."""
-    from router.language.checker import check_text
+    from router.checker import check_text
 
     result = check_text('on EndScript where errors > 0 and script =~ "a+b**"\n  stop\n', "t.rules")
     (diag,) = result.diagnostics

@@ -41,8 +41,8 @@ from typing import Optional
 import pytest
 from helpers import DOCS, REPO, ROUTER, Block, Site, doc_blocks, run_process, write_rules
 
+from router.checker import check_paths
 from router.events import ALIASES, BYTES_FIELD, CATALOG, DERIVED_FIELDS, HISTORY_FIELDS, FieldSpec
-from router.language.checker import check_paths
 
 #: Warnings a doc example may give on a machine that is not the admin's: its
 #: environment variables, Apprise config files, programs and log directories

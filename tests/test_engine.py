@@ -1,7 +1,7 @@
 """The engine against the rule language's semantics (docs/rules.md), end to end.
 
 Every case goes the way the router goes: rule text -> ``check_text`` (or
-``check_paths`` for a directory) -> ``build_ruleset`` -> ``evaluate`` (or
+``check_paths`` for a directory) -> ``router.loader.build_ruleset`` -> ``evaluate`` (or
 ``router.dispatch.process`` with a real in-memory ``Store`` where history
 and throttle state matter), on events built by ``event_from_argv`` from
 argv shaped the way Retrospect sends it. The assertions are on decisions
@@ -19,10 +19,11 @@ import pytest
 from helpers import write_rules
 
 from router.actions import Log, Stop
+from router.checker import CheckResult, check_paths, check_text
 from router.dispatch import Outcome, process
-from router.engine import Plan, Ruleset, build_ruleset, evaluate
+from router.engine import Plan, Ruleset, evaluate
 from router.events import Event, event_from_argv
-from router.language.checker import CheckResult, check_paths, check_text
+from router.loader import build_ruleset
 from router.store import Store
 
 #: A Monday, 10:00 local time: every event is received at a known moment.

@@ -615,10 +615,10 @@ def test_escalation_throttles_escalates_and_recovers(site: Site) -> None:
 
 def test_escalation_messages_count_what_was_held_back() -> None:
     """Rendered messages along the same sequence (the library, for the received times)."""
+    from router.checker import check_paths
     from router.dispatch import process
-    from router.engine import build_ruleset
     from router.events import event_from_argv
-    from router.language.checker import check_paths
+    from router.loader import build_ruleset
     from router.store import Store
 
     result = check_paths([EXAMPLES / "escalation.rules"])

@@ -16,11 +16,11 @@ from pathlib import Path
 from fuzzing import RULES, cases
 from helpers import REPO, write_rules
 
+from router.checker import check_paths
 from router.dispatch import process, record_outcome
-from router.engine import build_ruleset
 from router.events import event_from_argv
 from router.handler import new_uid
-from router.language.checker import check_paths
+from router.loader import build_ruleset
 from router.steps import perform
 from router.store import Store
 

@@ -37,7 +37,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("local steps", ("router.actions", "router.steps")),
     ("language", ("router.urls", "router.language")),
     ("engine", ("router.engine",)),
-    ("templates", ("router.template_limits", "router.templates")),
+    ("templates", ("router.template_limits", "router.templates", "router.rendering")),
     ("checker", ("router.checker",)),
     ("loading", ("router.loader", "router.watch")),
     ("store", ("router.store",)),

@@ -20,8 +20,8 @@ import pytest
 from helpers import DOCS, Block, code_blocks, doc_blocks, write_rules
 
 from router.actions import Abort, Log, Notify, Run, Stop
+from router.checker import check_paths, check_text
 from router.language import nodes as n
-from router.language.checker import check_paths, check_text
 from router.language.parser import parse_text
 from router.templates import environment
 
@@ -64,7 +64,7 @@ def test_rules_md_has_rule_examples_and_shows_router_check() -> None:
 
 
 def test_rules_md_lists_every_reserved_word() -> None:
-    from router.language.parser import reserved_words
+    from router.language.syntax_errors import reserved_words
 
     text = (DOCS / "rules.md").read_text(encoding="utf-8")
     listed = text.split("These words are reserved", 1)[1].split("\n\n", 1)[0]

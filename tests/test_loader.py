@@ -1,5 +1,5 @@
 """The handler's ruleset cache (router.loader) and the grammar cache
-(router.language.parser.use_cache_dir).
+(router.language.grammar.Grammar.use_cache_dir).
 
 The cache must make the handler fast (a cached load imports no parser), be
 rebuilt when a rule or template file changes, and never be replaced by a
@@ -243,7 +243,7 @@ GRAMMAR_CACHE = "grammar.lark-cache"
 BUILD_PARSER = """
     import json, sys
     from pathlib import Path
-    from router.language.parser import GRAMMAR, lark_parser
+    from router.language.grammar import GRAMMAR, lark_parser
     GRAMMAR.use_cache_dir(Path(sys.argv[-1]) if len(sys.argv) > 1 else None)
     lark_parser()
     print(json.dumps({}))
@@ -316,7 +316,7 @@ def test_the_grammar_cache_refuses_a_directory_owned_by_someone_else(
 
 
 def test_use_cache_dir_keeps_only_a_private_directory(tmp_path: Path) -> None:
-    from router.language.parser import Grammar
+    from router.language.grammar import Grammar
 
     private = tmp_path / "private"
     private.mkdir()

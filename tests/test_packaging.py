@@ -55,7 +55,7 @@ _NOT_SOURCE = shutil.ignore_patterns(
 
 def test_grammar_found_from_checkout() -> None:
     import router
-    from router.language.parser import grammar_path, lark_parser
+    from router.language.grammar import grammar_path, lark_parser
 
     router_dir = Path(router.__file__).resolve().parent
     if router_dir != REPO_ROOT / "router":
@@ -159,7 +159,8 @@ def test_wheel_parses_with_its_own_grammar(installed_wheel: dict[str, Path]) -> 
         import sys
         from pathlib import Path
         import router
-        from router.language.parser import grammar_path, parse_file
+        from router.language.grammar import grammar_path
+        from router.language.parser import parse_file
         site = Path({str(installed_wheel["site"])!r}).resolve()
         assert site in Path(router.__file__).resolve().parents, router.__file__
         rule_file, diagnostics = parse_file(Path({str(rules)!r}))

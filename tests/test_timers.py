@@ -1,7 +1,7 @@
 """Timers (issue 4, section 5): ``expect`` windows and ``digest`` flushes.
 
 Everything goes the way the router goes: rule text -> ``check_text`` ->
-``build_ruleset``; events built by ``event_from_argv`` through
+``router.loader.build_ruleset``; events built by ``event_from_argv`` through
 ``dispatch.process`` into a real ``Store`` in a temporary state directory;
 then ``timers.tick`` at explicit moments (``now=``), never sleeping. A
 restart is a closed Store and a new one on the same directory: nothing a
@@ -18,11 +18,11 @@ import pytest
 from helpers import doc_blocks
 
 from router.actions.log import append_log
+from router.checker import check_text
 from router.dispatch import Outcome, process
-from router.engine import Ruleset, build_ruleset, evaluate
+from router.engine import Ruleset, evaluate
 from router.events import event_from_argv
-from router.language.checker import check_text
-from router.loader import empty_ruleset
+from router.loader import build_ruleset, empty_ruleset
 from router.store import JournalQuery, OutboxRow, Store
 from router.timers import ORPHAN_DIGEST_AFTER, TickReport, tick
 

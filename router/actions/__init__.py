@@ -1,9 +1,9 @@
 """The action kinds: one module each, registered by defining them.
 
 To add an action: its rule in ``grammar/rules.lark`` (and in the ``action``
-alternatives), and a module here with its ``Action`` subclass, imported
-below. The parser, ``router check``, rendering, the local steps and
-``router test`` all find it through ``KINDS``.
+alternatives), and a module here with its ``Action`` subclass, listed in
+``KINDS`` below. The parser, ``router check``, rendering, the local steps
+and ``router test`` all find it there.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from router.actions.log import Log
 from router.actions.notify import Notification, Notify
 from router.actions.run import Run
 from router.actions.stop import Stop
+
+KINDS.update((kind.keyword, kind) for kind in (Notify, Run, Abort, Log, Stop))
 
 __all__ = [
     "KINDS",

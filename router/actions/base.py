@@ -9,8 +9,8 @@ timed. The stages reach the rest of the router only through the context
 object they are handed (``contexts.py``), so these modules need nothing but
 the standard library: the handler's fast path performs steps with them.
 
-Defining a subclass registers it (``KINDS``); the package's ``__init__``
-imports every kind, so the registry is whole once ``router.actions`` is.
+The package's ``__init__`` imports every kind and registers it in
+``KINDS``, so the registry is whole whenever any of this package is imported.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ if TYPE_CHECKING:  # pragma: no cover - the fast path must not import typing
 
 #: A ``run`` without ``timeout``: 5 minutes.
 DEFAULT_RUN_TIMEOUT = 300.0
-#: Every action kind, by its keyword (filled as the kind modules are defined).
+#: Every action kind, by its keyword, in the order the documentation lists
+#: them (filled by the package's ``__init__``, which imports every kind).
 KINDS: dict[str, type[Action]] = {}
 
 
@@ -94,11 +95,6 @@ class Action(Node):
     tells_retrospect = False
     #: Why an expect rule may not hold it: (diagnostic code, message, hint).
     refused_in_expect: Optional[tuple[str, str, Optional[str]]] = None
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if cls.keyword:
-            KINDS[cls.keyword] = cls
 
     # -- the syntax tree
 

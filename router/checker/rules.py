@@ -1,0 +1,247 @@
+"""The ruleset as a whole: targets, defines and rules, each statement
+visited once, and the names shared across files (duplicates, unused)."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from router.actions import Action
+from router.checker.actions import ActionCheck
+from router.checker.conditions import ConditionChecker
+from router.checker.files import REFUSAL_HINT, permission_problem
+from router.checker.report import Checking, CheckingVisitor
+from router.checker.scope import ANY_EVENT, Scope, template_variables
+from router.events import EVENTS, canonical_name
+from router.language import nodes as n
+from router.suggest import did_you_mean
+
+
+class RulesetChecker(CheckingVisitor):
+    """Walks every statement of every file once, collecting Diagnostics."""
+
+    def __init__(self, checking: Checking) -> None:
+        super().__init__(checking)
+        self.conditions = ConditionChecker(checking)
+
+    def run(self, files: list[n.RuleFile]) -> None:
+        # A rule that did not parse may be the one using a target or define:
+        # "never used" would then send the admin after the wrong problem.
+        unparsed = any(d.code in ("syntax", "encoding") for d in self.checking.diagnostics)
+        self.collect_names(files)
+        for rule_file in files:
+            self.checking.base_dir = Path(rule_file.path).parent
+            for statement in rule_file.statements:
+                self.visit(statement)
+        self.check_rule_names(files)
+        if not unparsed:
+            self.report_unused()
+
+    # -- names shared by every file
+
+    def collect_names(self, files: list[n.RuleFile]) -> None:
+        """Targets and defines are shared by every file, so gather them first."""
+        checking = self.checking
+        field_names = set(ANY_EVENT.all_fields)
+        for rule_file in files:
+            for statement in rule_file.statements:
+                if not isinstance(statement, (n.TargetDef, n.Define)):
+                    continue
+                is_target = isinstance(statement, n.TargetDef)
+                first = checking.targets.get(statement.name) or checking.defines.get(statement.name)
+                if first is not None:
+                    checking.error(
+                        statement.name_span,
+                        "duplicate-name",
+                        f"'{statement.name}' is already defined at {first.name_span}",
+                        "give each target and define its own name",
+                    )
+                elif not is_target and statement.name in field_names:
+                    checking.error(
+                        statement.name_span,
+                        "duplicate-name",
+                        f"define '{statement.name}' has the name of an event field",
+                        "choose another name, so conditions stay unambiguous",
+                    )
+                elif is_target:
+                    checking.targets[statement.name] = statement
+                else:
+                    checking.defines[statement.name] = statement
+
+    def check_rule_names(self, files: list[n.RuleFile]) -> None:
+        seen: dict[str, n.Rule] = {}
+        for rule_file in files:
+            for rule in rule_file.statements:
+                if not isinstance(rule, n.Rule) or rule.name is None:
+                    continue
+                if rule.name in seen:
+                    self.checking.error(
+                        rule.span,
+                        "duplicate-name",
+                        f"rule name '{rule.name}' is already used at {seen[rule.name].span}",
+                        "rule names identify rules in the journal and in replay --expect",
+                    )
+                else:
+                    seen[rule.name] = rule
+
+    def report_unused(self) -> None:
+        checking = self.checking
+        for name, target in checking.targets.items():
+            if name not in checking.used_targets:
+                checking.warning(
+                    target.name_span, "unused-target", f"target '{name}' is never notified"
+                )
+        for name, define in checking.defines.items():
+            if name not in checking.used_defines:
+                checking.warning(
+                    define.name_span, "unused-define", f"define '{name}' is never used"
+                )
+
+    # -- targets
+
+    def visit_TargetDef(self, target: n.TargetDef) -> None:
+        for source in target.sources:
+            self.visit(source)
+
+    def visit_Source(self, source: n.Source) -> None:
+        from router.urls import mask_url, recognise
+
+        if source.kind == "url":
+            problem = recognise(source.value)
+            if problem:
+                self.checking.error(
+                    source.span,
+                    "bad-url",
+                    f"'{mask_url(source.value)}' is not a usable Apprise URL: {problem}",
+                    "see the Apprise wiki for the URL form of each service",
+                )
+        elif source.kind == "env":
+            self.check_env_source(source)
+        else:
+            self.check_config_source(source)
+
+    def check_env_source(self, source: n.Source) -> None:
+        from router.urls import mask_url, recognise
+
+        value = os.environ.get(source.value)
+        if not value:
+            self.checking.warning(
+                source.span,
+                "unset-env",
+                f"environment variable {source.value} is not set here",
+                "it is read when the rule runs; set it in the router's environment",
+            )
+            return
+        for url in filter(None, re.split(r"[\s,]+", value)):
+            problem = recognise(url)
+            if problem:
+                # A warning: the variable is read when the rule runs, and a bad
+                # value then costs only this target, never the whole ruleset.
+                self.checking.warning(
+                    source.span,
+                    "bad-url",
+                    f"{source.value} holds '{mask_url(url)}', not a usable Apprise URL: {problem}",
+                    "the other targets and rules are unaffected; fix the variable",
+                )
+
+    def check_config_source(self, source: n.Source) -> None:
+        path = self.checking.base_dir / source.value
+        if not path.is_file():
+            self.checking.warning(
+                source.span,
+                "missing-config",
+                f"Apprise config file '{source.value}' does not exist",
+                "relative paths are relative to the rule file",
+            )
+            return
+        refused = permission_problem(path)
+        if refused:
+            self.checking.error(
+                source.span, "insecure-permissions", f"refused: {refused}", REFUSAL_HINT
+            )
+            return
+        if source.tag is None:
+            return
+        import apprise
+
+        config = apprise.AppriseConfig()
+        config.add(str(path))
+        # Apprise 2 renamed AppriseConfig.servers() to services().
+        entries = getattr(config, "services", None) or config.servers
+        tags = {str(tag) for server in entries() for tag in server.tags}  # AppriseTag in 2.x
+        if source.tag not in tags:
+            self.checking.warning(
+                source.span,
+                "unknown-tag",
+                f"no entry of '{source.value}' has the tag '{source.tag}'"
+                + did_you_mean(source.tag, tags),
+            )
+
+    # -- defines and rules
+
+    def visit_Define(self, define: n.Define) -> None:
+        self.conditions.check(define.condition, ANY_EVENT, (define.name,))
+
+    def visit_Rule(self, rule: n.Rule) -> None:
+        events = self.rule_events(rule)
+        if rule.events and not events:
+            return  # every event unknown: field checks would only repeat the error
+        scope = Scope(events)
+        if rule.condition is not None:
+            self.conditions.check(rule.condition, scope)
+        if rule.is_expect:
+            self.checking.check_window(rule.every, rule.span, "every")
+        variables = template_variables(rule, scope)
+        actions = ActionCheck(self.checking, rule, scope, variables, self.check_action)
+        for action in rule.actions:
+            self.check_action(action, actions)
+        seen: dict[str, n.Throttle] = {}
+        for option in rule.options:
+            self.visit(option, scope, rule, seen)
+
+    def rule_events(self, rule: n.Rule) -> list[str]:
+        """The rule's events by their canonical names; unknown ones reported."""
+        events: list[str] = []
+        for name, span in rule.events:
+            canonical = canonical_name(name)
+            if canonical is None:
+                self.checking.error(
+                    span,
+                    "unknown-event",
+                    f"unknown event '{name}'" + did_you_mean(name, EVENTS),
+                    "`router events` lists every event",
+                )
+            elif canonical in events:
+                self.checking.warning(span, "duplicate-event", f"event '{name}' is listed twice")
+            else:
+                events.append(canonical)  # aliases resolve, as the handler resolves them
+        return events
+
+    def visit_Throttle(
+        self, option: n.Throttle, scope: Scope, rule: n.Rule, seen: dict[str, n.Throttle]
+    ) -> None:
+        """``throttle`` and ``digest``: once each, a window above zero, known ``by`` fields."""
+        if option.kind in seen:
+            self.checking.error(option.span, "duplicate-option", f"'{option.kind}' is given twice")
+        seen[option.kind] = option
+        self.checking.check_window(option.window, option.span, option.kind)
+        for by_field in option.by:
+            self.conditions.check_field(by_field, scope)
+        if option.kind == "digest" and not any(a.notifies for a in rule.actions):
+            self.checking.warning(
+                option.span,
+                "digest-without-notify",
+                "digest collects notifications, and this rule sends none",
+            )
+
+    def check_action(self, action: Action, context: ActionCheck) -> None:
+        """Refused in an expect rule if its kind says so; then its kind's checks."""
+        if not isinstance(action, Action):
+            self.generic_visit(action)
+            return
+        refusal = action.refused_in_expect if context.is_expect else None
+        if refusal is not None:
+            code, message, hint = refusal
+            self.checking.error(action.span, code, message, hint)
+        action.check(context)

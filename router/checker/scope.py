@@ -1,0 +1,96 @@
+"""Which fields and variables a rule can see: its events' fields in its
+conditions, and those plus the router's own variables in its templates."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Optional
+
+from router.events import CATALOG, STATUS_VALUES, WEEKDAYS, FieldSpec, fields_of
+from router.language import nodes as n
+
+#: Values a field can only take from a closed set, checked in comparisons.
+ENUMERATED: dict[str, tuple[str, ...]] = {
+    "status": STATUS_VALUES,
+    "weekday": WEEKDAYS,
+    "event": tuple(spec.name for spec in CATALOG),
+}
+#: Variables every rule's templates see besides the event's fields.
+RULE_VARIABLES = ("rule", "previous", "suppressed")
+EXPECT_VARIABLES = ("rule", "overdue", "last", "host", "received")
+DIGEST_VARIABLES = ("events", "count")
+
+
+@dataclass(frozen=True)
+class FieldInfo:
+    types: frozenset[str]
+    #: Events of the rule that do not carry this field.
+    missing_in: tuple[str, ...]
+
+
+class Scope:
+    """The fields a rule's events carry. ``events`` empty means ``any``."""
+
+    def __init__(self, events: Iterable[str]) -> None:
+        self.events = tuple(events)
+        names = self.events or tuple(spec.name for spec in CATALOG)
+        self._per_event = {name: fields_of(name) for name in names}
+        self.all_fields: dict[str, list[FieldSpec]] = {}
+        for specs in self._per_event.values():
+            for name, spec in specs.items():
+                self.all_fields.setdefault(name, []).append(spec)
+
+    def lookup(self, name: str) -> Optional[FieldInfo]:
+        specs = self.all_fields.get(name)
+        if specs is None:
+            return None
+        missing: tuple[str, ...] = ()
+        if self.events:
+            missing = tuple(e for e in self.events if name not in self._per_event[e])
+        return FieldInfo(frozenset(s.type for s in specs), missing)
+
+    def describe(self) -> str:
+        return ", ".join(self.events) if self.events else "any event"
+
+
+#: Every event's fields (a define is checked against any event).
+ANY_EVENT = Scope(())
+
+
+@dataclass
+class Variables:
+    """What a rule's templates may name."""
+
+    scope: Scope
+    extra: set[str]
+    #: False in expect rules: no event is at hand when they fire.
+    fields_visible: bool
+    pinned: set[str] = field(default_factory=set)
+
+
+def template_variables(rule: n.Rule, scope: Scope) -> Variables:
+    """What the templates of ``rule`` may name."""
+    if rule.is_expect:
+        pinned = set(pinned_fields(rule.condition))
+        return Variables(
+            scope=scope,
+            extra=set(EXPECT_VARIABLES) | pinned,
+            fields_visible=False,
+            pinned=pinned,
+        )
+    extra = set(RULE_VARIABLES)
+    if any(option.kind == "digest" for option in rule.options):
+        extra |= set(DIGEST_VARIABLES)
+    return Variables(scope=scope, extra=extra, fields_visible=True)
+
+
+def pinned_fields(condition: Optional[n.Condition]) -> Iterable[str]:
+    """Fields an expect rule's where clause fixes with ``==`` (its templates see them)."""
+    if isinstance(condition, n.Compare) and condition.op == "==":
+        for side in (condition.left, condition.right):
+            if isinstance(side, n.Field) and len(side.path) == 1:
+                yield side.path[0]
+    elif isinstance(condition, n.BoolOp) and condition.op == "and":
+        for operand in condition.operands:
+            yield from pinned_fields(operand)

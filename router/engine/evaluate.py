@@ -1,0 +1,222 @@
+"""An event -> a Plan of what to do. Pure: evaluating only *decides*.
+
+Rendering, journaling, delivery and local steps are later stages' work;
+``router test`` shows the same Plan the handler acts on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable, Optional
+
+from router.actions import Action
+from router.engine.ruleset import CompiledRule, Ruleset, expect_key
+from router.events import Event
+from router.language import nodes as n
+
+#: Events whose identity (for previous/streak) includes the source.
+SOURCE_EVENTS = frozenset({"StartSource", "EndSource", "AnomalyAlert"})
+
+
+def identity_of(event: Event) -> str:
+    """The key ``previous`` and ``streak`` are kept under (docs/events.md):
+    the script for script events, script and source for source events,
+    the event name for the rest."""
+    fields = event.fields
+    if event.name in SOURCE_EVENTS and "script" in fields:
+        return f"{fields.get('script')}\x1f{fields.get('source', '')}"
+    if "script" in fields:
+        return str(fields["script"])
+    return event.name
+
+
+@dataclass
+class History:
+    """What the store remembers of the previous event of the same identity."""
+
+    previous: dict[str, Any] = field(default_factory=dict)
+    #: Streak of the previous event (0 when there was none).
+    previous_streak: int = 0
+
+    def streak_for(self, status: str) -> int:
+        """This event's streak: one more than the previous if the status held."""
+        if self.previous and self.previous.get("status") == status:
+            return self.previous_streak + 1
+        return 1
+
+
+@dataclass
+class ThrottleState:
+    """A throttled rule's memory for one key: when it last acted, how much it held back."""
+
+    last_acted: Optional[datetime] = None
+    suppressed: int = 0
+
+
+@dataclass
+class RuleDecision:
+    """What happened with one candidate rule, for the journal and ``router test``."""
+
+    label: str
+    matched: bool
+    #: Why it did not act: the first condition that failed, or "throttled".
+    reason: Optional[str] = None
+    #: Matches held back by throttle since the rule last acted.
+    suppressed: int = 0
+    throttle_key: Optional[str] = None
+
+
+@dataclass
+class PlannedAction:
+    rule: CompiledRule
+    action: Action
+    #: Extra template variables for this rule (``rule``, ``suppressed``).
+    variables: dict[str, Any]
+
+
+@dataclass
+class PlannedDigest:
+    """A ``digest`` rule acted: its notifications wait for the window of ``key``."""
+
+    rule: CompiledRule
+    #: The values of the digest's ``by`` fields ("" without ``by``).
+    key: str
+    actions: list[Action]
+    variables: dict[str, Any]
+
+
+@dataclass
+class ExpectHit:
+    """The event matched an ``expect`` rule: the window of ``key`` starts again."""
+
+    rule: CompiledRule
+    #: The event's values of the fields the rule pins with ``==``.
+    key: str
+
+
+@dataclass
+class Plan:
+    """The decision for one event. Nothing here has happened yet."""
+
+    event: Event
+    decisions: list[RuleDecision]
+    actions: list[PlannedAction]
+    #: True when a matching rule's ``stop`` ended evaluation.
+    stopped_by: Optional[str] = None
+    #: Notifications collected by digest rules instead of sent now.
+    digests: list[PlannedDigest] = field(default_factory=list)
+    #: Expect rules this event matched (every event is seen by them, ``stop`` or not).
+    expect_matches: list[ExpectHit] = field(default_factory=list)
+    #: Rules whose condition could not be decided (they did not act).
+    errors: list[str] = field(default_factory=list)
+    #: The fields the rules saw: the event's, with its ``streak``.
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def streak(self) -> int:
+        return int(self.fields.get("streak", 1))
+
+    @property
+    def matched(self) -> list[str]:
+        return [d.label for d in self.decisions if d.matched and d.reason is None]
+
+
+ThrottleLookup = Callable[[str, str], ThrottleState]
+
+
+def throttle_key(rule: CompiledRule, option: n.Throttle, fields: Mapping[str, Any]) -> str:
+    values = [str(fields.get(f.path[-1], "")) for f in option.by]
+    return "\x1f".join(values)
+
+
+def evaluate(
+    ruleset: Ruleset,
+    event: Event,
+    history: Optional[History] = None,
+    throttles: Optional[ThrottleLookup] = None,
+    explain: bool = False,
+) -> Plan:
+    """Decide what ``event`` makes happen. Pure: reads, never writes.
+
+    ``history`` gives ``previous`` and ``streak``; ``throttles`` looks up a
+    throttled rule's state. ``explain`` records, for each rule that did not
+    match, the first of its conditions that failed.
+    """
+    history = history or History()
+    fields = dict(event.fields)
+    fields["streak"] = history.streak_for(str(fields.get("status")))
+    previous = history.previous
+    decisions: list[RuleDecision] = []
+    actions: list[PlannedAction] = []
+    digests: list[PlannedDigest] = []
+    stopped_by: Optional[str] = None
+    errors: list[str] = []
+    for compiled in ruleset.candidates(event.name):
+        matched = _test(compiled, fields, previous, errors)
+        if not matched:
+            reason = first_failure(ruleset, compiled, fields, previous) if explain else None
+            if matched is None:
+                reason = "error (see the errors)"
+            decisions.append(RuleDecision(compiled.label, False, reason))
+            continue
+        decision = RuleDecision(compiled.label, True)
+        decisions.append(decision)
+        option = compiled.throttle
+        if option is not None:
+            key = throttle_key(compiled, option, fields)
+            decision.throttle_key = key
+            state = throttles(compiled.label, key) if throttles else ThrottleState()
+            now = fields["received"]
+            if state.last_acted is not None and now - state.last_acted < option.window:
+                decision.reason = "throttled"
+                decision.suppressed = state.suppressed + 1
+                continue
+            decision.suppressed = state.suppressed
+        variables = {"rule": compiled.label, "suppressed": decision.suppressed}
+        digest = compiled.digest
+        collected: list[Action] = []
+        for action in compiled.rule.actions:
+            if digest is not None and action.notifies:
+                collected.append(action)  # sent later, in one notification per window
+                continue
+            actions.append(PlannedAction(compiled, action, variables))
+            if action.ends_evaluation:
+                stopped_by = compiled.label
+        if digest is not None and collected:
+            key = throttle_key(compiled, digest, fields)
+            digests.append(PlannedDigest(compiled, key, collected, variables))
+        if stopped_by:
+            break
+    expect_matches = [
+        ExpectHit(compiled, expect_key(compiled, fields))
+        for compiled in ruleset.expect_candidates(event.name)
+        if _test(compiled, fields, previous, errors)
+    ]
+    return Plan(event, decisions, actions, stopped_by, digests, expect_matches, errors, fields)
+
+
+def _test(
+    compiled: CompiledRule, fields: Mapping[str, Any], previous: Mapping, errors: list[str]
+) -> Optional[bool]:
+    """Whether the rule's condition holds; None (and an error noted) when it
+    could not be decided, so one rule's surprise costs no other its action."""
+    try:
+        return bool(compiled.test(fields, previous))
+    except Exception as exc:  # noqa: BLE001
+        errors.append(f"rule {compiled.label}: condition failed: {type(exc).__name__}: {exc}")
+        return None
+
+
+def first_failure(
+    ruleset: Ruleset, compiled: CompiledRule, fields: Mapping[str, Any], previous: Mapping
+) -> str:
+    for condition, predicate in compiled.parts:
+        try:
+            held = predicate(fields, previous)
+        except Exception:  # noqa: BLE001 - evaluate() reports it
+            held = False
+        if not held:
+            return ruleset.source_text(condition.span) or "condition"
+    return "condition"
