@@ -27,6 +27,10 @@ if TYPE_CHECKING:  # the checker pulls in Lark; a cached ruleset must load witho
     from router.checker import CheckResult
 
 CACHE_NAME = "ruleset.pickle"
+#: Bumped when the pickled syntax tree changes shape, so a cache written by
+#: the same version of an older checkout is checked again, not trusted.
+CACHE_FORMAT = 2
+_CACHE_VERSION = f"{__version__}/{CACHE_FORMAT}"
 RULE_SUFFIX = ".rules"
 
 
@@ -92,7 +96,7 @@ def fingerprint(rules_dir: Path) -> str:
     """A hash of everything the ruleset is built from: names and contents of
     the rule files, and of any other file in the directory tree that a
     ``body file "..."`` may name (templates usually sit in a subfolder)."""
-    digest = hashlib.sha256(__version__.encode())
+    digest = hashlib.sha256(_CACHE_VERSION.encode())
     if not rules_dir.is_dir():
         return digest.hexdigest()
     for root, dirs, files in os.walk(rules_dir):
@@ -188,7 +192,7 @@ def check_and_compile(
     if errors:
         return Checked(None, errors, current)
     fresh = _Cached(
-        __version__,
+        _CACHE_VERSION,
         current,
         result.rule_files,
         result.template_files,
@@ -220,7 +224,7 @@ def _read_cache(path: Path) -> Optional[_Cached]:
             cached = pickle.load(handle)
     except (OSError, pickle.PickleError, EOFError, AttributeError, ImportError, TypeError):
         return None
-    if not isinstance(cached, _Cached) or cached.version != __version__:
+    if not isinstance(cached, _Cached) or cached.version != _CACHE_VERSION:
         return None
     return cached
 
