@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, Optional
 
-from router import __version__
+from router import __version__, locations
 from router.engine import Ruleset, compile_ruleset
 from router.language import nodes as n
 from router.language.regex import RegexError
@@ -26,7 +26,7 @@ from router.trust import Untrusted, private_problem, require_private_dir
 if TYPE_CHECKING:  # the checker pulls in Lark; a cached ruleset must load without it
     from router.checker import CheckResult
 
-CACHE_NAME = "ruleset.pickle"
+CACHE_NAME = locations.RULESET_CACHE_NAME
 #: Bumped when the pickled syntax tree changes shape, so a cache written by
 #: the same version of an older checkout is checked again, not trusted.
 CACHE_FORMAT = 2

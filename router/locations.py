@@ -24,6 +24,12 @@ EVENT_LOG_NAME = "events.log"
 SOCKET_NAME = "router.sock"
 #: Where a service without Unix sockets (Windows) writes its loopback port and token.
 ENDPOINT_NAME = "router.endpoint"
+#: The SQLite store (with its -wal and -shm files) in the state directory.
+DATABASE_NAME = "router.sqlite3"
+#: The checked ruleset, cached between handler runs.
+RULESET_CACHE_NAME = "ruleset.pickle"
+#: Events the journal could not take, kept as files until it can.
+SPOOL_DIR = "spool"
 
 
 def package_dir() -> str:

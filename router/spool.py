@@ -47,7 +47,7 @@ from router.store import (
 )
 from router.trust import Untrusted, private_problem, require_private_dir
 
-SPOOL_DIR = "spool"
+SPOOL_DIR = locations.SPOOL_DIR
 SUFFIX = ".event.json"
 
 

@@ -12,10 +12,11 @@ import os
 import sqlite3
 from pathlib import Path
 
+from router import locations
 from router.store.database import Database, Dialect
 from router.trust import require_private, require_private_dir
 
-DB_NAME = "router.sqlite3"
+DB_NAME = locations.DATABASE_NAME
 BUSY_TIMEOUT_MS = 10_000
 SQLITE = Dialect(name="sqlite")
 _FILES = (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm")
