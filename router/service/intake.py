@@ -32,7 +32,7 @@ body is at most 1 MiB; a malformed request gets a 4xx with a JSON error and
 stores nothing. Slow or greedy clients are bounded: the whole request must
 arrive within ``REQUEST_DEADLINE`` of the accept; a client may hold
 ``max_client_connections`` connections and send ``rate_limit`` requests
-per second (``router.limits``; beyond either it gets 429 at once, without
+per second (``router.service.client_limits``; beyond either it gets 429 at once, without
 a thread); at most ``MAX_HTTP_REQUESTS`` requests are processed at once,
 each taking its slot only once its body has been read.
 """
@@ -61,8 +61,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from router.events import parse_int
-from router.limits import ClientLimits, Refusal
 from router.locations import ENDPOINT_NAME, SOCKET_NAME
+from router.service.client_limits import ClientLimits, Refusal
 from router.steps import check_results
 from router.store import ALREADY_REPORTED, NO_EVENT, STEPS_RECORDED, WRONG_TOKEN
 

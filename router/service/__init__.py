@@ -4,7 +4,7 @@ One process that keeps the ruleset loaded and does for every event what the
 inline handler does, with the same library code: evaluate -> render ->
 journal + outbox (``router.dispatch.process``). Handlers reach it on the
 local socket and perform only the local steps it sends back; remote engines
-and clients post events over HTTP (``router.ingest``).
+and clients post events over HTTP (``router.service.intake``).
 
 Threads, each with its own SQLite connection (a connection is never used by
 two threads at once):
@@ -58,10 +58,10 @@ from router.dispatch import (
     report_broken_rules,
 )
 from router.events import event_from_argv
-from router.ingest import HttpServer, LocalServer
-from router.limits import ClientLimits
 from router.loader import use_caches
-from router.metrics import Metrics
+from router.service.client_limits import ClientLimits
+from router.service.intake import HttpServer, LocalServer
+from router.service.metrics import Metrics
 from router.store import Store, open_store
 from router.store import ensure_private_dir as _ensure_private_dir
 from router.watch import RulesWatcher
