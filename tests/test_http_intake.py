@@ -28,7 +28,7 @@ from helpers import Router, call, request, wait_until
 from sinks import free_port
 
 from router.service.client_limits import ClientLimits
-from router.service.intake import REQUEST_DEADLINE
+from router.service.http import REQUEST_DEADLINE
 from router.service.metrics import MAX_TARGETS, Metrics
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="Unix sockets, signals, modes")

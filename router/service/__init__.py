@@ -4,7 +4,7 @@ One process that keeps the ruleset loaded and does for every event what the
 inline handler does, with the same library code: evaluate -> render ->
 journal + outbox (``router.dispatch.process``). Handlers reach it on the
 local socket and perform only the local steps it sends back; remote engines
-and clients post events over HTTP (``router.service.intake``).
+and clients post events over HTTP (``router.service.http``).
 
 Threads, each with its own SQLite connection (a connection is never used by
 two threads at once):
@@ -60,8 +60,10 @@ from router.dispatch import (
 from router.events import event_from_argv
 from router.loader import use_caches
 from router.service.client_limits import ClientLimits
-from router.service.intake import HttpServer, LocalServer
+from router.service.http import HttpServer
+from router.service.local_socket import LocalServer
 from router.service.metrics import Metrics
+from router.service.requests import EventRequest
 from router.store import Store, open_store
 from router.store import ensure_private_dir as _ensure_private_dir
 from router.watch import RulesWatcher
@@ -207,22 +209,17 @@ class Service:
     # Events
     # ------------------------------------------------------------------
 
-    def ingest(
-        self,
-        argv: list[str],
-        *,
-        host: Optional[str],
-        received: Optional[datetime],
-        uid: Optional[str],
-        origin: str,
-    ) -> Outcome:
+    def ingest(self, request: EventRequest, *, origin: str) -> Outcome:
         """Evaluate, render and journal one event (with its outbox rows).
 
         One at a time: throttles and ``previous`` read what the event
         before wrote. The delivery dispatcher is woken for the new rows.
         """
         event = event_from_argv(
-            argv, date_order=self.config.date_order, host=host, received=received
+            request.argv,
+            date_order=self.config.date_order,
+            host=request.host,
+            received=request.received,
         )
         rules = self.rules
         problems = []
@@ -238,7 +235,7 @@ class Service:
                 self._store(),
                 extra_errors=problems,
                 origin=origin,
-                uid=uid,
+                uid=request.uid,
                 run_env=self.config.run_env,
             )
         if outcome.outbox_ids:
