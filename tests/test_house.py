@@ -46,9 +46,6 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "entry points",
         (
-            "router.limits",
-            "router.metrics",
-            "router.ingest",
             "router.service",
             "router.handler",
             "router.cli",

@@ -27,9 +27,9 @@ import pytest
 from helpers import Router, call, request, wait_until
 from sinks import free_port
 
-from router.ingest import REQUEST_DEADLINE
-from router.limits import ClientLimits
-from router.metrics import MAX_TARGETS, Metrics
+from router.service.client_limits import ClientLimits
+from router.service.http import REQUEST_DEADLINE
+from router.service.metrics import MAX_TARGETS, Metrics
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="Unix sockets, signals, modes")
 

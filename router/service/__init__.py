@@ -4,31 +4,32 @@ One process that keeps the ruleset loaded and does for every event what the
 inline handler does, with the same library code: evaluate -> render ->
 journal + outbox (``router.dispatch.process``). Handlers reach it on the
 local socket and perform only the local steps it sends back; remote engines
-and clients post events over HTTP (``router.ingest``).
+and clients post events over HTTP.
 
-Threads, each with its own SQLite connection (a connection is never used by
-two threads at once):
+``Service`` wires its parts, each a module of this package and each
+working alone, around one store (one object; each thread gets its own
+SQLite connection inside):
 
-- ingest: the socket and HTTP servers' connection threads; evaluation and
-  journaling happen one event at a time under a lock, on one connection;
+- intake (``local_socket``, ``http``, both checking what arrives with
+  ``requests``): the connection threads; they hand events to the service
+  (``intake.IntakeOwner``), which evaluates and journals them one at a
+  time, under a lock;
 - rules: ``router.watch.RulesWatcher`` swaps in good rule edits, reports
   broken ones to the ``admin`` target;
-- delivery: a dispatcher wakes when an event queues rows (or at the next
-  due time, or every ``POLL`` seconds for rows other processes queued) and
-  hands each destination URL to a worker of a pool of
-  ``[delivery] concurrency``; a URL's rows go one after another, so one
-  dead or slow target never delays another. A failing URL is held back
-  with the same exponential backoff as its rows; rows that die (past
-  ``max_age``) are dead letters, reported to ``admin``;
-- timers: ``router.timers.tick`` about every second (expect windows,
-  digests) and the journal's retention.
+- delivery (``scheduler``): a dispatcher and a pool of workers, one URL
+  each, woken when an event queues rows; dead letters are reported to
+  ``admin``;
+- timers (``timer_loop``): ``router.timers.tick`` about every second
+  (expect windows, digests) and the journal's retention;
+- ``metrics``: the counters ``GET /metrics`` shows.
 
 SIGTERM or SIGINT: stop accepting (the socket file goes first, so new
 handlers take the inline path at once), finish the events in progress, let
 the sends in flight finish (bounded by their timeouts), exit 0. After a
 kill -9 nothing is lost: events were journaled with their outbox rows
 before they were answered; rows being sent at the kill are leased, and come
-due again when the lease runs out (so only those can arrive twice).
+due again when the lease runs out (so only those can arrive twice). SIGHUP
+reads the rules again at once.
 """
 
 from __future__ import annotations
@@ -40,16 +41,11 @@ import signal
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from router import timers
 from router.config import Config, ConfigError
-from router.delivery import drain
 from router.dispatch import (
-    ADMIN_RULE,
     BROKEN_RULES_TITLE,
     Outcome,
     admin_report,
@@ -57,62 +53,53 @@ from router.dispatch import (
     process,
     report_broken_rules,
 )
+from router.engine import Ruleset
 from router.events import event_from_argv
-from router.ingest import HttpServer, LocalServer
-from router.limits import ClientLimits
 from router.loader import use_caches
-from router.metrics import Metrics
+from router.service.client_limits import ClientLimits
+from router.service.http import HttpServer
+from router.service.local_socket import LocalServer
+from router.service.metrics import Metrics
+from router.service.requests import EventRequest
+from router.service.scheduler import DeliveryScheduler
+from router.service.timer_loop import TimerLoop
 from router.store import Store, open_store
 from router.store import ensure_private_dir as _ensure_private_dir
 from router.watch import RulesWatcher
 
 log = logging.getLogger("router.service")
 
-#: At the latest, look at the outbox this often: handlers that fell back to
-#: the inline path queue rows the service hears nothing about.
-POLL = 2.0
-#: Rows one worker takes for one URL before the dispatcher looks again.
-BATCH = 20
-#: How often timers run.
-TIMER_TICK = 1.0
-
 
 class Service:
-    """The service's state and threads; ``start``, then ``stop`` once."""
+    """The service's parts, wired; ``start``, then ``stop`` once.
+
+    The intake servers' owner (``router.service.intake.IntakeOwner``): they
+    hand it events and steps reports, and ask it for health and metrics.
+    """
 
     def __init__(self, config: Config, *, listen: Optional[str] = None, poll: bool = False):
         self.config = config
         self.state_dir = Path(config.state_dir)
-        self.policy = config.delivery
         self.admin = list(config.admin)
         self.poll = poll
         listen = listen or config.listen
         limits = ClientLimits(rate=config.rate_limit, max_per_client=config.max_client_connections)
-        local_mode = config.local_socket
         token, require_token = config.token, config.require_token
-        self.local = LocalServer(self, self.state_dir, local_mode)
+        self.local = LocalServer(self, self.state_dir, config.local_socket)
         self.http = HttpServer(self, listen, token, require_token, limits) if listen else None
 
         #: Set when a stop is asked for (a signal); the servers watch it.
         self.stopping = threading.Event()
         self.rules: Any = None
         self.started = time.time()
+        #: Events are evaluated and journaled one at a time.
         self._ingest_lock = threading.Lock()
-        #: The state (each thread gets its own connection), open from start to stop.
+        #: The state, open from start to stop, and the parts that need it.
         self.store: Optional[Store] = None
-        self._threads: list[threading.Thread] = []
-
-        # Delivery: the dispatcher waits on _cond; _wake says "look again".
-        self._cond = threading.Condition()
-        self._wake = False
-        self._delivery_stop = False
-        self._busy: set[str] = set()
-        #: URL -> the time before which it is not tried (its failed row's next attempt).
-        self._held: dict[str, float] = {}
-
-        # Metrics (Prometheus counters since start), under _metrics_lock.
-        self._metrics = Metrics()
-        self._metrics_lock = threading.Lock()
+        self.scheduler: Optional[DeliveryScheduler] = None
+        self.timer_loop: Optional[TimerLoop] = None
+        #: Prometheus counters since start.
+        self.metrics = Metrics()
 
     # ------------------------------------------------------------------
     # Lifecycle
@@ -121,9 +108,20 @@ class Service:
     def start(self) -> None:
         _ensure_private_dir(self.state_dir)
         use_caches(self.state_dir)
-        self.store = open_store(self.config)
-        self._metrics.seen_id = self._store().journal.last_id()
-        freed = self._store().outbox.release_abandoned_claims()
+        store = self.store = open_store(self.config)
+        self.metrics.seen_id = store.journal.last_id()
+        self.scheduler = DeliveryScheduler(
+            store, self.config.delivery, self.metrics, self.report_to_admin
+        )
+        self.timer_loop = TimerLoop(
+            store,
+            self._ruleset,
+            event_log=self.config.event_log,
+            retention=self.config.retention,
+            on_queued=self.scheduler.wake,
+            stopping=self.stopping,
+        )
+        freed = store.outbox.release_abandoned_claims()
         if freed:
             log.info("took back %d outbox row(s) claimed by a deliverer that is gone", freed)
         self.rules = self._load_rules()
@@ -132,9 +130,9 @@ class Service:
         self.local.start()
         if self.http is not None:
             self.http.start()
-        self._spawn(self._warm_up, "router-warm-up", daemon=True)
-        self._spawn(self._delivery_loop, "router-delivery")
-        self._spawn(self._timer_loop, "router-timers")
+        threading.Thread(target=_warm_up, name="router-warm-up", daemon=True).start()
+        self.scheduler.start()
+        self.timer_loop.start()
         self.rules.start()
         where = self.local.describe()
         if self.http is not None:
@@ -156,6 +154,10 @@ class Service:
             poll=self.poll,
         )
 
+    def _ruleset(self) -> Ruleset:
+        """The ruleset in force now (a reload swaps it)."""
+        return self.rules.ruleset
+
     def request_stop(self) -> None:
         self.stopping.set()
 
@@ -174,55 +176,34 @@ class Service:
             if server is not None:
                 with contextlib.suppress(Exception):
                     server.close()
-        with self._cond:
-            self._delivery_stop = True
-            self._cond.notify_all()
-        for thread in self._threads:
-            if not thread.daemon:
-                thread.join()
+        if self.scheduler is not None:
+            self.scheduler.stop()  # the sends in flight finish
+        if self.timer_loop is not None:
+            self.timer_loop.join()
         if self.store is not None:
             with contextlib.suppress(Exception):
                 self.store.close()
         log.info("stopped")
 
-    def _spawn(self, target: Callable[[], None], name: str, daemon: bool = False) -> None:
-        thread = threading.Thread(target=target, name=name, daemon=daemon)
-        thread.start()
-        self._threads.append(thread)
-
     def _store(self) -> Store:
         assert self.store is not None, "the service is not started"
         return self.store
-
-    def _warm_up(self) -> None:
-        """Import what the first event and the first send need, before they come."""
-        try:
-            import apprise  # noqa: F401
-
-            import router.templates  # noqa: F401
-        except Exception:  # only ever saves time
-            pass
 
     # ------------------------------------------------------------------
     # Events
     # ------------------------------------------------------------------
 
-    def ingest(
-        self,
-        argv: list[str],
-        *,
-        host: Optional[str],
-        received: Optional[datetime],
-        uid: Optional[str],
-        origin: str,
-    ) -> Outcome:
+    def ingest(self, request: EventRequest, *, origin: str) -> Outcome:
         """Evaluate, render and journal one event (with its outbox rows).
 
         One at a time: throttles and ``previous`` read what the event
         before wrote. The delivery dispatcher is woken for the new rows.
         """
         event = event_from_argv(
-            argv, date_order=self.config.date_order, host=host, received=received
+            request.argv,
+            date_order=self.config.date_order,
+            host=request.host,
+            received=request.received,
         )
         rules = self.rules
         problems = []
@@ -238,7 +219,7 @@ class Service:
                 self._store(),
                 extra_errors=problems,
                 origin=origin,
-                uid=uid,
+                uid=request.uid,
                 run_env=self.config.run_env,
             )
         if outcome.outbox_ids:
@@ -261,6 +242,11 @@ class Service:
         results = mask_results(results, ruleset=self.rules.ruleset, extra=self.admin)
         with self._ingest_lock:
             return self._store().journal.record_steps(event_id, results, steps_token)
+
+    def wake_delivery(self) -> None:
+        """Rows were queued: the scheduler looks at the outbox now."""
+        assert self.scheduler is not None, "the service is not started"
+        self.scheduler.wake()
 
     # ------------------------------------------------------------------
     # The admin target
@@ -293,8 +279,7 @@ class Service:
             log.exception("could not queue the report to the admin target")
             return
         if queued:
-            with self._metrics_lock:
-                self._metrics.admin_reports += 1
+            self.metrics.count_admin_report()
             self.wake_delivery()
 
     def reload_on_request(self) -> None:
@@ -311,173 +296,6 @@ class Service:
 
     def _on_reload_error(self, errors: list[str]) -> None:
         self._report_broken_rules(errors)
-
-    # ------------------------------------------------------------------
-    # Delivery
-    # ------------------------------------------------------------------
-
-    def wake_delivery(self) -> None:
-        with self._cond:
-            self._wake = True
-            self._cond.notify_all()
-
-    def _delivery_loop(self) -> None:
-        store = self._store()
-        pool = ThreadPoolExecutor(
-            max_workers=self.policy.concurrency, thread_name_prefix="router-send"
-        )
-        try:
-            while True:
-                with self._cond:
-                    if self._delivery_stop:
-                        break
-                    self._wake = False
-                try:
-                    self._dispatch(store, pool)
-                    wait = self._next_wait(store)
-                except Exception:
-                    log.exception("delivery: reading the outbox failed")
-                    wait = POLL
-                with self._cond:
-                    if not self._wake and not self._delivery_stop:
-                        self._cond.wait(wait)
-        finally:
-            pool.shutdown(wait=True)  # the sends in flight finish
-
-    def _dispatch(self, store: Store, pool: ThreadPoolExecutor) -> None:
-        """Hand the due rows of each idle URL to a worker.
-
-        URLs first, then each chosen URL's rows: a long backlog for one
-        (held back, failing) URL must not hide the rows of the others.
-        """
-        now = time.time()
-        due = store.outbox.due_urls(now)
-        with self._cond:
-            chosen = []
-            for url, url_masked in due:
-                if len(self._busy) >= self.policy.concurrency:
-                    break
-                if url in self._busy or self._held.get(url, 0.0) > now:
-                    continue
-                self._busy.add(url)
-                chosen.append((url, url_masked))
-        for index, (url, url_masked) in enumerate(chosen):
-            try:
-                ids = store.outbox.due_ids(url, now, BATCH)
-                pool.submit(self._deliver_url, url, url_masked, ids)
-            except BaseException:
-                with self._cond:  # not handed over: free them for the next look
-                    self._busy.difference_update(u for u, _ in chosen[index:])
-                raise
-
-    def _next_wait(self, store: Store) -> float:
-        """Seconds until a row of an idle URL comes due (at most POLL)."""
-        now = time.time()
-        rows = store.outbox.next_due_by_url()
-        with self._cond:
-            if len(self._busy) >= self.policy.concurrency:
-                return POLL  # a worker that finishes wakes the dispatcher
-            due = [
-                max(float(at), self._held.get(url, 0.0))
-                for url, at in rows
-                if url not in self._busy
-            ]
-        if not due:
-            return POLL
-        return min(max(min(due) - now, 0.005), POLL)
-
-    def _deliver_url(self, url: str, url_masked: str, ids: list[int]) -> None:
-        """Send ``ids`` (all to ``url``) one after another, each its own claim.
-
-        A failure holds the URL back (backoff per URL as well as per row):
-        the rows behind a failing one would only fail too.
-        """
-        try:
-            store = self._store()
-            for row_id in ids:
-                with self._cond:
-                    if self._delivery_stop:
-                        return
-                report = drain(store, self.policy, ids=[row_id], limit=1)
-                self._count(url_masked, report)
-                for dead in report.dead:
-                    self._dead_letter(store, dead)
-                if report.sent:
-                    with self._cond:
-                        self._held.pop(url, None)
-                elif report.failed:
-                    # The rows behind a failing one would only fail too: the URL
-                    # waits as long as that row's own backoff says.
-                    row = store.outbox.row(row_id)
-                    until = row.next_attempt if row is not None else time.time()
-                    with self._cond:
-                        self._held[url] = until
-                    log.warning(
-                        "delivery to %s failed (%s); trying it again in %.0f s, at %s",
-                        url_masked,
-                        report.errors.get(row_id, "failed"),
-                        max(until - time.time(), 0.0),
-                        datetime.fromtimestamp(until).strftime("%H:%M:%S"),
-                    )
-                    return
-                # dead: past max_age; the next rows (as old?) are tried at once
-        except Exception:
-            log.exception("delivery to %s failed unexpectedly", url_masked)
-        finally:
-            with self._cond:
-                self._busy.discard(url)
-                self._wake = True
-                self._cond.notify_all()
-
-    def _count(self, url_masked: str, report: Any) -> None:
-        with self._metrics_lock:
-            for outcome, ids in (
-                ("sent", report.sent),
-                ("failed", report.failed),
-                ("dead", report.dead),
-            ):
-                if ids:
-                    self._metrics.count_sends(url_masked, outcome, len(ids))
-
-    def _dead_letter(self, store: Store, row_id: int) -> None:
-        row = store.outbox.row(row_id)
-        if row is None:
-            return
-        rule, target, url_masked, attempts = row.rule, row.target, row.url_masked, row.attempts
-        error, event_id, title = row.last_error, row.event_id, row.title
-        if rule == ADMIN_RULE:  # never report a report: that could loop forever
-            log.error("a report to the admin target (%s) is a dead letter: %s", url_masked, error)
-            return
-        self.report_to_admin(
-            f"retro-router: a notification to {target} could not be delivered",
-            f"Outbox row #{row_id} (event #{event_id}, rule {rule}) to {url_masked}"
-            f" failed {attempts} times and is kept as a dead letter.\n"
-            f"Title: {title}\nLast error: {error}\n"
-            f"Retry it with: router outbox retry {row_id}",
-        )
-
-    # ------------------------------------------------------------------
-    # Timers
-    # ------------------------------------------------------------------
-
-    def _timer_loop(self) -> None:
-        store = self._store()
-        last_error = None
-        event_log = self.config.event_log
-        while not self.stopping.wait(TIMER_TICK):
-            try:
-                report = timers.tick(self.rules.ruleset, store, event_log=event_log)
-                if report.outbox_ids:
-                    self.wake_delivery()
-                for error in report.errors:
-                    if error != last_error:
-                        log.error("timers: %s", error)
-                    last_error = error
-                store.apply_retention(self.config.retention)
-            except Exception as exc:
-                if repr(exc) != last_error:  # once per distinct error, not every second
-                    log.exception("timers failed")
-                last_error = repr(exc)
 
     # ------------------------------------------------------------------
     # Health and metrics
@@ -522,16 +340,20 @@ class Service:
         rules = self._rule_labels()
         with self._ingest_lock:
             store = self._store()
-            with self._metrics_lock:
-                entries = store.journal.events_since(self._metrics.seen_id)
-                for row_id, name, origin, decisions in entries:
-                    self._metrics.count_event(name, origin, decisions, rules)
-                    self._metrics.seen_id = row_id
+            self.metrics.count_journal(store.journal, rules)
             depth = store.outbox.depth()
             dead = store.outbox.dead_count()
-        status = self._rules_status()
-        with self._metrics_lock:
-            return self._metrics.render(rules, depth, dead, status)
+        return self.metrics.render(rules, depth, dead, self._rules_status())
+
+
+def _warm_up() -> None:
+    """Import what the first event and the first send need, before they come."""
+    try:
+        import apprise  # noqa: F401
+
+        import router.templates  # noqa: F401
+    except Exception:  # only ever saves time
+        pass
 
 
 # ---------------------------------------------------------------------------

@@ -7,17 +7,21 @@ that no client can grow /metrics, or the service's memory, without limit
 catalog count as ``unknown``, rules not in the ruleset in force as
 ``other``, targets past the first ``MAX_TARGETS`` as ``other``.
 
-Not thread-safe: the service holds its metrics lock around every use.
+Thread-safe: the delivery workers, the admin reports and ``GET /metrics``
+count at once.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
+from router.delivery import DeliveryReport
 from router.events import EVENTS
+from router.store.journal import Journal
 
 #: The router's own journal entries: timers' firings (expect, digest) and its
 #: reports to the admin target. They are not Retrospect's events: firings are
@@ -54,34 +58,65 @@ class Metrics:
     timers: Counter[str] = field(default_factory=Counter)
     #: The last journal entry counted.
     seen_id: int = 0
+    #: Reentrant: counting the journal counts its events one by one.
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
+
+    def count_journal(self, journal: Journal, rules: Collection[str]) -> None:
+        """Count the journal entries written since the last look, by the
+        service or by handlers that fell back to the inline path."""
+        with self._lock:
+            for row_id, name, origin, decisions in journal.events_since(self.seen_id):
+                self.count_event(name, origin, decisions, rules)
+                self.seen_id = row_id
 
     def count_event(
         self, name: str, origin: str, decisions: list[Any], rules: Collection[str]
     ) -> None:
         """One journal entry; ``rules``: the labels of the rules in force."""
-        if name in OWN_EVENTS:
-            if name in TIMERS:
-                self.timers[name] += 1
-            return
-        self.events[event_label(name)] += 1
-        if origin == "handler":
-            self.fallbacks += 1
-        for decision in decisions:
-            if isinstance(decision, dict) and decision.get("matched"):
-                label = str(decision.get("label"))
-                self.matches[label if label in rules else OTHER] += 1
+        with self._lock:
+            if name in OWN_EVENTS:
+                if name in TIMERS:
+                    self.timers[name] += 1
+                return
+            self.events[event_label(name)] += 1
+            if origin == "handler":
+                self.fallbacks += 1
+            for decision in decisions:
+                if isinstance(decision, dict) and decision.get("matched"):
+                    label = str(decision.get("label"))
+                    self.matches[label if label in rules else OTHER] += 1
+
+    def count_delivery(self, target: str, report: DeliveryReport) -> None:
+        """What one delivery to ``target`` (a masked URL) did."""
+        with self._lock:
+            for outcome, ids in (
+                ("sent", report.sent),
+                ("failed", report.failed),
+                ("dead", report.dead),
+            ):
+                if ids:
+                    self.count_sends(target, outcome, len(ids))
 
     def count_sends(self, target: str, outcome: str, count: int) -> None:
-        if target not in self.targets:
-            if len(self.targets) >= MAX_TARGETS:
-                target = OTHER
-            else:
-                self.targets.add(target)
-        self.notifications[(target, outcome)] += count
+        with self._lock:
+            if target not in self.targets:
+                if len(self.targets) >= MAX_TARGETS:
+                    target = OTHER
+                else:
+                    self.targets.add(target)
+            self.notifications[(target, outcome)] += count
+
+    def count_admin_report(self) -> None:
+        with self._lock:
+            self.admin_reports += 1
 
     def render(self, rules: Collection[str], depth: int, dead: int, status: dict[str, Any]) -> str:
         """The exposition text. Rules counted before a reload that removed
         them are shown as ``other``."""
+        with self._lock:
+            return self._render(rules, depth, dead, status)
+
+    def _render(self, rules: Collection[str], depth: int, dead: int, status: dict[str, Any]) -> str:
         matches: Counter[str] = Counter()
         for label, value in self.matches.items():
             matches[label if label in rules else OTHER] += value

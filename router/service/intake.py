@@ -1,0 +1,47 @@
+"""What the intake servers (the local socket, HTTP) need from their owner.
+
+The servers receive and answer; what an event turns into is their owner's
+business (``router.service.Service``). They see it only through this small
+protocol, so they import nothing of the service, and a test can hand them
+an owner of its own.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Optional, Protocol
+
+from router.dispatch import Outcome
+from router.service.requests import EventRequest
+
+
+class IntakeOwner(Protocol):
+    """Where an intake server hands what it received."""
+
+    #: Set once a stop is asked for: a handler still performing its steps
+    #: is then waited for only a little longer.
+    stopping: threading.Event
+
+    def ingest(self, request: EventRequest, *, origin: str) -> Outcome:
+        """Evaluate, render and journal one event; ``origin`` says which way
+        it came in (``service``: the local socket, ``http``)."""
+        ...
+
+    def issue_steps_token(self, event_id: int) -> Optional[str]:
+        """A one-time token with which an HTTP client reports the event's steps."""
+        ...
+
+    def record_steps(
+        self, event_id: int, results: list[dict[str, Any]], steps_token: Optional[str] = None
+    ) -> str:
+        """Store what the event's local steps did: ``router.store.STEPS_RECORDED``,
+        or why nothing was stored."""
+        ...
+
+    def health(self) -> dict[str, Any]:
+        """``GET /healthz``'s body; its ``ok`` picks the status code."""
+        ...
+
+    def metrics_text(self) -> str:
+        """``GET /metrics``: the Prometheus exposition text."""
+        ...
