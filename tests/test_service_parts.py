@@ -27,12 +27,13 @@ from helpers import call, wait_until
 from sinks import ERROR, HttpSink
 
 from router import config as settings
+from router.checker import check_text
 from router.config import Delivery
 from router.delivery import DeliveryReport
 from router.dispatch import Outcome, process
-from router.engine import Ruleset, build_ruleset
+from router.engine import Ruleset
 from router.events import event_from_argv
-from router.language.checker import check_text
+from router.loader import build_ruleset
 from router.service import Service
 from router.service.client_limits import ClientLimits
 from router.service.http import HttpServer

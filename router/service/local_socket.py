@@ -44,7 +44,7 @@ from router.service.requests import (
     socket_event,
     socket_steps,
 )
-from router.steps import Step
+from router.steps import time_allowed
 from router.store import STEPS_RECORDED
 
 #: The intake's log lines keep the name they have always had.
@@ -131,7 +131,7 @@ class _LocalHandler(socketserver.BaseRequestHandler):
             return
         # The handler performs the steps now (programs may run for minutes:
         # wait as long as their timeouts allow), then reports what they did.
-        deadline = time.monotonic() + _steps_time(outcome.steps) + READ_TIMEOUT
+        deadline = time.monotonic() + time_allowed(outcome.steps) + READ_TIMEOUT
         try:
             message = self._read(deadline)
             if message is None:
@@ -151,17 +151,6 @@ class _LocalHandler(socketserver.BaseRequestHandler):
         log.warning("local socket: refused a request: %s", error)
         with contextlib.suppress(OSError):
             self._send({"ok": False, "error": error})
-
-
-def _steps_time(steps: list[Step]) -> float:
-    """The longest the steps may take: every program's timeout, fallbacks included."""
-    total = 0.0
-    for step in steps:
-        current: Optional[Step] = step
-        while current is not None:
-            total += current.timeout if current.kind == "run" else 1.0
-            current = current.fallback
-    return total
 
 
 class _LocalMixin(socketserver.ThreadingMixIn):
