@@ -13,9 +13,9 @@ from typing import Any, Optional
 
 from router import __version__
 from router import config as settings
+from router.catalog import CATALOG, EVENTS, canonical_name, catalog_json, describe_catalog
+from router.catalog import describe_event as describe_one
 from router.config import ConfigError
-from router.events import CATALOG, EVENTS, canonical_name, catalog_json, describe_catalog
-from router.events import describe_event as describe_one
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
 
