@@ -8,8 +8,10 @@ This module is the command line and the choice between two paths:
 - the fast path (``via_service``): when ``router serve`` answers on its
   local socket (``client``), it decides; this process performs the local
   steps it sends back (run, abort, log: they must happen on this machine)
-  and reports their outcomes. Standard library only: no engine, no SQLite,
-  no Lark, Jinja or Apprise, so it costs little more than the interpreter;
+  and reports their outcomes (written to the journal here, by
+  ``outcomes``, when the service does not take them). Standard library
+  only: no engine, no SQLite, no Lark, Jinja or Apprise, so it costs little
+  more than the interpreter;
 - the inline path (``inline``): no service, or it did not answer in time:
   the whole event in this process. Imported only when taken.
 
