@@ -46,9 +46,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from router.catalog import fields_of  # noqa: E402
 from router.checker import check_text  # noqa: E402
 from router.engine import ConditionCompiler  # noqa: E402
-from router.events import Event, event_from_argv, fields_of  # noqa: E402
+from router.events import Event, event_from_argv  # noqa: E402
 from router.loader import build_ruleset  # noqa: E402
 
 EVENTS = 400

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field
 
-from router.events import ALIASES, CATALOG
+from router.catalog import ALIASES, CATALOG
 
 #: Option names whose value is a path (completed as files).
 PATH_OPTIONS = frozenset(

@@ -12,8 +12,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from router.catalog import fields_of
 from router.dispatch import Outcome
-from router.events import fields_of
 from router.steps import describe
 from router.templates import duration_filter
 

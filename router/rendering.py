@@ -16,8 +16,9 @@ from typing import Any, Optional
 
 from router.actions import Action, Notification, Step
 from router.actions.notify import TYPE_FOR_STATUS
+from router.catalog import INTERVENTION_FILE
 from router.engine import History, Plan, PlannedAction, Ruleset
-from router.events import INTERVENTION_FILE, Event
+from router.events import Event
 from router.language import nodes as n
 
 

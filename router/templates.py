@@ -24,7 +24,7 @@ from jinja2.exceptions import SecurityError, TemplateSyntaxError
 from jinja2.runtime import ChainableUndefined, StrictUndefined, Undefined
 from jinja2.sandbox import SandboxedEnvironment
 
-from router.events import EVENTS, canonical_name
+from router.catalog import EVENTS, canonical_name
 from router.locations import package_dir
 from router.template_limits import MAX_OUTPUT as MAX_OUTPUT  # the limits, for callers
 from router.template_limits import MAX_RANGE_ITEMS as MAX_RANGE_ITEMS

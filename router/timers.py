@@ -39,6 +39,7 @@ from typing import Any, Optional, Union
 
 from router.actions import Notification, Step
 from router.actions.notify import TYPE_FOR_STATUS
+from router.catalog import canonical_name
 from router.dispatch import outbox_items
 from router.engine import (
     CompiledRule,
@@ -48,7 +49,7 @@ from router.engine import (
     Ruleset,
     static_expect_key,
 )
-from router.events import Event, canonical_name
+from router.events import Event
 from router.rendering import Renderer, render_all
 from router.steps import perform
 from router.store import DigestBatch, ExpectState, JournalEntry, OutboxItem, Store

@@ -17,6 +17,11 @@ Events can be lost (inotify queue overflow, network file systems, a rules
 directory deleted and created again), so a periodic rescan does the same
 check without an event and re-establishes the watch when needed; ``poll``
 uses watchdog's polling observer for file systems without inotify.
+
+Two parts: ``DirectoryWatch`` keeps watchdog's observer on the rules
+directory and says when something there may have changed;
+``RulesWatcher`` holds the ruleset in force and runs the reload worker
+(debounce, rescan, check, swap).
 """
 
 from __future__ import annotations
@@ -28,12 +33,15 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 
 from router.engine import Ruleset
 from router.loader import RULE_SUFFIX, Checked, check_and_compile, fingerprint, load_ruleset
+
+if TYPE_CHECKING:
+    from watchdog.observers.api import BaseObserver, ObservedWatch
 
 log = logging.getLogger("router.watch")
 
@@ -69,14 +77,136 @@ def content_key(ruleset: Ruleset) -> str:
 
 
 class _EventHandler(FileSystemEventHandler):
-    """Forwards every watchdog event to the watcher's debounce."""
+    """Forwards every watchdog event to its DirectoryWatch."""
 
-    def __init__(self, watcher: RulesWatcher) -> None:
+    def __init__(self, watch: DirectoryWatch) -> None:
         super().__init__()
-        self._watcher = watcher
+        self._directory_watch = watch
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        self._watcher._event(event)
+        self._directory_watch.event(event)
+
+
+class DirectoryWatch:
+    """watchdog's observer on the rules directory (recursive: templates may
+    sit in subfolders), kept watching it.
+
+    ``on_change()`` is called, in the observer's thread, for every event
+    that may have changed a file; events only the router's own reads cause,
+    and writes into the state directory (should it sit in the rules
+    directory), are left out. inotify watches an inode, not a path:
+    ``ensure()`` watches again when the directory was replaced or the watch
+    died, and ``watching`` says whether there is a usable watch now.
+    """
+
+    def __init__(
+        self, directory: Path, state_dir: Path, on_change: Callable[[], None], poll: bool = False
+    ) -> None:
+        self.directory = directory
+        self.state_dir = state_dir
+        self.poll = poll
+        self._on_change = on_change
+        self.observer: Optional[BaseObserver] = None
+        self._watch: Optional[ObservedWatch] = None
+        self._watched_id: Optional[tuple[int, int]] = None
+        self._watch_lost = False
+        self._lock = threading.Lock()
+
+    @property
+    def watching(self) -> bool:
+        """False while there is no usable watch (the directory is missing, or
+        was deleted under the watch). True before ``start``."""
+        return self.observer is None or (self._watch is not None and not self._watch_lost)
+
+    def start(self) -> None:
+        """Start the observer, watching the directory if it exists (a missing
+        one is looked for again by ``ensure``)."""
+        if self.poll:
+            from watchdog.observers.polling import PollingObserver
+
+            observer: BaseObserver = PollingObserver(timeout=POLL_INTERVAL)
+        else:
+            from watchdog.observers import Observer
+
+            observer = Observer()
+        self.observer = observer
+        with self._lock:
+            self._schedule()
+        observer.start()
+
+    def stop(self) -> None:
+        """Stop the observer and wait for it."""
+        observer = self.observer
+        if observer is not None:
+            observer.stop()
+            if observer.is_alive():
+                observer.join()
+        self.observer = None
+        self._watch = None
+
+    def ensure(self) -> None:
+        """Watch again when the watch has died or the directory was replaced
+        (deleted and created again, or renamed away and another put there)."""
+        with self._lock:
+            observer = self.observer
+            if observer is None or not observer.is_alive():
+                return
+            try:
+                status = self.directory.stat()
+            except OSError:
+                return
+            alive = False
+            if self._watch is not None and not self._watch_lost:
+                try:
+                    emitters = list(observer.emitters)
+                except RuntimeError:  # changed while copied: look next time
+                    return
+                alive = any(e.watch == self._watch and e.is_alive() for e in emitters)
+            if alive and self._watched_id == (status.st_dev, status.st_ino):
+                return
+            if self._watch is not None:
+                # A watch whose emitter died may be half gone already.
+                with contextlib.suppress(KeyError, ValueError, OSError, RuntimeError):
+                    observer.unschedule(self._watch)
+                self._watch = None
+            log.info("watching %s again", self.directory)
+            self._schedule()
+
+    def _schedule(self) -> None:
+        """Watch the directory if it exists (the caller holds the lock)."""
+        observer = self.observer
+        if observer is None:
+            return
+        try:
+            status = self.directory.stat()
+            self._watch = observer.schedule(
+                _EventHandler(self), str(self.directory), recursive=True
+            )
+        except OSError as exc:
+            self._watch = None
+            self._watched_id = None
+            log.warning("cannot watch %s (%s); will look again", self.directory, exc)
+            return
+        self._watched_id = (status.st_dev, status.st_ino)
+        self._watch_lost = False
+
+    def event(self, event: FileSystemEvent) -> None:
+        """One watchdog event: ``on_change()`` unless it cannot have changed
+        a rule or template file."""
+        if event.event_type in IGNORED_EVENTS:
+            return
+        if event.event_type in ("deleted", "moved") and os.fsdecode(event.src_path) == str(
+            self.directory
+        ):
+            self._watch_lost = True  # the emitter stops; its inode may be reused
+        paths = [os.fsdecode(event.src_path), os.fsdecode(getattr(event, "dest_path", "") or "")]
+        if all(not path or self._in_state_dir(path) for path in paths):
+            return  # our own cache writes, should the state dir sit in the rules dir
+        self._on_change()
+
+    def _in_state_dir(self, path: str) -> bool:
+        state = os.path.join(str(self.state_dir), "")
+        return path == str(self.state_dir) or path.startswith(state)
 
 
 class RulesWatcher:
@@ -147,11 +277,7 @@ class RulesWatcher:
         self._latest_at: Optional[float] = None  # monotonic: first event + max_delay
         self._stopping = False
         self._empty_since: Optional[float] = None
-        self._observer: Optional[object] = None
-        self._watch: Optional[object] = None
-        self._watched_id: Optional[tuple[int, int]] = None
-        self._watch_lost = False
-        self._watch_lock = threading.Lock()
+        self._directory_watch: Optional[DirectoryWatch] = None
         self._worker: Optional[threading.Thread] = None
 
     @property
@@ -164,27 +290,19 @@ class RulesWatcher:
     # ------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the observer (recursive: templates may sit in subfolders)
-        and the worker thread that runs the debounce and the rescan.
+        """Start watching the directory, and the worker thread that runs the
+        debounce and the rescan.
 
         Once the watch is in place, the fingerprint is compared once more
         (in this thread), so an edit made between construction and start is
         swapped in now rather than at the first rescan."""
         if self._worker is not None:
             return
-        if self.poll:
-            from watchdog.observers.polling import PollingObserver
-
-            observer = PollingObserver(timeout=POLL_INTERVAL)
-        else:
-            from watchdog.observers import Observer
-
-            observer = Observer()
-        self._observer = observer
+        self._directory_watch = DirectoryWatch(
+            self.rules_dir, self.state_dir, self._arm, poll=self.poll
+        )
         self._stopping = False
-        with self._watch_lock:
-            self._schedule()
-        observer.start()
+        self._directory_watch.start()
         self._worker = threading.Thread(target=self._run, name="router-rules-watch", daemon=True)
         self._worker.start()
         self._reload()
@@ -195,88 +313,20 @@ class RulesWatcher:
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
-        observer = self._observer
-        if observer is not None:
-            observer.stop()  # type: ignore[attr-defined]
-            if observer.is_alive():  # type: ignore[attr-defined]
-                observer.join()  # type: ignore[attr-defined]
+        if self._directory_watch is not None:
+            self._directory_watch.stop()
         if self._worker is not None and self._worker is not threading.current_thread():
             self._worker.join()
         self._worker = None
-        self._observer = None
-        self._watch = None
-
-    def _schedule(self) -> None:
-        """Watch the rules directory if it exists (caller holds _watch_lock).
-        A missing directory is looked for again by the rescan."""
-        observer = self._observer
-        if observer is None:
-            return
-        try:
-            status = self.rules_dir.stat()
-            self._watch = observer.schedule(  # type: ignore[attr-defined]
-                _EventHandler(self), str(self.rules_dir), recursive=True
-            )
-        except OSError as exc:
-            self._watch = None
-            self._watched_id = None
-            log.warning("cannot watch %s (%s); will look again", self.rules_dir, exc)
-            return
-        self._watched_id = (status.st_dev, status.st_ino)
-        self._watch_lost = False
-
-    def _ensure_watch(self) -> None:
-        """Watch again when the watch has died or the directory was replaced
-        (deleted and created again, or renamed away and another put there):
-        inotify watches an inode, not a path."""
-        with self._watch_lock:
-            observer = self._observer
-            if observer is None or not observer.is_alive():  # type: ignore[attr-defined]
-                return
-            try:
-                status = self.rules_dir.stat()
-            except OSError:
-                return
-            alive = False
-            if self._watch is not None and not self._watch_lost:
-                try:
-                    emitters = list(observer.emitters)  # type: ignore[attr-defined]
-                except RuntimeError:  # changed while copied: look next time
-                    return
-                alive = any(e.watch == self._watch and e.is_alive() for e in emitters)
-            if alive and self._watched_id == (status.st_dev, status.st_ino):
-                return
-            if self._watch is not None:
-                # A watch whose emitter died may be half gone already.
-                with contextlib.suppress(KeyError, ValueError, OSError, RuntimeError):
-                    observer.unschedule(self._watch)  # type: ignore[attr-defined]
-                self._watch = None
-            log.info("watching %s again", self.rules_dir)
-            self._schedule()
+        self._directory_watch = None
 
     # ------------------------------------------------------------------
-    # Events, debounce, rescan
+    # Debounce, rescan
     # ------------------------------------------------------------------
-
-    def _event(self, event: FileSystemEvent) -> None:
-        """(Re)start the debounce: the reload runs once events have been
-        quiet for ``debounce`` seconds (or ``max_delay`` after the first)."""
-        if event.event_type in IGNORED_EVENTS:
-            return
-        if event.event_type in ("deleted", "moved") and os.fsdecode(event.src_path) == str(
-            self.rules_dir
-        ):
-            self._watch_lost = True  # the emitter stops; its inode may be reused
-        paths = [os.fsdecode(event.src_path), os.fsdecode(getattr(event, "dest_path", "") or "")]
-        if all(not path or self._in_state_dir(path) for path in paths):
-            return  # our own cache writes, should the state dir sit in the rules dir
-        self._arm()
-
-    def _in_state_dir(self, path: str) -> bool:
-        state = os.path.join(str(self.state_dir), "")
-        return path == str(self.state_dir) or path.startswith(state)
 
     def _arm(self) -> None:
+        """(Re)start the debounce: the reload runs once changes have been
+        quiet for ``debounce`` seconds (or ``max_delay`` after the first)."""
         now = time.monotonic()
         with self._cond:
             self._quiet_at = now + self.debounce
@@ -311,7 +361,8 @@ class RulesWatcher:
                     # Watch first, then look: what changed before the watch
                     # existed is seen by this reload, what changes after it
                     # arrives as events.
-                    self._ensure_watch()
+                    if self._directory_watch is not None:
+                        self._directory_watch.ensure()
                     self._reload_when_settled()
             except Exception:  # the watcher must outlive any surprise
                 log.exception("reloading the rules in %s failed", self.rules_dir)
@@ -324,7 +375,7 @@ class RulesWatcher:
     def _watching(self) -> bool:
         """False while there is no usable watch (the directory is missing, or
         was deleted under the watch): the rescan then comes round sooner."""
-        return self._observer is None or (self._watch is not None and not self._watch_lost)
+        return self._directory_watch is None or self._directory_watch.watching
 
     def _reload_when_settled(self) -> None:
         """Reload, unless a rule file that had rules is now empty.

@@ -18,7 +18,7 @@ import random
 from collections.abc import Iterator
 from typing import Union
 
-from router.events import ALIASES, CATALOG
+from router.catalog import ALIASES, CATALOG
 
 Arg = Union[str, bytes]
 

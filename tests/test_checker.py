@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from router.catalog import CATALOG
 from router.checker import CheckResult, check_text
 from router.checker.conditions import ConditionChecker
 from router.checker.report import Checking
@@ -22,7 +23,6 @@ from router.checker.scope import (
     Variables,
 )
 from router.checker.templates import TemplateChecker
-from router.events import CATALOG
 from router.language import nodes as n
 from router.templates import MESSAGES_DIR
 

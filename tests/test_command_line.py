@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from router.events import arguments_after_program, event_from_argv, split_command_line
+from router.commandline import arguments_after_program, split_command_line
+from router.events import event_from_argv
 
 HANDLER = r"C:\ProgramData\Retrospect\RetroEventHandler.exe"
 

@@ -25,7 +25,7 @@ How examples are marked in docs/*.md (docs/README.md tells writers the same):
   ``/etc/retro-router`` in the output, as on a Linux server.
 - Any other block (```text, ```sh, ```toml, ...) is not run.
 
-docs/events.md is also held to the event catalog (router/events.py): every
+docs/events.md is also held to the event catalog (router/catalog.py): every
 event, every field with its position and type, every intervention effect.
 """
 
@@ -41,8 +41,8 @@ from typing import Optional
 import pytest
 from helpers import DOCS, REPO, ROUTER, Block, Site, doc_blocks, run_process, write_rules
 
+from router.catalog import ALIASES, BYTES_FIELD, CATALOG, DERIVED_FIELDS, HISTORY_FIELDS, FieldSpec
 from router.checker import check_paths
-from router.events import ALIASES, BYTES_FIELD, CATALOG, DERIVED_FIELDS, HISTORY_FIELDS, FieldSpec
 
 #: Warnings a doc example may give on a machine that is not the admin's: its
 #: environment variables, Apprise config files, programs and log directories

@@ -1,8 +1,8 @@
-"""The event catalog and argv -> Event (router/events.py), checked against
-Retrospect's events as docs/events.md describes them.
+"""The event catalog (router/catalog.py) and argv -> Event (router/events.py),
+checked against Retrospect's events as docs/events.md describes them.
 
 The expected tables below are written out by hand rather than read from
-``router.events``, so a slip in the catalog shows up as a failing test
+``router.catalog``, so a slip in the catalog shows up as a failing test
 (tests/test_docs.py holds docs/events.md to the catalog in turn).
 """
 
@@ -18,21 +18,17 @@ from pathlib import Path
 
 import pytest
 
-from router.events import (
+from router.catalog import (
     ALIASES,
     CATALOG,
     EVENTS,
-    Event,
     canonical_name,
     catalog_json,
-    compute_status,
-    decode_arg,
     describe_catalog,
     describe_event,
-    event_from_argv,
     fields_of,
-    parse_date,
 )
+from router.events import Event, compute_status, decode_arg, event_from_argv, parse_date
 
 REPO = Path(__file__).resolve().parent.parent
 HANDLER = REPO / "retroeventhandler"

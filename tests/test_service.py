@@ -500,7 +500,7 @@ def test_http_ingest_validates_and_answers_with_the_local_steps(router_at, http_
     assert abs(float(stamp.split()[1]) - time.time()) < 300
 
 
-INLINE = "import sys; from router.handler import handle; sys.exit(handle(sys.argv[1:]))"
+INLINE = "import sys; from router.handler.inline import handle; sys.exit(handle(sys.argv[1:]))"
 
 
 def test_a_token_is_required_when_http_is_not_on_loopback(router_at) -> None:
@@ -555,7 +555,7 @@ def test_the_loopback_tcp_socket_with_a_token_file(router_at, tmp_path) -> None:
 
 
 def test_the_handler_json_is_json() -> None:
-    from router.handler import dumps, loads
+    from router.handler.json_codec import dumps, loads
 
     value = {
         "argv": ["EndScript", "caf\u00e9", "\udcff raw byte", 'q"b\\s\n'],

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from router.events import CATALOG, EVENTS, event_from_argv
+from router.catalog import CATALOG, EVENTS
+from router.events import event_from_argv
 from router.templates import (
     MESSAGES_DIR,
     TEMPLATES,

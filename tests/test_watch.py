@@ -23,10 +23,16 @@ from typing import Any, Callable, Optional
 
 import pytest
 from helpers import wait_until
+from watchdog.events import (
+    FileClosedNoWriteEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileOpenedEvent,
+)
 
 from router.engine import Ruleset
 from router.loader import load_ruleset
-from router.watch import RulesWatcher
+from router.watch import DirectoryWatch, RulesWatcher
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="POSIX permissions and renames")
 
@@ -402,7 +408,7 @@ def test_the_rescan_picks_up_a_change_the_observer_missed(
     """The observer's watch is removed behind the watcher's back (as if its
     events were lost): the rescan finds the change, and watches again."""
     watcher = make_watcher(rescan=0.5)
-    watcher._observer.unschedule_all()  # type: ignore[union-attr]
+    watcher._directory_watch.observer.unschedule_all()  # type: ignore[union-attr]
     write(rules_dir / "a.rules", FIRST + SECOND)
     recorder.wait(lambda: recorder.swaps, "the rescan's swap")
     assert labels(watcher.ruleset) == ["first", "second"]
@@ -419,8 +425,8 @@ def test_the_rescan_without_an_observer(
     """The periodic rescan alone (no event ever arrives) is enough."""
     watcher = make_watcher(start=False, rescan=0.3)
     watcher.start()
-    watcher._observer.unschedule_all()  # type: ignore[union-attr]
-    watcher._observer.stop()  # type: ignore[union-attr]
+    watcher._directory_watch.observer.unschedule_all()  # type: ignore[union-attr]
+    watcher._directory_watch.observer.stop()  # type: ignore[union-attr]
     write(rules_dir / "a.rules", SECOND)
     recorder.wait(lambda: recorder.swaps, "the rescan's swap")
     assert recorder.swaps == [["second"]]
@@ -533,12 +539,94 @@ def test_start_sees_an_edit_made_after_construction(
 
 def test_stop_ends_the_threads(make_watcher: Callable[..., RulesWatcher]) -> None:
     watcher = make_watcher()
-    observer: Optional[Any] = watcher._observer
+    observer: Optional[Any] = watcher._directory_watch.observer  # type: ignore[union-attr]
     worker = watcher._worker
     assert observer is not None and worker is not None
     watcher.stop()
     assert not observer.is_alive() and not worker.is_alive()
     watcher.stop()  # twice is fine
+
+
+# ---------------------------------------------------------------------------
+# The directory watch alone
+# ---------------------------------------------------------------------------
+
+
+class Changes:
+    """A DirectoryWatch's ``on_change`` calls, counted, with a wait on them."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.count = 0
+
+    def __call__(self) -> None:
+        with self.cond:
+            self.count += 1
+            self.cond.notify_all()
+
+    def wait(self, what: str) -> None:
+        with self.cond:
+            assert self.cond.wait_for(lambda: self.count > 0, TIMEOUT), f"no change for {what}"
+
+
+def test_which_events_count_as_a_change(rules_dir: Path) -> None:
+    """Our own reads, and writes in a state directory inside the rules
+    directory, are no change; a file renamed out of the state directory is."""
+    changes = Changes()
+    state = rules_dir / "state"
+    watch = DirectoryWatch(rules_dir, state, changes)
+    for event in (
+        FileOpenedEvent(str(rules_dir / "a.rules")),
+        FileClosedNoWriteEvent(str(rules_dir / "a.rules")),
+        FileModifiedEvent(str(state / "ruleset.pickle")),
+        FileMovedEvent(str(state / "tmp123"), str(state / "ruleset.pickle")),
+    ):
+        watch.event(event)
+    assert changes.count == 0
+    watch.event(FileMovedEvent(str(state / "a.rules"), str(rules_dir / "a.rules")))
+    watch.event(FileModifiedEvent(str(rules_dir / "a.rules")))
+    assert changes.count == 2
+
+
+@pytest.mark.parametrize("poll", OBSERVERS)
+def test_the_directory_watch_reports_a_save(rules_dir: Path, state_dir: Path, poll: bool) -> None:
+    changes = Changes()
+    watch = DirectoryWatch(rules_dir, state_dir, changes, poll=poll)
+    watch.start()
+    try:
+        write(rules_dir / "b.rules", SECOND)
+        changes.wait("a new rule file")
+    finally:
+        watch.stop()
+    assert watch.observer is None
+
+
+def test_the_directory_watch_follows_a_directory_made_again(
+    rules_dir: Path, state_dir: Path
+) -> None:
+    """The directory deleted under the watch: no usable watch until it is
+    back; then ``ensure`` watches the new one, whose events arrive."""
+    watch = DirectoryWatch(rules_dir, state_dir, Changes())
+    seen: list[str] = []
+    forward = watch.event
+
+    def spy(event: Any) -> None:
+        seen.append(os.fsdecode(event.src_path))
+        forward(event)
+
+    watch.event = spy  # type: ignore[method-assign]
+    watch.start()
+    try:
+        shutil.rmtree(rules_dir)
+        wait_until(lambda: not watch.watching, "the watch to be lost", timeout=TIMEOUT)
+        rules_dir.mkdir()
+        rules_dir.chmod(0o700)
+        watch.ensure()
+        assert watch.watching
+        write(rules_dir / "after.rules", FIRST)
+        wait_until(lambda: str(rules_dir / "after.rules") in seen, "an event from the new one")
+    finally:
+        watch.stop()
 
 
 # ---------------------------------------------------------------------------

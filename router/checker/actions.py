@@ -8,11 +8,11 @@ from datetime import timedelta
 from typing import Callable, Optional
 
 from router.actions import Action
+from router.catalog import EVENTS
 from router.checker.files import REFUSAL_HINT
 from router.checker.report import Checking
 from router.checker.scope import Scope, Variables
 from router.checker.templates import TemplateChecker
-from router.events import EVENTS
 from router.language import nodes as n
 from router.suggest import did_you_mean
 

@@ -8,12 +8,12 @@ import re
 from pathlib import Path
 
 from router.actions import Action
+from router.catalog import EVENTS, canonical_name
 from router.checker.actions import ActionCheck
 from router.checker.conditions import ConditionChecker
 from router.checker.files import REFUSAL_HINT, permission_problem
 from router.checker.report import Checking, CheckingVisitor
 from router.checker.scope import ANY_EVENT, Scope, template_variables
-from router.events import EVENTS, canonical_name
 from router.language import nodes as n
 from router.suggest import did_you_mean
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Optional
 
-from router.events import CATALOG, STATUS_VALUES, WEEKDAYS, FieldSpec, fields_of
+from router.catalog import CATALOG, STATUS_VALUES, WEEKDAYS, FieldSpec, fields_of
 from router.language import nodes as n
 
 #: Values a field can only take from a closed set, checked in comparisons.

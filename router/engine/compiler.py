@@ -16,7 +16,8 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, Callable, Optional
 
-from router.events import EVENTS, fields_of, parse_date
+from router.catalog import EVENTS, fields_of
+from router.events import parse_date
 from router.language import nodes as n
 from router.language.operators import COMPARISONS, PATTERNS
 from router.language.regex import RegexError

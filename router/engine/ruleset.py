@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Optional
 
+from router.catalog import canonical_name
 from router.engine.compiler import MISSING, ConditionCompiler, Predicate
-from router.events import canonical_name
 from router.language import nodes as n
 
 

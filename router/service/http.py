@@ -51,7 +51,7 @@ from router.service.requests import (
 from router.store import ALREADY_REPORTED, NO_EVENT, STEPS_RECORDED, WRONG_TOKEN
 
 #: The intake's log lines keep the name they have always had.
-log = logging.getLogger("router.ingest")
+log = logging.getLogger("router.intake")
 
 #: How much of a refused body is read and thrown away, and for how long.
 DRAIN_LIMIT = 4 * MAX_BODY

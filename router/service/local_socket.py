@@ -48,7 +48,7 @@ from router.steps import time_allowed
 from router.store import STEPS_RECORDED
 
 #: The intake's log lines keep the name they have always had.
-log = logging.getLogger("router.ingest")
+log = logging.getLogger("router.intake")
 
 #: After a stop is asked for, how long a handler still performing its steps
 #: may take to report them before the service stops waiting (the handler

@@ -19,8 +19,8 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
+from router.catalog import EVENTS
 from router.delivery import DeliveryReport
-from router.events import EVENTS
 from router.store.journal import Journal
 
 #: The router's own journal entries: timers' firings (expect, digest) and its

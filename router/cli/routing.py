@@ -1,0 +1,167 @@
+"""``router test`` and ``router replay``: events through the rules, as a
+dry run that sends nothing, or (``replay --live``) as the handler would."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+from router.cli.shared import EXIT_ERRORS, EXIT_OK, EXIT_USAGE, known_event, load_config
+
+
+def _checked_ruleset(args: argparse.Namespace, config: Any) -> Any:
+    """The ruleset as the files on disk say now; prints errors and returns None if broken."""
+    from router.checker import check_paths
+    from router.language.diagnostics import render_text
+    from router.loader import build_ruleset
+
+    paths = [Path(p) for p in args.rules] if args.rules else [config.rules_dir]
+    result = check_paths(paths)
+    if result.usage_error:
+        print(f"router {args.command}: {result.usage_error}", file=sys.stderr)
+        return None
+    if result.errors:
+        print(render_text(result.errors, result.sources), file=sys.stderr)
+        print(f"router {args.command}: the rules have errors (router check)", file=sys.stderr)
+        return None
+    return build_ruleset(result, config.date_order)
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from router import explain
+    from router.dispatch import process
+    from router.events import event_from_argv
+    from router.store import open_existing_store
+
+    if known_event(args.event, "test") is None:
+        return EXIT_USAGE
+    config = load_config(args)
+    ruleset = _checked_ruleset(args, config)
+    if ruleset is None:
+        return EXIT_ERRORS
+    event = event_from_argv([args.event, *args.args], date_order=config.date_order)
+    store = open_existing_store(config)
+    try:
+        outcome = process(event, ruleset, store, record=False, explain=True, run_env=config.run_env)
+    finally:
+        if store is not None:
+            store.close()
+    if args.format == "json":
+        print(json.dumps(explain.report(outcome), indent=2, ensure_ascii=False))
+    else:
+        print(explain.text(outcome))
+    return EXIT_OK
+
+
+def read_invocations(path: Path) -> list[tuple[int, list[str], Optional[str]]]:
+    """(line number, argv, received) for each handler invocation in a replay file.
+
+    Lines are shell-quoted as Retrospect runs the handler; a leading program
+    name (…/RetroEventHandler) is dropped, and a leading ``@2024-01-31T18:00``
+    sets when the event was received (for throttle and expect tests).
+    """
+    import shlex
+
+    invocations = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        words = shlex.split(stripped)
+        received = None
+        if words and words[0].startswith("@"):
+            received, words = words[0][1:], words[1:]
+        if words and "retroeventhandler" in Path(words[0]).name.lower():
+            words = words[1:]
+        if words:
+            invocations.append((number, words, received))
+    return invocations
+
+
+def read_expectations(path: Path) -> list[list[str]]:
+    """One line per invocation: the rules it fires, comma-separated; ``-`` for none."""
+    expected = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        expected.append([] if stripped == "-" else [p.strip() for p in stripped.split(",")])
+    return expected
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from router.dispatch import process
+    from router.events import event_from_argv
+    from router.store import Store
+
+    config = load_config(args)
+    try:
+        invocations = read_invocations(Path(args.file))
+        expected = read_expectations(Path(args.expect)) if args.expect else None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        print(f"router replay: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.live:
+        if args.rules or args.expect or args.save_expect:
+            print(
+                "router replay: --live processes events as the handler does, with the"
+                " configured rules; --rules, --expect and --save-expect are for dry runs",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        from router.handler import main as handler_main
+
+        for number, argv, received in invocations:
+            status = handler_main(argv, config_path=args.config)
+            note = "  (received now: @times apply to dry runs only)" if received else ""
+            print(f"line {number}: {argv[0]}: exit {status}{note}")
+        return EXIT_OK
+    ruleset = _checked_ruleset(args, config)
+    if ruleset is None:
+        return EXIT_ERRORS
+    if expected is not None and len(expected) != len(invocations):
+        print(
+            f"router replay: {args.expect} has {len(expected)} lines for"
+            f" {len(invocations)} invocations",
+            file=sys.stderr,
+        )
+        return EXIT_ERRORS
+    store = Store.in_memory()  # previous/streak/throttle follow the replay, nothing is kept
+    fired_all: list[list[str]] = []
+    differences = 0
+    lines: list[dict[str, Any]] = []
+    try:
+        for index, (number, argv, received) in enumerate(invocations):
+            when = datetime.fromisoformat(received) if received else None
+            event = event_from_argv(argv, date_order=config.date_order, received=when)
+            outcome = process(event, ruleset, store, origin="replay")
+            fired = outcome.plan.matched
+            fired_all.append(fired)
+            line: dict[str, Any] = {"line": number, "event": event.name, "fired": fired}
+            if expected is not None:
+                line["expected"] = expected[index]
+                line["differs"] = sorted(expected[index]) != sorted(fired)
+                differences += line["differs"]
+            lines.append(line)
+    finally:
+        store.close()
+    if args.format == "json":
+        print(json.dumps(lines, indent=2, ensure_ascii=False))
+    for line in lines if args.format == "text" else ():
+        text = f"line {line['line']}: {line['event']}: {', '.join(line['fired']) or '-'}"
+        if line.get("differs"):
+            text += f"   EXPECTED: {', '.join(line['expected']) or '-'}"
+        print(text)
+    if args.save_expect:
+        Path(args.save_expect).write_text(
+            "".join((", ".join(f) or "-") + "\n" for f in fired_all), encoding="utf-8"
+        )
+    if differences:
+        print(f"router replay: {differences} line(s) differ from {args.expect}", file=sys.stderr)
+        return EXIT_ERRORS
+    return EXIT_OK
