@@ -194,8 +194,28 @@ def test_a_late_answer_is_a_timeout(service, state: Path) -> None:
     """The service holds its answer: the client gives up after the timeout
     (the handler then decides inline)."""
     service(holding_the_answer)
-    with connected(state) as client, pytest.raises(socket.timeout):
+    with connected(state) as client, pytest.raises(OSError):  # socket.timeout
         client.exchange({"op": "event"}, timeout=0.2)
+
+
+def test_an_answer_a_byte_at_a_time_is_a_timeout_too(service, state: Path) -> None:
+    """The timeout is for the whole reply, not for each read: a service
+    that dribbles its answer cannot hold the handler past it."""
+
+    def dribbling(tiny: TinyService, connection: socket.socket) -> None:
+        tiny.read_request(connection)
+        connection.sendall(b'{"ok": true, "pad": "')
+        for _ in range(500):  # ten seconds of it, then the line ends
+            if tiny.release.wait(timeout=0.02):
+                return
+            with contextlib.suppress(OSError):
+                connection.sendall(b"x")
+        with contextlib.suppress(OSError):
+            connection.sendall(b'"}\n')
+
+    service(dribbling)
+    with connected(state) as client, pytest.raises(OSError):  # a timeout, not the reply
+        client.exchange({"op": "event"}, timeout=0.3)
 
 
 def test_a_late_acknowledgement_is_no_acknowledgement(service, state: Path, monkeypatch) -> None:

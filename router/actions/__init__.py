@@ -1,4 +1,4 @@
-"""The action kinds: one module each, registered by defining them.
+"""The action kinds: one module each, all listed in ``KINDS``.
 
 To add an action: its rule in ``grammar/rules.lark`` (and in the ``action``
 alternatives), and a module here with its ``Action`` subclass, listed in

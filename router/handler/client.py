@@ -97,23 +97,29 @@ class ServiceClient:
 
         None when the connection ends before a whole reply line (or the line
         outgrows MAX_REPLY), or when the reply is not an object. The send
-        and each read wait at most ``timeout`` seconds, then raise
-        ``socket.timeout`` (an OSError); a reply that is not JSON raises
+        and the whole reply take at most ``timeout`` seconds (a service that
+        answers a byte at a time does not hold the handler longer), then a
+        TimeoutError (an OSError) is raised; a reply that is not JSON raises
         ValueError."""
+        deadline = time.monotonic() + timeout
         self.connection.settimeout(timeout)
         self.connection.sendall(dumps(message).encode("ascii") + b"\n")
-        line = self._read_line()
+        line = self._read_line(deadline)
         if line is None:
             return None
         reply = loads(line.decode("utf-8"))
         return reply if isinstance(reply, dict) else None
 
-    def _read_line(self) -> Optional[bytes]:
-        """One newline-terminated line; None at EOF before a whole line."""
+    def _read_line(self, deadline: float) -> Optional[bytes]:
+        """One newline-terminated line, by ``deadline``; None at EOF before a whole line."""
         pending = self._pending
         while b"\n" not in pending:
             if len(pending) > MAX_REPLY:
                 return None
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("the service did not answer in time")
+            self.connection.settimeout(remaining)
             chunk = self.connection.recv(65536)
             if not chunk:
                 return None
