@@ -1,7 +1,8 @@
-"""Delivering outbox rows through Apprise: timeouts, retries, dead letters.
+"""Delivering outbox rows: timeouts, retries, dead letters.
 
-Each outbox row is one Apprise URL, sent on its own (docs/design.md,
-"Delivery"): a row is marked sent only after Apprise reports success; a
+Each outbox row is one destination URL, sent on its own by the notifier
+that serves it (``router/notifiers/``: Apprise, unless another claims the
+URL's scheme): a row is marked sent only after the send succeeded; a
 failure is retried with exponential backoff until the row is older than
 ``max_age``, then kept as a dead letter. Rows for different URLs are sent
 concurrently and rows for the same URL one after another, so one dead or
@@ -9,8 +10,8 @@ slow target never delays another, and a burst never opens many connections
 to one server.
 
 No process may wait on a hung server past its deadline, so every send has
-three bounds: the plugin's socket timeouts (connect and read, set on the
-plugin instance), a wall-clock bound on the whole send (a worker thread we
+three bounds: the notifier's socket timeouts (connect and read, from the
+delivery policy), a wall-clock bound on the whole send (a worker thread we
 stop waiting for), and the caller's absolute deadline.
 
 URLs carry credentials. Nothing here prints or logs a URL, and every error
@@ -23,8 +24,6 @@ Apprise is imported lazily: it costs a few hundred milliseconds that
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
 import queue
 import re
@@ -32,28 +31,26 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 from urllib.parse import unquote, urlsplit
 
+from router import notifiers
 from router.config import Delivery
+from router.notifiers.base import TIMED_OUT
 from router.store import OutboxItem, OutboxRow
 from router.trust import admin_problem
-from router.urls import MASK, mask_url, plugin_for, recognise
+from router.urls import MASK, mask_url
 
 if TYPE_CHECKING:
     from router.language.nodes import TargetDef
     from router.store import Store
 
 
-#: How every timeout error text starts (deliver stops sending to a URL after one).
-TIMED_OUT = "timed out"
 #: The longest claim: a crashed deliverer's rows come due again after this.
 MAX_LEASE = 900.0
 
-_HTTP_STATUS = re.compile(r"\berror=(\d{3})\b")
 _SECRET_SPLIT = re.compile(r"[/:@?&=#,;+\s]+")
 
 
@@ -153,28 +150,11 @@ def _config_urls(value: str, tag: Optional[str], base_dir: Path) -> tuple[list[s
 # One send
 # ---------------------------------------------------------------------------
 
+
 #: The list collecting Apprise's warnings for the send running in this
 #: context. A thread id is not enough to tell sends apart: Apprise 2 runs
 #: the plugin in its own worker pool, but copies the caller's context into
 #: it, so a context variable follows the send wherever Apprise runs it.
-_CAPTURE: ContextVar[Optional[list[str]]] = ContextVar("router_delivery_capture", default=None)
-
-
-class _ReasonCapture(logging.Handler):
-    """Collects the warnings and errors Apprise logs for one send: Apprise
-    returns only False, and says why in its log."""
-
-    def __init__(self, sink: list[str]) -> None:
-        super().__init__(logging.WARNING)
-        self.sink = sink
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if _CAPTURE.get() is not self.sink:
-            return  # another send's, or nobody's
-        with contextlib.suppress(Exception):  # a broken log call must not break delivery
-            self.sink.append(record.getMessage())
-
-
 def _secrets(url: str) -> list[str]:
     """Pieces of ``url`` that its masked form hides: passwords, tokens,
     header and payload values, in raw and percent-decoded spelling."""
@@ -206,66 +186,6 @@ def scrub(text: str, url: str) -> str:
     return text
 
 
-def _apply_timeouts(plugin: Any, url: str, policy: Delivery) -> float:
-    """Set the plugin's socket timeouts; returns the smallest one.
-
-    Apprise's requests-based plugins (json://, form://, xml:// and most
-    services) pass ``(socket_connect_timeout, socket_read_timeout)`` to
-    every request as ``timeout=``. The email plugin hands only
-    ``socket_connect_timeout`` to ``smtplib.SMTP(timeout=)``, which applies
-    it to the connect and to every reply, so there it gets the larger of
-    the two. Timeouts given in the URL (``cto=``, ``rto=``) are kept when
-    they are shorter. Plugins that use neither attribute are still bounded
-    by the wall clock in ``send``.
-    """
-    query = {k.lower() for k, _, _ in (p.partition("=") for p in urlsplit(url).query.split("&"))}
-    url_connect = float(plugin.socket_connect_timeout) if "cto" in query else float("inf")
-    url_read = float(plugin.socket_read_timeout) if "rto" in query else float("inf")
-    if hasattr(plugin, "smtp_host"):  # NotifyEmail: one smtplib timeout for everything
-        single = min(max(policy.connect_timeout, policy.read_timeout), url_connect)
-        plugin.socket_connect_timeout = single
-        plugin.socket_read_timeout = single
-        return single
-    connect = min(policy.connect_timeout, url_connect)
-    read = min(policy.read_timeout, url_read)
-    plugin.socket_connect_timeout = connect
-    plugin.socket_read_timeout = read
-    return min(connect, read)
-
-
-def _send_now(
-    url: str, title: str, body: str, notify_type: str, body_format: str, policy: Delivery
-) -> Optional[str]:
-    """The send itself (in the worker thread ``_send`` starts): None, or
-    why not, still unmasked."""
-    import apprise
-
-    plugin = plugin_for(url)
-    if plugin is None:
-        return f"Apprise cannot use this URL: {recognise(url) or 'unknown reason'}"
-    shortest = _apply_timeouts(plugin, url, policy)
-    notifier = apprise.Apprise()
-    notifier.add(plugin)
-    started = time.monotonic()
-    captured = _CAPTURE.get()
-    reasons = captured if captured is not None else []
-    ok = notifier.notify(
-        title=title, body=body, notify_type=notify_type, body_format=body_format or None
-    )
-    if ok:
-        return None
-    elapsed = time.monotonic() - started
-    text = reasons[-1].strip() if reasons else "Apprise reported a failure without a reason"
-    status = _HTTP_STATUS.search(text)
-    if status:
-        return f"HTTP {status.group(1)}: {text}"
-    if elapsed >= 0.9 * shortest:
-        # A connection error that took a socket timeout's time: say so, the
-        # warning alone ("A Connection error occurred") hides it.
-        return f"{TIMED_OUT} after {elapsed:.1f} s: {text}"
-    return text
-
-
 def _send(
     url: str,
     title: str,
@@ -277,23 +197,16 @@ def _send(
 ) -> tuple[Optional[str], bool]:
     """``send`` waiting at most ``wait`` seconds; also says whether the
     wall clock (rather than Apprise) ended it."""
-    import apprise  # noqa: F401 - here, so the first import is not counted against ``wait``
-
+    notifiers.notifier_for(url).prepare()  # imports, not counted against ``wait``
     outcome: list[Optional[str]] = []
     done = threading.Event()
 
     def work() -> None:
-        reasons: list[str] = []
-        _CAPTURE.set(reasons)  # this thread's own context: only this send
-        handler = _ReasonCapture(reasons)
-        logger = logging.getLogger("apprise")
-        logger.addHandler(handler)
         try:
-            outcome.append(_send_now(url, title, body, notify_type, body_format, policy))
-        except Exception as exc:  # Apprise or a plugin raised: a failed send
+            outcome.append(notifiers.send(url, title, body, notify_type, body_format, policy))
+        except Exception as exc:  # a notifier (or what it calls) raised: a failed send
             outcome.append(f"{type(exc).__name__}: {exc}")
         finally:
-            logger.removeHandler(handler)
             done.set()
 
     # A daemon thread: one that hangs past every timeout must not keep the

@@ -105,10 +105,11 @@ class RulesetChecker(CheckingVisitor):
             self.visit(source)
 
     def visit_Source(self, source: n.Source) -> None:
-        from router.urls import mask_url, recognise
+        from router.notifiers import problem as url_problem
+        from router.urls import mask_url
 
         if source.kind == "url":
-            problem = recognise(source.value)
+            problem = url_problem(source.value)
             if problem:
                 self.checking.error(
                     source.span,
@@ -122,7 +123,8 @@ class RulesetChecker(CheckingVisitor):
             self.check_config_source(source)
 
     def check_env_source(self, source: n.Source) -> None:
-        from router.urls import mask_url, recognise
+        from router.notifiers import problem as url_problem
+        from router.urls import mask_url
 
         value = os.environ.get(source.value)
         if not value:
@@ -134,7 +136,7 @@ class RulesetChecker(CheckingVisitor):
             )
             return
         for url in filter(None, re.split(r"[\s,]+", value)):
-            problem = recognise(url)
+            problem = url_problem(url)
             if problem:
                 # A warning: the variable is read when the rule runs, and a bad
                 # value then costs only this target, never the whole ruleset.
