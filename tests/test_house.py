@@ -176,3 +176,20 @@ def test_the_check_finds_a_cycle() -> None:
     """The cycle finder itself: a loop through three modules is one cycle."""
     edges = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert strongly_connected(edges) == [["a", "b", "c"]]
+
+
+def test_architecture_md_names_every_stage_and_room() -> None:
+    """ARCHITECTURE.md's table and the stages here are one plan."""
+    text = (PACKAGE.parent / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    missing = []
+    for stage, prefixes in STAGES:
+        if f"| {stage} |" not in text:
+            missing.append(f"stage {stage}")
+        for prefix in prefixes:
+            if prefix == "router":
+                continue
+            short = prefix.split(".", 1)[1]
+            is_package = (PACKAGE / short.replace(".", "/") / "__init__.py").is_file()
+            if f"`{short}/`" not in text if is_package else f"`{short}`" not in text:
+                missing.append(prefix)
+    assert missing == []
