@@ -38,7 +38,7 @@ from typing import Any, Callable, Optional
 
 from router.events import parse_int
 from router.service.client_limits import ClientLimits, Refusal
-from router.service.intake import IntakeOwner
+from router.service.intake import IntakeOwner, serve_in_thread
 from router.service.requests import (
     MAX_BODY,
     READ_TIMEOUT,
@@ -442,13 +442,7 @@ class HttpServer:
 
     def start(self) -> None:
         self._server = _HttpServer((self.host, self.port), self.owner, self.token, self.limits)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.2},
-            name="router-http",
-            daemon=True,
-        )
-        self._thread.start()
+        self._thread = serve_in_thread(self._server, "router-http")
 
     def stop_accepting(self) -> None:
         if self._server is not None:

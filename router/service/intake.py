@@ -45,3 +45,13 @@ class IntakeOwner(Protocol):
     def metrics_text(self) -> str:
         """``GET /metrics``: the Prometheus exposition text."""
         ...
+
+
+def serve_in_thread(server: Any, name: str) -> threading.Thread:
+    """Run a socketserver's loop in a daemon thread (stopped with its
+    ``shutdown``; the poll interval is how long that may take)."""
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.2}, name=name, daemon=True
+    )
+    thread.start()
+    return thread

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from router.locations import ENDPOINT_NAME, SOCKET_NAME
-from router.service.intake import IntakeOwner
+from router.service.intake import IntakeOwner, serve_in_thread
 from router.service.requests import (
     MAX_BODY,
     READ_TIMEOUT,
@@ -198,13 +198,7 @@ class LocalServer:
         else:
             self._start_tcp()
         assert self._server is not None
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.2},
-            name="router-local",
-            daemon=True,
-        )
-        self._thread.start()
+        self._thread = serve_in_thread(self._server, "router-local")
 
     def _start_unix(self) -> None:
         path = str(self.path)
