@@ -561,7 +561,7 @@ def test_history_shows_old_and_odd_rows_instead_of_failing(site: Site) -> None:
                 datetime(2024, 5, 1, 3), "EndScript", column, "info", 1, "h", {}, []
             )
             event_id, _ = store.record(entry)
-            store.db.execute(f"UPDATE events SET {column} = ? WHERE id = ?", (value, event_id))
+            store.db.run(f"UPDATE events SET {column} = ? WHERE id = ?", (value, event_id))
     home = {"HOME": str(site.root)}
     done = site.router("history", "--limit", "100", env=home)
     assert (done.returncode, done.stderr) == (0, "")

@@ -198,7 +198,7 @@ def test_failure_past_max_age_becomes_a_dead_letter(http_sink: HttpSink, store: 
     young, old = queue(
         store, [f"json://{http_sink.address}/a", f"json://{http_sink.address}/b"], now=T0
     )
-    store.db.execute("UPDATE outbox SET created = ? WHERE id = ?", (T0 - 1000, old))
+    store.db.run("UPDATE outbox SET created = ? WHERE id = ?", (T0 - 1000, old))
     report = drain(store, FAST, now=clock(T0 + 86_400 - 1))
     assert report.failed == [young]
     assert report.dead == [old]

@@ -56,7 +56,7 @@ def test_hostile_arguments_through_the_whole_pipeline(tmp_path: Path) -> None:
             # Only log steps: abort would write to a fuzzed path, run is not asked for.
             results, _ = perform([s for s in outcome.steps if s.kind == "log"], event_log)
             logged += sum(r["outcome"] == "ok" for r in results)
-        rows = store.db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        rows = store.db.scalar("SELECT COUNT(*) FROM events")
     assert rows == journaled > COUNT * 0.9
     assert logged >= journaled  # every event logged at least once ("on any")
     # Path traversal in client names went nowhere: every log file is in logs/.

@@ -8,6 +8,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import types
 from datetime import datetime, timedelta
@@ -29,7 +30,8 @@ from router.store import (
     ThrottleUpdate,
     open_existing_store,
 )
-from router.store.sqlite import DB_NAME
+from router.store.database import Closed, Database
+from router.store.sqlite import DB_NAME, SQLITE, connect_file
 
 #: The tables as the first router created them (before schema versions).
 FIRST_SCHEMA = """
@@ -148,8 +150,8 @@ def test_an_existing_shared_state_directory_is_tightened(tmp_path: Path) -> None
 
 
 def test_wal_mode_and_busy_timeout(store: Store) -> None:
-    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert store.db.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000
+    assert store.db.scalar("PRAGMA journal_mode") == "wal"
+    assert store.db.scalar("PRAGMA busy_timeout") >= 5000
 
 
 def test_journal_keeps_typed_fields_and_outbox_rows(store: Store) -> None:
@@ -413,3 +415,36 @@ def test_steps_are_recorded_once_also_for_rows_older_than_the_flag(tmp_path: Pat
         assert store.journal.record_steps(event_id, done, "t1") == WRONG_TOKEN  # replaced by t2
         assert store.journal.record_steps(event_id, done, "t2") == STEPS_RECORDED
         assert not store.journal.set_steps_token(event_id, "t3")  # reported: no new token
+
+
+def test_threads_that_come_and_go_share_pooled_connections(tmp_path: Path) -> None:
+    """The service answers each request on a thread of its own: those reuse
+    idle connections instead of opening (and keeping) one each."""
+    opened: list[sqlite3.Connection] = []
+
+    def connect() -> sqlite3.Connection:
+        opened.append(connect_file(str(tmp_path / "pool.sqlite3")))
+        return opened[-1]
+
+    db = Database(connect, SQLITE, "pool")
+    for _ in range(50):
+        thread = threading.Thread(target=db.scalar, args=("SELECT 1",))
+        thread.start()
+        thread.join()
+    assert len(opened) == 1
+    # Held at once, each thread has its own; given back, they wait for reuse.
+    held = threading.Barrier(3)
+
+    def hold() -> None:
+        with db.connection():
+            held.wait(timeout=30)
+
+    threads = [threading.Thread(target=hold) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(opened) == 3 and len(set(map(id, opened))) == 3
+    db.close()
+    with pytest.raises(Closed):
+        db.scalar("SELECT 1")

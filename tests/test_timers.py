@@ -531,7 +531,9 @@ def test_tick_reports_instead_of_raising(store: Store) -> None:
 
 def test_tick_with_nothing_to_do_writes_nothing(store: Store) -> None:
     rules = ruleset(DIGEST)
-    before = store.db.connection().total_changes
+    with store.db.connection() as connection:
+        before = connection.total_changes
     for hours in (0, 1, 2):
         assert tick(rules, store, now=ts(hours)) == TickReport(ts(hours))
-    assert store.db.connection().total_changes == before
+    with store.db.connection() as connection:
+        assert connection.total_changes == before

@@ -7,9 +7,11 @@ rows being claimed, the larger of two values, a JSON field). Nothing else
 in the router writes SQL, and nothing above the store knows which
 database holds the state.
 
-Each thread gets its own connection (SQLite's and psycopg's connections
-are not for two threads at once), made on first use and closed with the
-database.
+Connections are pooled: a query or a transaction takes an idle one (or
+makes one) and gives it back when it is done, so no connection is used by
+two threads at once (neither SQLite's nor psycopg's may be), threads that
+come and go (one per request in the service) reuse connections instead of
+opening one each, and the pool keeps at most a few idle.
 """
 
 from __future__ import annotations
@@ -94,38 +96,54 @@ class Closed(Exception):
     """The store was used after it was closed (a thread outlived its service)."""
 
 
+#: Idle connections kept for reuse; more are closed when given back.
+MAX_IDLE = 8
+
+
 class Database:
-    """The connections to one database, one per thread."""
+    """A pool of connections to one database."""
 
     def __init__(self, connect: Callable[[], Any], dialect: Dialect, where: str) -> None:
         self._connect = connect
         self.dialect = dialect
         #: For messages: the database's file or address (never a password).
         self.where = where
-        self._local = threading.local()
-        self._all: list[Any] = []
+        self._idle: list[Any] = []
         self._lock = threading.Lock()
         self._closed = False
 
-    def connection(self) -> Any:
-        connection = getattr(self._local, "connection", None)
-        if connection is None:
+    @contextmanager
+    def connection(self) -> Iterator[Any]:
+        """A connection of this thread's own until the block ends."""
+        with self._lock:
             if self._closed:
                 raise Closed(f"the store ({self.where}) is closed")
-            connection = self._local.connection = self._connect()
+            connection = self._idle.pop() if self._idle else None
+        if connection is None:
+            connection = self._connect()
+        try:
+            yield connection
+        finally:
             with self._lock:
-                self._all.append(connection)
-        return connection
+                keep = not self._closed and len(self._idle) < MAX_IDLE
+                if keep:
+                    self._idle.append(connection)
+            if not keep:
+                with contextlib.suppress(Exception):
+                    connection.close()
 
-    def execute(self, sql: str, params: Params = ()) -> Any:
-        """One statement on its own (committed at once)."""
-        return Transaction(self.connection(), self.dialect).execute(sql, params)
+    def run(self, sql: str, params: Params = ()) -> int:
+        """One statement on its own (committed at once); the rows it changed."""
+        with self.connection() as connection:
+            return int(Transaction(connection, self.dialect).execute(sql, params).rowcount)
 
     def one(self, sql: str, params: Params = ()) -> Optional[tuple]:
-        return self.execute(sql, params).fetchone()
+        with self.connection() as connection:
+            return Transaction(connection, self.dialect).one(sql, params)
 
     def all(self, sql: str, params: Params = ()) -> list[tuple]:
-        return list(self.execute(sql, params).fetchall())
+        with self.connection() as connection:
+            return Transaction(connection, self.dialect).all(sql, params)
 
     def scalar(self, sql: str, params: Params = (), default: Any = None) -> Any:
         row = self.one(sql, params)
@@ -135,20 +153,20 @@ class Database:
     def transaction(self) -> Iterator[Transaction]:
         """A transaction: committed when the block ends, rolled back when it
         raises (and the exception goes on)."""
-        connection = self.connection()
-        connection.execute(self.dialect.begin)
-        try:
-            yield Transaction(connection, self.dialect)
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        connection.execute("COMMIT")
+        with self.connection() as connection:
+            connection.execute(self.dialect.begin)
+            try:
+                yield Transaction(connection, self.dialect)
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
 
     def close(self) -> None:
+        """Close the idle connections; ones in use close when given back."""
         with self._lock:
             self._closed = True
-            connections, self._all = self._all, []
-        for connection in connections:
+            idle, self._idle = self._idle, []
+        for connection in idle:
             with contextlib.suppress(Exception):  # closing must not hide the cause
                 connection.close()
-        self._local = threading.local()

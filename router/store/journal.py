@@ -95,12 +95,12 @@ class Journal:
         client that posted it. Only the token's hash is kept. False (nothing
         changed) when the event was not received over HTTP or its steps
         were reported already."""
-        cursor = self.db.execute(
+        changed = self.db.run(
             "UPDATE events SET steps_token = ? WHERE id = ? AND origin = 'http'"
             " AND steps_reported IS NULL",
             (token_hash(token), event_id),
         )
-        return cursor.rowcount == 1
+        return changed == 1
 
     def record_steps(
         self, event_id: int, steps: list[dict[str, Any]], steps_token: Optional[str] = None

@@ -19,7 +19,7 @@ class Meta:
         return None if row is None else str(row[0])
 
     def set(self, key: str, value: str) -> None:
-        self.db.execute(
+        self.db.run(
             "INSERT INTO meta (key, value) VALUES (?, ?)"
             " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (key, value),

@@ -123,11 +123,11 @@ class Outbox:
         dead = [owner for (owner,) in owners if not _process_alive(int(owner.rsplit(":", 1)[1]))]
         freed = 0
         for owner in dead:
-            freed += self.db.execute(
+            freed += self.db.run(
                 "UPDATE outbox SET claimed_until = 0, claimed_by = NULL"
                 " WHERE state = ? AND claimed_by = ?",
                 (PENDING, owner),
-            ).rowcount
+            )
         return freed
 
     def release(self, ids: Iterable[int]) -> None:
@@ -136,7 +136,7 @@ class Outbox:
         id_list = list(ids)
         if id_list:
             marks = ",".join("?" * len(id_list))
-            self.db.execute(f"UPDATE outbox SET claimed_until = 0 WHERE id IN ({marks})", id_list)
+            self.db.run(f"UPDATE outbox SET claimed_until = 0 WHERE id IN ({marks})", id_list)
 
     def due_urls(self, now: float) -> list[tuple[str, str]]:
         """(url, masked url) of every destination with a row due and unclaimed."""
@@ -167,21 +167,21 @@ class Outbox:
         return [(str(url), float(at)) for url, at in rows]
 
     def mark_sent(self, row_id: int, now: Optional[float] = None) -> None:
-        self.db.execute(
+        self.db.run(
             "UPDATE outbox SET state = ?, sent_at = ?, attempts = attempts + 1,"
             " claimed_until = 0, last_error = NULL WHERE id = ?",
             (SENT, time.time() if now is None else now, row_id),
         )
 
     def mark_failed(self, row_id: int, error: str, next_attempt: float) -> None:
-        self.db.execute(
+        self.db.run(
             "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt = ?,"
             " claimed_until = 0 WHERE id = ?",
             (error, next_attempt, row_id),
         )
 
     def mark_dead(self, row_id: int, error: str) -> None:
-        self.db.execute(
+        self.db.run(
             "UPDATE outbox SET state = ?, attempts = attempts + 1, last_error = ?,"
             " claimed_until = 0 WHERE id = ?",
             (DEAD, error, row_id),
@@ -196,7 +196,7 @@ class Outbox:
         if row_id is not None:
             query += " AND id = ?"
             params.append(row_id)
-        return int(self.db.execute(query, params).rowcount)
+        return self.db.run(query, params)
 
     def row(self, row_id: int) -> Optional[OutboxRow]:
         row = self.db.one(f"SELECT {_COLUMNS} FROM outbox WHERE id = ?", (row_id,))

@@ -133,7 +133,7 @@ _VERSIONS = """CREATE TABLE IF NOT EXISTS schema_version (
 
 def version(db: Database) -> int:
     """The version the database is at (0: none applied)."""
-    db.execute(db.dialect.ddl(_VERSIONS))
+    db.run(db.dialect.ddl(_VERSIONS))
     return int(db.scalar("SELECT MAX(version) FROM schema_version", default=0))
 
 

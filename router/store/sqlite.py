@@ -22,7 +22,7 @@ SQLITE = Dialect(name="sqlite")
 _FILES = (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm")
 
 
-def _connect(path: str) -> sqlite3.Connection:
+def connect_file(path: str) -> sqlite3.Connection:
     connection = sqlite3.connect(
         path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
     )
@@ -42,7 +42,7 @@ def database(state_dir: Path) -> Database:
     def connect() -> sqlite3.Connection:
         old_umask = os.umask(0o077)  # the database and its -wal/-shm files: 0600
         try:
-            connection = _connect(str(path))
+            connection = connect_file(str(path))
             connection.execute("PRAGMA journal_mode = WAL")
             connection.execute("PRAGMA synchronous = NORMAL")
         finally:
@@ -54,7 +54,8 @@ def database(state_dir: Path) -> Database:
         return connection
 
     db = Database(connect, SQLITE, where=str(path))
-    db.connection()  # fail here, not at the first query, if it cannot be opened
+    with db.connection():  # fail here, not at the first query, if it cannot be opened
+        pass
     return db
 
 
@@ -64,5 +65,5 @@ def exists(state_dir: Path) -> bool:
 
 def memory() -> Database:
     """A throwaway database shared by every thread of this process."""
-    connection = _connect(":memory:")
+    connection = connect_file(":memory:")
     return Database(lambda: connection, SQLITE, where=":memory:")
