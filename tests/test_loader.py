@@ -92,7 +92,8 @@ def test_a_cached_load_in_a_fresh_process_does_not_import_lark(
     code = f"""
         import json, sys
         from pathlib import Path
-        from router.loader import load_ruleset
+        from router.loader import load_ruleset, use_caches
+        use_caches(Path({str(state_dir)!r}))  # as the handler does first
         loaded = load_ruleset(Path({str(rules_dir)!r}), Path({str(state_dir)!r}))
         print(json.dumps({{
             "from_cache": loaded.from_cache,

@@ -102,6 +102,24 @@ def test_fast_path_imports_only_the_standard_library(router_at, tmp_path) -> Non
     assert (router.state / "events.log").read_text() == "EndScript\n"
 
 
+def test_the_inline_path_with_a_cached_ruleset_imports_no_lark(router_at) -> None:
+    """No service: the handler loads the cached ruleset (the first run built
+    it) and never parses, so Lark is not imported, nor watchdog."""
+    router = router_at('rule "log" on any log "{{ event }}"\n')  # not started
+    assert router.handler("StartApp", "1/1/2024 10:00", "true").returncode == 0
+    done = router.handler(
+        "EndScript", "Daily", "0", "0", "successful", python_options=("-X", "importtime")
+    )
+    assert done.returncode == 0, done.stderr
+    imported = {
+        line.rsplit("|", 1)[1].strip()
+        for line in done.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+    assert "router.handler.inline" in imported  # it did take the inline path
+    assert not {name.split(".")[0] for name in imported} & {"lark", "watchdog"}
+
+
 def test_checkout_script_takes_the_service_path_without_site_and_falls_back_once(
     router_at, tmp_path
 ) -> None:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Optional
-
-from lark import Lark
+from typing import TYPE_CHECKING, Optional
 
 from router import trust
+
+if TYPE_CHECKING:  # Lark is imported when the grammar is first used, not before:
+    from lark import Lark  # the inline handler tells it where to cache, then never parses
 
 GRAMMAR_NAME = "rules.lark"
 
@@ -57,6 +58,8 @@ class Grammar:
     @property
     def lark(self) -> Lark:
         if self._lark is None:
+            from lark import Lark
+
             path = self.cache_dir / "grammar.lark-cache" if self.cache_dir else None
             cache: object = str(path) if path and not trust.private_problem(path) else False
             self._lark = Lark(
