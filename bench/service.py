@@ -228,7 +228,9 @@ def main() -> int:
         base = Path(temp)
         config, state = bench_handler.setup(base, sink.port)
         port = bench_handler_free_port()
-        config.write_text(config.read_text() + f'listen = "127.0.0.1:{port}"\n', encoding="utf-8")
+        # rate_limit off: the reload measurement polls /healthz every 5 ms.
+        settings = f'listen = "127.0.0.1:{port}"\nrate_limit = 0\n'
+        config.write_text(config.read_text() + settings, encoding="utf-8")
         (base / "rules").chmod(0o700)
         env = bench_handler.bare_env(base, config)
         router = shutil.which("router", path=str(BIN)) or "router"
