@@ -15,7 +15,7 @@ handler's fast path imports this for every event.
 
 from __future__ import annotations
 
-from router.actions import KINDS, Step, local_kinds
+from router.actions import KIND_NAMES, Step, kind, local_kinds
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -30,7 +30,7 @@ def time_allowed(steps: list[Step]) -> float:
     for step in steps:
         current: Optional[Step] = step
         while current is not None:
-            total += KINDS[current.kind].time_allowed(current)
+            total += kind(current.kind).time_allowed(current)
             current = current.fallback
     return total
 
@@ -43,11 +43,11 @@ def perform(steps: list[Step], event_log: Any) -> tuple[list[dict[str, Any]], bo
     for step in steps:
         current: Optional[Step] = step
         while current is not None:
-            kind = KINDS.get(current.kind)
+            performer = kind(current.kind) if current.kind in KIND_NAMES else None
             try:
-                if kind is None or not kind.local:
+                if performer is None or not performer.local:
                     raise ValueError(f"{current.kind!r} is not a local step")
-                outcome = kind.perform(current, event_log)
+                outcome = performer.perform(current, event_log)
             except Exception as exc:  # a step's surprise must not cost the next step
                 outcome = {
                     "kind": current.kind,
@@ -56,15 +56,13 @@ def perform(steps: list[Step], event_log: Any) -> tuple[list[dict[str, Any]], bo
                     "error": f"{type(exc).__name__}: {exc}",
                 }
             ok = outcome["outcome"] == "ok"
-            aborted = aborted or (ok and kind is not None and kind.tells_retrospect)
+            aborted = aborted or (ok and performer is not None and performer.tells_retrospect)
             outcomes.append(outcome)
             # `run ... or ACTION`: the fallback happens when the step failed.
             current = current.fallback if not ok else None
     return outcomes, aborted
 
 
-#: Result kinds: the step kinds, and ``error`` for a handler that failed around them.
-RESULT_KINDS = (*local_kinds(), "error")
 MAX_RESULTS = 500
 #: The text fields a result may have, and how long each may be.
 RESULT_TEXTS = {
@@ -98,8 +96,10 @@ def _checked(result: Any, where: str) -> dict[str, Any]:
     unknown = sorted(set(result) - {"kind", "exit_code", "seconds", *RESULT_TEXTS})
     if unknown:
         raise ValueError(f"{where}: unknown field(s): {', '.join(unknown)}")
-    if result.get("kind") not in RESULT_KINDS:
-        raise ValueError(f"{where}.kind must be one of {', '.join(RESULT_KINDS)}")
+    # The step kinds, and ``error`` for a handler that failed around them.
+    result_kinds = (*local_kinds(), "error")
+    if result.get("kind") not in result_kinds:
+        raise ValueError(f"{where}.kind must be one of {', '.join(result_kinds)}")
     if not result.get("outcome"):
         raise ValueError(f"{where}.outcome is required")
     for key, limit in RESULT_TEXTS.items():
@@ -121,7 +121,7 @@ def _checked(result: Any, where: str) -> dict[str, Any]:
 
 def describe(step: Step) -> list[str]:
     """A step in words, for ``router test`` (and its fallback, indented)."""
-    lines = KINDS[step.kind].describe(step)
+    lines = kind(step.kind).describe(step)
     if step.fallback is not None:
         lines.extend("  or " + line for line in describe(step.fallback))
     return lines

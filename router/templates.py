@@ -154,7 +154,10 @@ class Templates:
         #: The built-in messages: files in the package, written as forms (a
         #: block tag's line break and indentation are not output).
         self.messages = self.environment.overlay(
-            loader=FileSystemLoader(MESSAGES_DIR), trim_blocks=True, lstrip_blocks=True
+            loader=FileSystemLoader(MESSAGES_DIR),
+            trim_blocks=True,
+            lstrip_blocks=True,
+            auto_reload=False,  # package files: no stat per message
         )
         self._compiled: dict[tuple[str, bool], Template] = {}
 
@@ -187,7 +190,11 @@ class Templates:
         file = message_file(name)
         try:
             template = self.messages.get_template(file)
-            context = template.new_context(dict(variables, **_message_extras(name)))
+            fields = dict(variables, **_message_extras(name))
+            # The shared pieces (_common.j2) are imported without context, so
+            # Jinja builds their module once, not per message: they read the
+            # message's variables from ``m``, which they are passed.
+            context = template.new_context(dict(fields, m=fields))
             rendered = _bounded(template.blocks[part](context))
         except Exception as exc:  # noqa: BLE001 - as render: the message is never lost
             message = _error_message(exc)
@@ -215,6 +222,12 @@ def message_file(name: str) -> str:
     if name.startswith("_"):
         return f"{name}.j2"
     return f"{canonical_name(name) or UNKNOWN_MESSAGE}.j2"
+
+
+#: What a built-in message sees beyond a rule template's variables: the
+#: event's argument counts (``_message_extras``) and ``m``, all of them as
+#: one mapping for the shared pieces in ``_common.j2``.
+MESSAGE_EXTRAS = ("expected_args", "required_args", "m")
 
 
 def _message_extras(name: str) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from router.checker.scope import (
 )
 from router.checker.templates import TemplateChecker
 from router.language import nodes as n
-from router.templates import MESSAGES_DIR
+from router.templates import MESSAGE_EXTRAS, MESSAGES_DIR
 
 SPAN = n.Span("x.rules", 3, 4, 3, 9)
 
@@ -64,7 +64,7 @@ def test_every_action_kind_goes_through_its_own_check() -> None:
 
 #: What each built-in message is rendered with besides the event's fields
 #: (router/templates.py _message_extras; router/timers.py for the timers').
-EVENT_MESSAGE_EXTRAS = {*RULE_VARIABLES, "expected_args", "required_args"}
+EVENT_MESSAGE_EXTRAS = {*RULE_VARIABLES, *MESSAGE_EXTRAS}
 TIMER_MESSAGE_VARIABLES = {
     "_expect": {*EXPECT_VARIABLES, "expected", "condition", "every", "grace"},
     "_digest": {*RULE_VARIABLES, *DIGEST_VARIABLES, "summaries", "host"},

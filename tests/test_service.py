@@ -96,6 +96,9 @@ def test_fast_path_imports_only_the_standard_library(router_at, tmp_path) -> Non
     ours |= {"router.delivery", "router.language", "router.loader", "router.events"}
     assert not imported & (heavy | ours), sorted(imported & (heavy | ours))
     assert not any(name.split(".")[0] in heavy for name in imported)
+    # Of the action kinds, only the one it performed (a log step).
+    kinds = {name for name in imported if name.startswith("router.actions.")}
+    assert kinds == {"router.actions.base", "router.actions.log"}, sorted(kinds)
     (entry,) = router.journal()
     assert entry["origin"] == "service"  # it did take the fast path
     assert [(s["kind"], s["outcome"]) for s in entry["steps"]] == [("log", "ok")]

@@ -89,3 +89,7 @@ class Abort(Action):
     def describe(step: Step) -> list[str]:
         where = step.path or "no intervention file"
         return [f"abort: {step.text!r} into {where} (exit status 1) from {step.rule}"]
+
+
+#: What ``router.actions.kind("abort")`` returns.
+KIND = Abort

@@ -9,8 +9,9 @@ timed. The stages reach the rest of the router only through the context
 object they are handed (``contexts.py``), so these modules need nothing but
 the standard library: the handler's fast path performs steps with them.
 
-The package's ``__init__`` imports every kind and registers it in
-``KINDS``, so the registry is whole whenever any of this package is imported.
+The package's ``__init__`` names every kind (``KIND_NAMES``) and imports a
+kind's module when it is first asked for: the fast path loads only the
+kinds of the steps it got, the parser and the checker all of them.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ if TYPE_CHECKING:  # pragma: no cover - the fast path must not import typing
 
     from router.actions.contexts import BuildContext, CheckContext, RenderContext
 
+#: Every action kind's keyword (and module name in this package), in the
+#: order the documentation lists them.
+KIND_NAMES = ("notify", "run", "abort", "log", "stop")
 #: A ``run`` without ``timeout``: 5 minutes.
 DEFAULT_RUN_TIMEOUT = 300.0
-#: Every action kind, by its keyword, in the order the documentation lists
-#: them (filled by the package's ``__init__``, which imports every kind).
-KINDS: dict[str, type[Action]] = {}
 
 
 def _rebuild(cls: type, values: tuple) -> Any:
@@ -138,10 +139,6 @@ class Action(Node):
         return 1.0
 
 
-def local_kinds() -> tuple[str, ...]:
-    return tuple(name for name, kind in KINDS.items() if kind.local)
-
-
 class Step:
     """One local step, as plain data (it crosses the service's socket as JSON).
 
@@ -203,8 +200,9 @@ class Step:
     @classmethod
     def from_json(cls, data: Any) -> Step:
         """A step as the service sends it. Raises ValueError for anything
-        that is not one (a fast path must not trip over a bad message)."""
-        if not isinstance(data, dict) or data.get("kind") not in local_kinds():
+        that is not one (a fast path must not trip over a bad message). A
+        kind that is not local is refused when performed."""
+        if not isinstance(data, dict) or data.get("kind") not in KIND_NAMES:
             raise ValueError(f"not a local step: {data!r:.200}")
         values = {k: v for k, v in data.items() if k in cls.__slots__ and v is not None}
         kind = values.pop("kind")

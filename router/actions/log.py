@@ -164,3 +164,7 @@ def _check_log_file(fd: int, path: str) -> None:
         raise PermissionError(f"refused: {path} has {info.st_nlink} hard links")
     if info.st_uid not in (0, os.geteuid()):
         raise PermissionError(f"refused: {path} is owned by uid {info.st_uid}")
+
+
+#: What ``router.actions.kind("log")`` returns.
+KIND = Log

@@ -84,3 +84,7 @@ class Notify(Action):
         return [
             Notification(ctx.rule, name, title, body, kind, body_format) for name, _ in self.targets
         ]
+
+
+#: What ``router.actions.kind("notify")`` returns.
+KIND = Notify

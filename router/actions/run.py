@@ -248,3 +248,7 @@ def run_program(step: Step) -> dict[str, Any]:
     result["seconds"] = round(time.monotonic() - started, 3)
     result["output"] = output.decode("utf-8", "replace")
     return result
+
+
+#: What ``router.actions.kind("run")`` returns.
+KIND = Run

@@ -20,3 +20,7 @@ class Stop(Action):
     @classmethod
     def build(cls, ctx: BuildContext, span: Any, children: list[Any]) -> Stop:
         return cls(span)
+
+
+#: What ``router.actions.kind("stop")`` returns.
+KIND = Stop

@@ -14,13 +14,13 @@ from typing import Optional
 
 from lark import Token, Transformer, v_args
 
-from router.actions import KINDS, Action, Part
+from router.actions import KIND_NAMES, Action, Part, all_kinds, kind
 from router.language import nodes as n
 from router.language.diagnostics import WARNING, Diagnostic
 from router.units import parse_duration, parse_size
 
 #: Grammar rules that are parts of an action (a notify's title, a run's timeout).
-_ACTION_PARTS = frozenset(part for kind in KINDS.values() for part in kind.parts)
+_ACTION_PARTS = frozenset(part for kind in all_kinds().values() for part in kind.parts)
 
 
 _ESCAPE = re.compile(r"\\(.)", re.S)
@@ -162,10 +162,9 @@ class Builder(Transformer):
         """A grammar rule with no method here: an action kind's rule, or
         one of its parts. Anything else is a grammar rule nobody builds."""
         name = str(data)
-        kind = KINDS.get(name)
         span = self.mspan(meta) if not meta.empty else None
-        if kind is not None:
-            return kind.build(self, span, children)
+        if name in KIND_NAMES:
+            return kind(name).build(self, span, children)
         if name in _ACTION_PARTS:
             return Part(name, tuple(children), span)
         raise ValueError(f"the grammar rule {name!r} has no builder")

@@ -9,7 +9,7 @@ from typing import Optional
 from lark import Lark
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from router.actions import KINDS
+from router.actions import KIND_NAMES
 from router.language.diagnostics import ERROR, Diagnostic
 from router.language.grammar import lark_parser
 
@@ -24,9 +24,9 @@ _WORDS = {
     "REGEX": "'=~'",
     "$END": "the end of the file",
 }
-_ACTIONS = {keyword.upper() for keyword in KINDS}
+_ACTIONS = {keyword.upper() for keyword in KIND_NAMES}
 #: "notify, run, abort, log, stop"
-_ACTION_WORDS = ", ".join(KINDS)
+_ACTION_WORDS = ", ".join(KIND_NAMES)
 _OPERATORS = {"COMPARE", "MATCHES", "REGEX", "CONTAINS", "_IN", "BETWEEN", "EXISTS", "_NOT"}
 _STATEMENTS = {"TARGET", "DEFINE", "RULE", "ON", "EXPECT"}
 

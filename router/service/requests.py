@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Optional
 
-from router.actions import KINDS
+from router.actions import kind
 from router.dispatch import Outcome
 from router.steps import check_results
 
@@ -219,5 +219,5 @@ def check_keys(message: dict[str, Any], allowed: Collection[str]) -> None:
 def reply_for(outcome: Outcome) -> dict[str, Any]:
     """What the caller gets back: the journal id and the local steps to perform."""
     steps = [step.to_json() for step in outcome.steps]
-    aborts = any(KINDS[step.kind].tells_retrospect for step in outcome.steps)
+    aborts = any(kind(step.kind).tells_retrospect for step in outcome.steps)
     return {"ok": True, "event_id": outcome.event_id, "steps": steps, "exit_hint": int(aborts)}
