@@ -12,13 +12,21 @@ from __future__ import annotations
 import re
 import socket
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
 
 from router.actions import Notification, Step
-from router.engine import History, Plan, Ruleset, ThrottleState, evaluate, identity_of
+from router.engine import (
+    History,
+    Plan,
+    Ruleset,
+    ThrottleState,
+    decision_records,
+    evaluate,
+    identity_of,
+)
 from router.events import Event
 from router.rendering import render_plan
 from router.store import (
@@ -161,7 +169,7 @@ def journal_entry(outcome: Outcome, origin: str, uid: Optional[str] = None) -> J
         fields={k: v for k, v in event.fields.items() if k != "args"},
         args=list(event.args),
         warnings=list(event.warnings),
-        decisions=[asdict(d) for d in outcome.plan.decisions],
+        decisions=decision_records(outcome.plan.decisions),
         steps=[{"kind": s.kind, "rule": s.rule, "outcome": "pending"} for s in outcome.steps],
         errors=list(outcome.errors),
         origin=origin,

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import socket
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -269,7 +269,7 @@ def fire_expect(
             "matched_before": state.last_match is not None,
         },
         args=[],
-        decisions=[asdict(RuleDecision(rule.label, True))],
+        decisions=[RuleDecision(rule.label, True).record()],
         steps=[{"kind": s.kind, "rule": s.rule, "outcome": "pending"} for s in steps],
         errors=errors,
         origin="timer",
@@ -377,7 +377,7 @@ def flush_digest(
             "event_ids": [item.event_id for item in batch.items],
         },
         args=[],
-        decisions=[asdict(RuleDecision(batch.rule, True))],
+        decisions=[RuleDecision(batch.rule, True).record()],
         errors=errors,
         origin="timer",
     )

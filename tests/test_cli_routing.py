@@ -483,7 +483,7 @@ def test_history_and_outbox_on_a_real_state_dir(site: Site, http_sink: HttpSink)
     assert [row["id"] for row in rows] == [3, 2, 1]
     assert rows[2]["fields"]["error_code"] == -530
     assert rows[2]["args"] == DAILY_FAILED[1:]
-    assert [d["label"] for d in rows[2]["decisions"] if d["matched"]] == ["script failed"]
+    assert [d["label"] for d in rows[2]["decisions"] if d.get("matched")] == ["script failed"]
 
     # outbox: one row waiting for its next try, one dead letter; secrets masked.
     lines = outbox_lines(site)
@@ -548,6 +548,29 @@ ODD_COLUMNS = [
     ("args", "7"),
     ("received", "the day before"),
 ]
+
+
+def test_the_journal_keeps_the_rules_that_matched_and_counts_the_rest(site: Site) -> None:
+    """A journal row does not grow with the ruleset: 300 rules that do not
+    match are one count, and router test still explains each of them."""
+    others = "".join(
+        f'rule "other {i}" on EndScript where script == "Script {i}" log "{{{{ event }}}}"\n'
+        for i in range(300)
+    )
+    site.write_rules(f'rule "failed" on EndScript where errors > 0 log "failed"\n{others}')
+    assert site.handler("EndScript", "Daily Backup", "2", "0", "ok").returncode == 0
+
+    (row,) = json.loads(site.router("history", "--format", "json").stdout)
+    assert row["decisions"] == [
+        {"label": "failed", "matched": True, "reason": None},
+        {"unmatched": 300},
+    ]
+    assert len(json.dumps(row)) < 1536
+    assert "rules failed" in site.router("history").stdout
+
+    done = site.router("test", "--format", "json", "EndScript", "Daily Backup", "2", "0", "ok")
+    report = json.loads(done.stdout)
+    assert len(report["rules"]) == 301, sorted(report)
 
 
 def test_history_shows_old_and_odd_rows_instead_of_failing(site: Site) -> None:

@@ -126,7 +126,7 @@ def test_a_fire_is_journaled_with_its_outbox_rows(store: Store) -> None:
     assert entry.fields["overdue"] == timedelta(hours=26, minutes=30)
     assert entry.fields["since"] == at(0)
     assert entry.fields["window_end"] == at(26)
-    assert [d["label"] for d in entry.decisions if d["matched"]] == ["daily"]
+    assert [d["label"] for d in entry.decisions if d.get("matched")] == ["daily"]
     [row] = rows(store)
     assert (row.event_id, row.rule, row.target, row.type) == (entry.id, "daily", "ops", "warning")
     assert row.url == "json://127.0.0.1:9/hook"

@@ -67,6 +67,30 @@ class RuleDecision:
     suppressed: int = 0
     throttle_key: Optional[str] = None
 
+    def record(self) -> dict[str, Any]:
+        """The decision as the journal keeps it (a matched rule's)."""
+        record: dict[str, Any] = {
+            "label": self.label,
+            "matched": self.matched,
+            "reason": self.reason,
+        }
+        if self.suppressed:
+            record["suppressed"] = self.suppressed
+        return record
+
+
+def decision_records(decisions: list[RuleDecision]) -> list[dict[str, Any]]:
+    """What the journal keeps of an event's decisions: the rules that matched
+    (acted or held back), and how many others were tried, as one
+    ``{"unmatched": N}`` at the end. Storing every candidate rule made a
+    journal row grow with the ruleset (36 KB an event at 1,000 rules);
+    ``router test`` evaluates again when a non-match needs explaining."""
+    records = [d.record() for d in decisions if d.matched]
+    unmatched = len(decisions) - len(records)
+    if unmatched:
+        records.append({"unmatched": unmatched})
+    return records
+
 
 @dataclass
 class PlannedAction:
