@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, NamedTuple, Optional
 from router import __version__, locations
 from router.engine import Ruleset, compile_ruleset
 from router.language import nodes as n
-from router.language.regex import RegexError
 from router.trust import Untrusted, private_problem, require_private_dir
 
 if TYPE_CHECKING:  # the checker pulls in Lark; a cached ruleset must load without it
@@ -89,7 +88,7 @@ def use_caches(state_dir: Path) -> None:
 
 
 def empty_ruleset() -> Ruleset:
-    return Ruleset(rules=[], expects=[], targets={}, template_files={})
+    return Ruleset()
 
 
 def fingerprint(rules_dir: Path) -> str:
@@ -207,15 +206,10 @@ def _build(cached: _Cached, date_order: str) -> Ruleset:
 
 
 def _build_cached(cached: Optional[_Cached], date_order: str) -> Optional[Ruleset]:
-    """The cached ruleset compiled, or None when there is none or it no longer
-    compiles: an older router cached it after checking its regular
-    expressions with Python's re, and RE2 cannot run one of them."""
-    if cached is None:
-        return None
-    try:
-        return _build(cached, date_order)
-    except RegexError:
-        return None
+    """The cached ruleset, or None when there is none. (A rule in it that
+    does not compile, a regex an older checker let through, is an error
+    when an event evaluates it: the other rules still run.)"""
+    return None if cached is None else _build(cached, date_order)
 
 
 def _read_cache(path: Path) -> Optional[_Cached]:

@@ -291,9 +291,8 @@ def _tick_digests(
     batches = store.state.due_digests(now)
     if not batches:
         return
-    rules = {rule.label: rule for rule in ruleset.rules}
     for batch in batches:
-        rule = rules.get(batch.rule)
+        rule = ruleset.rule_named(batch.rule)
         if rule is None and now - batch.window_end < ORPHAN_DIGEST_AFTER:
             continue  # perhaps this process's ruleset is stale: leave it to another tick
         try:

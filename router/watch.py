@@ -255,8 +255,9 @@ class RulesWatcher:
         self._on_error = on_error
 
         loaded = load_ruleset(self.rules_dir, self.state_dir, date_order)
-        #: The ruleset in force. Replaced in one assignment, never mutated.
-        self.ruleset: Ruleset = loaded.ruleset
+        #: The ruleset in force. Replaced in one assignment, compiled whole
+        #: before it is (a service's events never wait for a compile).
+        self.ruleset: Ruleset = loaded.ruleset.compile_all()
         self.last_reload_ok: bool = not loaded.errors
         self.last_reload_time: float = time.time()
         self.last_errors: list[str] = list(loaded.errors)
@@ -459,7 +460,7 @@ class RulesWatcher:
             if content == self._content and self.last_reload_ok:
                 log.debug("files in %s changed, the rules did not", self.rules_dir)
                 return False
-            self.ruleset = checked.ruleset  # the swap: one assignment
+            self.ruleset = checked.ruleset.compile_all()  # the swap: one assignment
             self._content = content
             self.last_reload_ok = True
             self.last_errors = []

@@ -939,3 +939,36 @@ def test_explain_names_the_define_that_failed() -> None:
     )
     plan = evaluate(rs, event(END_SCRIPT_FAILED), explain=True)
     assert plan.decisions[0].reason == "weekly"
+
+
+# ---------------------------------------------------------------------------
+# Compiled when needed
+# ---------------------------------------------------------------------------
+
+
+def test_an_event_compiles_only_the_rules_it_can_match() -> None:
+    text = "".join(
+        f'rule "source {i}" on StartSource where client == "c{i}" log "x"\n' for i in range(50)
+    )
+    rules = ruleset(text + 'rule "ended" on EndScript log "x"\nrule "all" on any log "x"\n')
+    assert rules.compiled == 0
+    plan = evaluate(rules, event(END_SCRIPT_OK))
+    assert plan.matched == ["ended", "all"]
+    assert rules.compiled == 2
+    assert rules.compile_all().compiled == rules.size == 52
+
+
+def test_a_rule_that_does_not_compile_is_an_error_and_the_others_run() -> None:
+    """A cache written by a checker that let a regex through that RE2 now
+    refuses: the rule errs when evaluated, and costs no other its action."""
+    from router.engine import compile_ruleset
+    from router.language.parser import parse_text
+
+    text = (
+        'rule "old" on EndScript where script =~ "Daily(?=Backup)" log "x"\n'
+        'rule "fine" on EndScript log "x"\n'
+    )
+    rule_file, _ = parse_text(text, "old.rules")
+    plan = evaluate(compile_ruleset([rule_file], {}, {}), event(END_SCRIPT_OK))
+    assert plan.matched == ["fine"]
+    assert len(plan.errors) == 1 and "did not compile" in plan.errors[0], plan.errors

@@ -331,8 +331,7 @@ class Service:
         }
 
     def _rule_labels(self) -> set[str]:
-        ruleset = self.rules.ruleset
-        return {rule.label for rule in (*ruleset.rules, *ruleset.expects)}
+        return set(self.rules.ruleset.labels)
 
     def metrics_text(self) -> str:
         """Counts the events journaled since the last look (by this service
