@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, Optional
 
 from router import __version__, locations
+from router.bulk import collector_paused
 from router.engine import Ruleset, compile_ruleset
 from router.language import nodes as n
 from router.trust import Untrusted, private_problem, require_private_dir
@@ -214,7 +215,7 @@ def _build_cached(cached: Optional[_Cached], date_order: str) -> Optional[Rulese
 
 def _read_cache(path: Path) -> Optional[_Cached]:
     try:
-        with path.open("rb") as handle:
+        with path.open("rb") as handle, collector_paused():
             cached = pickle.load(handle)
     except (OSError, pickle.PickleError, EOFError, AttributeError, ImportError, TypeError):
         return None

@@ -23,6 +23,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
         (
             "router",
             "router.units",
+            "router.bulk",
             "router.suggest",
             "router.trust",
             "router.locations",

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from router.bulk import collector_paused
 from router.checker.files import (
     REFUSAL_HINT,
     RULE_SUFFIX,
@@ -45,6 +46,11 @@ __all__ = [
 
 def check_paths(paths: Iterable[Path]) -> CheckResult:
     """Load every rule file under ``paths`` as the router would, and check it."""
+    with collector_paused():
+        return _check_paths(paths)
+
+
+def _check_paths(paths: Iterable[Path]) -> CheckResult:
     result = CheckResult()
     paths = list(paths)
     files, problem = discover(paths)

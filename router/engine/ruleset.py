@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Optional
 
+from router.bulk import collector_paused
 from router.catalog import canonical_name
 from router.engine.compiler import MISSING, ConditionCompiler, Predicate
 from router.language import nodes as n
@@ -105,8 +106,9 @@ class Ruleset:
 
     def compile_all(self) -> Ruleset:
         """Compile every rule now (the service, before the ruleset goes live)."""
-        for index in range(len(self._all)):
-            self._compile(index)
+        with collector_paused():
+            for index in range(len(self._all)):
+                self._compile(index)
         return self
 
     def rule_named(self, label: str) -> Optional[CompiledRule]:
