@@ -972,3 +972,23 @@ def test_a_rule_that_does_not_compile_is_an_error_and_the_others_run() -> None:
     plan = evaluate(compile_ruleset([rule_file], {}, {}), event(END_SCRIPT_OK))
     assert plan.matched == ["fine"]
     assert len(plan.errors) == 1 and "did not compile" in plan.errors[0], plan.errors
+
+
+def test_a_glob_matches_as_fnmatch_does_without_compiling_a_regex() -> None:
+    """The pieces matcher (plain text and ``*``) against fnmatch's own
+    regular expression, on patterns and values made of the characters that
+    matter: case, ``*``, ``?``, ``[``, a slash, a newline, non-ASCII."""
+    import fnmatch
+    import random
+    import re
+
+    from router.language.operators import Glob
+
+    rng = random.Random(20261128)
+    alphabet = ["a", "A", "b", "B", "-", "/", "\n", "é", "K", "k", "*", "*", "?", "[a]", "ß"]
+    for _ in range(20000):
+        pattern = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 6)))
+        value = "".join(rng.choice(alphabet[:11]) for _ in range(rng.randint(0, 7)))
+        expected = re.compile(fnmatch.translate(pattern), re.IGNORECASE).match(value) is not None
+        assert Glob(pattern).match(value) is expected, (pattern, value)
+    assert Glob("Nightly-*").match("nightly-12") and Glob("Nightly-*")._regex is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Optional
 
@@ -16,23 +16,43 @@ from router.language import nodes as n
 
 @dataclass
 class CompiledRule:
-    """A rule ready to run: its tree, its predicate, and its parts' predicates
-    (the top-level ``and`` operands) for explaining a non-match."""
+    """A rule ready to run: its tree and its predicate. Its parts' predicates
+    (the top-level ``and`` operands, for explaining a non-match) compile when
+    first asked for: only ``router test`` explains."""
 
     rule: n.Rule
     position: int
     test: Predicate
-    parts: tuple[tuple[n.Condition, Predicate], ...]
     uses_history: bool
     #: expect: the fields the where clause pins with ``==`` (the window's key).
     pinned: tuple[str, ...] = ()
     #: expect: the pinned fields' values when every one is pinned to a literal
     #: (the key is then known before any match); None otherwise.
     pinned_values: Optional[dict[str, Any]] = None
+    #: How the parts compile: the defines and date order the test used.
+    compiler: Optional[ConditionCompiler] = field(default=None, repr=False, compare=False)
+    _parts: Optional[tuple[tuple[n.Condition, Predicate], ...]] = field(
+        default=None, repr=False, compare=False
+    )
 
     @property
     def label(self) -> str:
         return self.rule.label
+
+    @property
+    def parts(self) -> tuple[tuple[n.Condition, Predicate], ...]:
+        if self._parts is None:
+            condition = self.rule.condition
+            operands: tuple[n.Condition, ...] = ()
+            if isinstance(condition, n.BoolOp) and condition.op == "and":
+                operands = condition.operands
+            elif condition is not None:
+                operands = (condition,)
+            compiler = self.compiler
+            if compiler is None:
+                return ()
+            self._parts = tuple((c, compiler.compile(c, self.label)) for c in operands)
+        return self._parts
 
     @property
     def throttle(self) -> Optional[n.Throttle]:
@@ -123,7 +143,9 @@ class Ruleset:
         found = self._candidates.get(event_name)
         if found is None:
             positions = self._by_event.get(event_name, self._any)
-            found = self._candidates[event_name] = [self._compile(i) for i in positions]
+            with collector_paused():
+                found = [self._compile(i) for i in positions]
+            self._candidates[event_name] = found
         return found
 
     def expect_candidates(self, event_name: str) -> list[CompiledRule]:
@@ -131,7 +153,8 @@ class Ruleset:
         found = self._expect_candidates.get(event_name)
         if found is None:
             positions = self._expects_by_event.get(event_name, self._expects_any)
-            found = [self._compile(i) for i in positions]
+            with collector_paused():
+                found = [self._compile(i) for i in positions]
             self._expect_candidates[event_name] = found
         return found
 
@@ -170,7 +193,7 @@ def _broken(rule: n.Rule, position: int, exc: Exception) -> CompiledRule:
     def test(fields: Mapping[str, Any], previous: Mapping[str, Any]) -> bool:
         raise ValueError(f"the rule did not compile: {message}")
 
-    return CompiledRule(rule, position, test, (), uses_history=False)
+    return CompiledRule(rule, position, test, uses_history=False)
 
 
 def _index(rules: list[n.Rule], positions: list[int]) -> tuple[dict[str, list[int]], list[int]]:
@@ -216,14 +239,8 @@ def compile_rule(
 ) -> CompiledRule:
     compiler = ConditionCompiler(defines, date_order)
     test = compiler.compile(rule.condition, rule.label)
-    operands: tuple[n.Condition, ...] = ()
-    if isinstance(rule.condition, n.BoolOp) and rule.condition.op == "and":
-        operands = rule.condition.operands
-    elif rule.condition is not None:
-        operands = (rule.condition,)
-    parts = tuple((c, compiler.compile(c, rule.label)) for c in operands)
     uses_history = compiler.uses_history or _templates_use_history(rule)
-    compiled = CompiledRule(rule, position, test, parts, uses_history)
+    compiled = CompiledRule(rule, position, test, uses_history, compiler=compiler)
     if rule.is_expect:
         compiled.pinned, compiled.pinned_values = _pins(rule.condition, compiler)
     return compiled

@@ -92,6 +92,48 @@ def glob_problem(pattern: str) -> Optional[PatternProblem]:
     return None
 
 
+class Glob:
+    """A ``matches`` pattern: fnmatch's glob, case-insensitive, matching the
+    whole value. A pattern of ASCII text and ``*`` (most of them) matches an
+    ASCII value by finding its pieces in order; anything else goes through
+    fnmatch's regular expression, compiled when first needed. (Compiling one
+    costs about 0.3 ms: 0.6 s for a ruleset of 2,000 globs, on every handler
+    run that evaluates them.)"""
+
+    __slots__ = ("_pieces", "_regex", "pattern")
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+        plain = pattern.isascii() and "?" not in pattern and "[" not in pattern
+        self._pieces: Optional[list[str]] = pattern.lower().split("*") if plain else None
+        self._regex: Any = None
+
+    def match(self, value: str) -> bool:
+        if self._pieces is not None and value.isascii():
+            return _pieces_match(self._pieces, value.lower())
+        if self._regex is None:
+            self._regex = re.compile(fnmatch.translate(self.pattern), re.IGNORECASE)
+        return self._regex.match(value) is not None
+
+
+def _pieces_match(pieces: list[str], value: str) -> bool:
+    """Does ``value`` match the glob whose text between its ``*`` is ``pieces``?"""
+    if len(pieces) == 1:
+        return value == pieces[0]
+    first, last = pieces[0], pieces[-1]
+    if len(value) < len(first) + len(last):
+        return False
+    if not value.startswith(first) or not value.endswith(last):
+        return False
+    position, end = len(first), len(value) - len(last)
+    for piece in pieces[1:-1]:
+        found = value.find(piece, position, end)
+        if found < 0:
+            return False
+        position = found + len(piece)
+    return True
+
+
 def regex_problem(pattern: str) -> Optional[PatternProblem]:
     compiled = compile_regex(pattern)
     if not isinstance(compiled, RegexProblem):
@@ -122,8 +164,8 @@ PATTERNS: dict[str, PatternOperator] = {
         PatternOperator(
             "matches",
             problem=glob_problem,
-            prepare=lambda pattern: re.compile(fnmatch.translate(pattern), re.IGNORECASE),
-            expression="(type(_v := {value}) is str and {pattern}.match(_v) is not None)",
+            prepare=Glob,
+            expression="(type(_v := {value}) is str and {pattern}.match(_v))",
         ),
         PatternOperator(
             "=~",
