@@ -119,12 +119,15 @@ def measure_inline(site: Site, sink: Sink, runs: int) -> tuple[float, float]:
     timed(handler, site.env)  # builds the cache
     before = sink.count()
     times = [timed(handler, site.env) for _ in range(runs)]
+    if sink.wait_count(before + len(times), 30) is False:
+        sys.exit("the sink did not receive a notification per handler run")
+    # After an edit the handler checks the rules again; past its delivery
+    # deadline it leaves the notification in the outbox (for the service or
+    # a later handler), so the sink is not counted here.
     after_edit = []
     for _ in range(max(1, runs // 3)):
         site.edit()
         after_edit.append(timed(handler, site.env))
-    if sink.wait_count(before + len(times) + len(after_edit), 30) is False:
-        sys.exit("the sink did not receive a notification per handler run")
     return statistics.median(times), statistics.median(after_edit)
 
 

@@ -148,7 +148,8 @@ KEYS: tuple[Key, ...] = (
     Key("max_age", _duration, 86400.0, "then a failing notification is a dead letter", "delivery"),
     Key("connect_timeout", _duration, 5.0, "per request", "delivery"),
     Key("read_timeout", _duration, 15.0, "per request", "delivery"),
-    Key("concurrency", _count, 8, "deliveries at once (different URLs)", "delivery"),
+    Key("concurrency", _count, 8, "sends at once, all URLs together", "delivery"),
+    Key("per_url", _count, 4, "sends at once to one URL", "delivery"),
     Key("deadline", _duration, 5.0, "how long the handler may spend delivering", "delivery"),
 )
 SECTIONS = ("delivery",)
@@ -197,6 +198,7 @@ class Delivery(Settings):
         connect_timeout: float
         read_timeout: float
         concurrency: int
+        per_url: int
         deadline: float
 
     @property

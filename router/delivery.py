@@ -39,7 +39,7 @@ from urllib.parse import unquote, urlsplit
 from router import notifiers
 from router.config import Delivery
 from router.notifiers.base import TIMED_OUT
-from router.store import OutboxItem, OutboxRow
+from router.store import DueRow, OutboxItem, OutboxRow
 from router.trust import admin_problem
 from router.urls import MASK, mask_url
 
@@ -361,6 +361,41 @@ def _record(
             if store is not None:
                 store.outbox.mark_failed(row.id, error, at + next_delay(row.attempts + 1, policy))
             report.failed.append(row.id)
+
+
+def sendable(due: list[DueRow], in_flight: list[DueRow], slots: int) -> list[DueRow]:
+    """Which of a URL's ``due`` rows (oldest first) may go now, beside the
+    rows ``in_flight`` to it, at most ``slots`` of them.
+
+    Rows about different backups go side by side. Rows about one backup (one
+    ``key``) go side by side only while they say the same thing (the same
+    status: a burst of failures); a row with another status (the recovery
+    after a failure) waits until the ones before it are done, and so does
+    everything behind it of that backup. A timer's rows (a digest, an
+    expectation) go one at a time, in order.
+    """
+    chosen: list[DueRow] = []
+    statuses: dict[str, set[str]] = {}
+    in_order: set[str] = set()
+    for row in in_flight:
+        statuses.setdefault(row.key, set()).add(row.status)
+        if row.timer:
+            in_order.add(row.key)
+    waiting: set[str] = set()
+    for row in due:
+        if len(chosen) >= slots:
+            break
+        if row.key in waiting or row.key in in_order:
+            continue
+        going = statuses.get(row.key)
+        if going is not None and (row.timer or going != {row.status}):
+            waiting.add(row.key)  # and the rows behind it keep their place
+            continue
+        chosen.append(row)
+        statuses.setdefault(row.key, set()).add(row.status)
+        if row.timer:
+            in_order.add(row.key)
+    return chosen
 
 
 def drain(

@@ -43,14 +43,28 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        self.server.sink._arrived(self, body)
-        mode = self.server.sink.mode
+        sink = self.server.sink
+        sink._arrived(self, body)
+        with sink._cond:
+            sink.answering += 1
+            sink.most_at_once = max(sink.most_at_once, sink.answering)
+        try:
+            self._answer(sink)
+        finally:
+            with sink._cond:
+                sink.answering -= 1
+                sink.answered.append(time.time())
+
+    def _answer(self, sink: HttpSink) -> None:
+        if sink.delay:
+            sink._release.wait(sink.delay)  # a slow target (stop ends the wait)
+        mode = sink.mode
         if mode == HANG:
             # Accept and never answer: hold the connection until the sink stops.
-            self.server.sink._release.wait()
+            sink._release.wait()
             self.close_connection = True
             return
-        status = self.server.sink.status if mode == ERROR else 200
+        status = sink.status if mode == ERROR else 200
         reply = b'{"error": "sink told to fail"}' if mode == ERROR else b"{}"
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -128,6 +142,13 @@ class HttpSink(_Sink):
         self.requests: list[HttpRequest] = self.arrived
         self.mode = OK
         self.status = 500
+        #: Seconds each answer takes (a slow target).
+        self.delay = 0.0
+        #: Requests being answered now, the most there were at once, and
+        #: when each answer was sent (time.time()).
+        self.answering = 0
+        self.most_at_once = 0
+        self.answered: list[float] = []
         self.port = 0
         self._release = threading.Event()
         self._server: Optional[_Server] = None

@@ -29,7 +29,7 @@ from sinks import ERROR, HttpSink
 from router import config as settings
 from router.checker import check_text
 from router.config import Delivery
-from router.delivery import DeliveryReport
+from router.delivery import DeliveryReport, sendable
 from router.dispatch import Outcome, process
 from router.engine import Ruleset
 from router.events import event_from_argv
@@ -56,7 +56,7 @@ from router.service.requests import (
 )
 from router.service.scheduler import DeliveryScheduler
 from router.service.timer_loop import TimerLoop
-from router.store import DEAD, SENT, JournalEntry, OutboxItem, Store
+from router.store import DEAD, SENT, DueRow, JournalEntry, OutboxItem, Store
 from router.urls import mask_url
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="Unix sockets, file modes")
@@ -310,20 +310,22 @@ POLICY = Delivery.defaults(
 )
 
 
-def queue(store: Store, *urls: str) -> list[int]:
+def queue(
+    store: Store, *urls: str, identity: str = "Daily", status: str = "successful"
+) -> list[int]:
     """Journal an event with one outbox row per URL; the rows' ids."""
     entry = JournalEntry(
         received=datetime.now(),
         name="EndScript",
-        identity="Daily",
-        status="successful",
+        identity=identity,
+        status=status,
         streak=1,
         host="backup-1",
         fields={},
         args=[],
     )
     items = [
-        OutboxItem("notify", "ops", url, mask_url(url), "Daily", "done", "info", "text")
+        OutboxItem("notify", "ops", url, mask_url(url), identity, status, "info", "text")
         for url in urls
     ]
     return store.record(entry, items)[1]
@@ -373,21 +375,77 @@ def test_a_failing_url_is_held_until_its_row_is_due_while_another_flows(store: S
     with HttpSink() as failing, HttpSink() as working:
         failing.mode = ERROR
         bad, good = f"json://{failing.address}/bad", f"json://{working.address}/good"
-        first_bad = queue(store, bad, bad, bad)[0]
+        bad_rows = queue(store, bad, bad, bad)
         with Scheduler(store, POLICY.replace(first_delay=2.0, max_delay=2.0)) as scheduler:
-            failing.wait_for(1)
-            held = wait_until(lambda: scheduler.held_until(bad), "the failing URL held")
-            row = store.outbox.row(first_bad)
-            assert row is not None and held == row.next_attempt  # the row's own backoff
+            failing.wait_for(3)  # side by side: the same backup, the same status
+
+            def held_as_the_rows_say() -> Optional[float]:
+                """The URL's hold, once all three failed: their own backoff."""
+                rows = [store.outbox.row(row_id) for row_id in bad_rows]
+                if not all(row is not None and row.attempts for row in rows):
+                    return None
+                held = scheduler.held_until(bad)
+                return held if held == max(row.next_attempt for row in rows) else None
+
+            held = wait_until(held_as_the_rows_say, "the failing URL held")
             # While the failing URL waits, another URL's rows go at once.
             for _ in range(3):
                 queue(store, good)
                 scheduler.wake()
             assert max(request.at for request in working.wait_for(3)) < held
-            assert len(failing.requests) == 1  # its other rows were not tried meanwhile
-            # When its row is due again, the URL is tried again, and not before.
-            assert failing.wait_for(2)[1].at >= held
-    assert [request.path for request in failing.requests[:2]] == ["/bad", "/bad"]
+            assert len(failing.requests) == 3  # none tried again meanwhile
+            # When its rows are due again, the URL is tried again, and not before.
+            assert failing.wait_for(4)[3].at >= held
+    assert {request.path for request in failing.requests} == {"/bad"}
+
+
+def test_one_url_gets_at_most_per_url_sends_at_once(store: Store, http_sink) -> None:
+    http_sink.delay = 0.3  # a slow target: sends overlap
+    url = f"json://{http_sink.address}/slow"
+    for number in range(9):
+        queue(store, url, identity=f"script {number}")
+    with Scheduler(store, POLICY.replace(per_url=3, concurrency=8)):
+        http_sink.wait_for(9)
+    assert http_sink.most_at_once == 3
+
+
+def test_a_recovery_is_not_sent_before_its_failure(store: Store, http_sink) -> None:
+    """One backup's rows with the same status go side by side; its recovery
+    waits until the failures before it are answered."""
+    http_sink.delay = 0.3
+    url = f"json://{http_sink.address}/ordered"
+    queue(store, url, url, identity="Daily", status="failure")
+    queue(store, url, identity="Daily", status="success")
+    queue(store, url, identity="Weekly", status="success")
+    with Scheduler(store, POLICY.replace(per_url=4)):
+        requests = http_sink.wait_for(4)
+    by_title = {}
+    for request in requests:
+        by_title.setdefault((request.json["title"], request.json["message"]), []).append(request)
+    failures = by_title[("Daily", "failure")]
+    (recovery,) = by_title[("Daily", "success")]
+    (other,) = by_title[("Weekly", "success")]
+    assert len(failures) == 2
+    first_answer = min(http_sink.answered)
+    assert recovery.at >= first_answer >= max(f.at for f in failures) and other.at < first_answer
+
+
+def test_which_rows_may_go_side_by_side() -> None:
+    def row(number: int, key: str, status: str = "failure", timer: bool = False) -> DueRow:
+        return DueRow(number, key, status, timer)
+
+    ids = lambda rows: [r.id for r in rows]  # noqa: E731
+    due = [row(1, "a"), row(2, "a"), row(3, "b"), row(4, "a", "success"), row(5, "a")]
+    # Same backup, same status: side by side; a recovery, and what follows it, wait.
+    assert ids(sendable(due, [], 10)) == [1, 2, 3]
+    assert ids(sendable(due, [], 2)) == [1, 2]
+    # Behind a failure in flight, more failures go; the recovery waits.
+    assert ids(sendable(due[3:], [row(2, "a")], 10)) == []
+    assert ids(sendable([row(6, "a", "success")], [], 10)) == [6]
+    # A timer's rows: one at a time.
+    timers = [row(7, "digest", "info", True), row(8, "digest", "info", True), row(9, "c")]
+    assert ids(sendable(timers, [], 10)) == [7, 9]
+    assert ids(sendable(timers[1:], [timers[0]], 10)) == [9]
 
 
 def test_a_dead_letter_is_reported_to_the_admin(store: Store, http_sink) -> None:

@@ -483,7 +483,8 @@ def test_a_whole_session(site: Site, http_sink: HttpSink, smtp_sink: SmtpSink) -
         assert acted == list(step.acted), number
         assert [(s["kind"], s["outcome"]) for s in entry["steps"]] == list(step.steps), number
     held_back = history[11]["decisions"]
-    assert [(d["label"], d["reason"], d.get("suppressed", 0)) for d in held_back if d.get("matched")] == [
+    matched = [d for d in held_back if d.get("matched")]
+    assert [(d["label"], d["reason"], d.get("suppressed", 0)) for d in matched] == [
         ("source failed", "throttled", 1),
         ("log", None, 0),
     ]

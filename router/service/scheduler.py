@@ -1,11 +1,13 @@
 """The delivery scheduler: which outbox rows go out when, and on which worker.
 
-A dispatcher thread wakes when an event queues rows (``wake``), at the next
-due time, or every ``POLL`` seconds (handlers that fell back to the inline
-path queue rows the service hears nothing about), and hands each
-destination URL with due rows to a worker of a pool of ``[delivery]
-concurrency``. A URL's rows go one after another, so one dead or slow
-target never delays another. A failing URL is held back with the same
+A dispatcher thread wakes when an event queues rows (``wake``), when a send
+ends, at the next due time, or every ``POLL`` seconds (handlers that fell
+back to the inline path queue rows the service hears nothing about), and
+hands due rows to a pool of ``[delivery] concurrency`` workers, at most
+``per_url`` of them sending to one URL, so one dead or slow target never
+delays another and a burst never floods one. Which rows of a URL may go
+side by side is ``router.delivery.sendable``'s rule (one backup's
+notifications in order). A failing URL is held back with the same
 exponential backoff as its rows; rows that die (past ``max_age``) are dead
 letters, reported to the admin target.
 
@@ -23,10 +25,10 @@ from datetime import datetime
 from typing import Callable, Optional
 
 from router.config import Delivery
-from router.delivery import drain
+from router.delivery import drain, sendable
 from router.dispatch import ADMIN_RULE
 from router.service.metrics import Metrics
-from router.store import Store
+from router.store import DueRow, Store
 
 #: The service's log lines keep the name they have always had.
 log = logging.getLogger("router.service")
@@ -34,12 +36,12 @@ log = logging.getLogger("router.service")
 #: At the latest, look at the outbox this often: handlers that fell back to
 #: the inline path queue rows the service hears nothing about.
 POLL = 2.0
-#: Rows one worker takes for one URL before the dispatcher looks again.
-BATCH = 20
+#: Due rows of one URL the dispatcher looks at each time.
+BATCH = 50
 
 
 class DeliveryScheduler:
-    """Sends the outbox's due rows, one worker per URL; ``start``, then ``stop`` once.
+    """Sends the outbox's due rows; ``start``, then ``stop`` once.
 
     ``report_to_admin(title, body)`` is told about every dead letter.
     """
@@ -59,8 +61,8 @@ class DeliveryScheduler:
         self._cond = threading.Condition()
         self._wake = False
         self._stop = False
-        #: URLs a worker is sending to now.
-        self._busy: set[str] = set()
+        #: The rows being sent now, by URL.
+        self._busy: dict[str, list[DueRow]] = {}
         #: URL -> the time before which it is not tried (its failed row's next attempt).
         self._held: dict[str, float] = {}
         self._thread: Optional[threading.Thread] = None
@@ -116,42 +118,55 @@ class DeliveryScheduler:
             pool.shutdown(wait=True)  # the sends in flight finish
 
     def _dispatch(self, pool: ThreadPoolExecutor) -> None:
-        """Hand the due rows of each idle URL to a worker.
+        """Hand due rows to workers, within the bounds (all, per URL).
 
         URLs first, then each chosen URL's rows: a long backlog for one
         (held back, failing) URL must not hide the rows of the others.
         """
         now = time.time()
-        due = self.store.outbox.due_urls(now)
-        with self._cond:
-            chosen = []
-            for url, url_masked in due:
-                if len(self._busy) >= self.policy.concurrency:
-                    break
-                if url in self._busy or self._held.get(url, 0.0) > now:
+        for url, url_masked in self.store.outbox.due_urls(now):
+            with self._cond:
+                free = self.policy.concurrency - self._in_flight()
+                if free <= 0:
+                    return
+                going = list(self._busy.get(url, ()))
+                slots = min(free, self.policy.per_url - len(going))
+                if slots <= 0 or self._held.get(url, 0.0) > now:
                     continue
-                self._busy.add(url)
-                chosen.append((url, url_masked))
-        for index, (url, url_masked) in enumerate(chosen):
-            try:
-                ids = self.store.outbox.due_ids(url, now, BATCH)
-                pool.submit(self._deliver_url, url, url_masked, ids)
-            except BaseException:
-                with self._cond:  # not handed over: free them for the next look
-                    self._busy.difference_update(u for u, _ in chosen[index:])
-                raise
+            rows = sendable(self.store.outbox.due_rows(url, now, BATCH), going, slots)
+            for index, row in enumerate(rows):
+                with self._cond:
+                    self._busy.setdefault(url, []).append(row)
+                try:
+                    pool.submit(self._deliver_row, url, url_masked, row)
+                except BaseException:
+                    with self._cond:  # not handed over: free them for the next look
+                        for undone in rows[index:]:
+                            self._finished(url, undone)
+                    raise
+
+    def _in_flight(self) -> int:
+        return sum(len(rows) for rows in self._busy.values())
+
+    def _finished(self, url: str, row: DueRow) -> None:
+        """``row`` is no longer being sent (the caller holds ``_cond``)."""
+        rows = self._busy.get(url, [])
+        if row in rows:
+            rows.remove(row)
+        if not rows:
+            self._busy.pop(url, None)
 
     def _next_wait(self) -> float:
-        """Seconds until a row of an idle URL comes due (at most POLL)."""
+        """Seconds until a row of a URL with a free slot comes due (at most POLL)."""
         now = time.time()
         rows = self.store.outbox.next_due_by_url()
         with self._cond:
-            if len(self._busy) >= self.policy.concurrency:
+            if self._in_flight() >= self.policy.concurrency:
                 return POLL  # a worker that finishes wakes the dispatcher
             due = [
                 max(float(at), self._held.get(url, 0.0))
                 for url, at in rows
-                if url not in self._busy
+                if len(self._busy.get(url, ())) < self.policy.per_url
             ]
         if not due:
             return POLL
@@ -161,44 +176,39 @@ class DeliveryScheduler:
     # A worker
     # ------------------------------------------------------------------
 
-    def _deliver_url(self, url: str, url_masked: str, ids: list[int]) -> None:
-        """Send ``ids`` (all to ``url``) one after another, each its own claim.
-
-        A failure holds the URL back (backoff per URL as well as per row):
-        the rows behind a failing one would only fail too.
-        """
+    def _deliver_row(self, url: str, url_masked: str, due: DueRow) -> None:
+        """Send one row (its own claim). A failure holds the URL back
+        (backoff per URL as well as per row): the rows behind a failing one
+        would only fail too."""
         try:
-            for row_id in ids:
-                with self._cond:
-                    if self._stop:
-                        return
-                report = drain(self.store, self.policy, ids=[row_id], limit=1)
-                self.metrics.count_delivery(url_masked, report)
-                for dead in report.dead:
-                    self._dead_letter(dead)
-                if report.sent:
-                    with self._cond:
-                        self._held.pop(url, None)
-                elif report.failed:
-                    # The URL waits as long as that row's own backoff says.
-                    row = self.store.outbox.row(row_id)
-                    until = row.next_attempt if row is not None else time.time()
-                    with self._cond:
-                        self._held[url] = until
-                    log.warning(
-                        "delivery to %s failed (%s); trying it again in %.0f s, at %s",
-                        url_masked,
-                        report.errors.get(row_id, "failed"),
-                        max(until - time.time(), 0.0),
-                        datetime.fromtimestamp(until).strftime("%H:%M:%S"),
-                    )
+            with self._cond:
+                if self._stop:
                     return
-                # dead: past max_age; the next rows (as old?) are tried at once
+            report = drain(self.store, self.policy, ids=[due.id], limit=1)
+            self.metrics.count_delivery(url_masked, report)
+            for dead in report.dead:
+                self._dead_letter(dead)
+            if report.sent:
+                with self._cond:
+                    self._held.pop(url, None)
+            elif report.failed:
+                # The URL waits as long as that row's own backoff says.
+                row = self.store.outbox.row(due.id)
+                until = row.next_attempt if row is not None else time.time()
+                with self._cond:
+                    self._held[url] = max(until, self._held.get(url, 0.0))
+                log.warning(
+                    "delivery to %s failed (%s); trying it again in %.0f s, at %s",
+                    url_masked,
+                    report.errors.get(due.id, "failed"),
+                    max(until - time.time(), 0.0),
+                    datetime.fromtimestamp(until).strftime("%H:%M:%S"),
+                )
         except Exception:
             log.exception("delivery to %s failed unexpectedly", url_masked)
         finally:
             with self._cond:
-                self._busy.discard(url)
+                self._finished(url, due)
                 self._wake = True
                 self._cond.notify_all()
 

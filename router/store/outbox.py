@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from typing import Any, Optional
 
 from router.store.database import Database, Transaction
-from router.store.records import DEAD, PENDING, SENT, OutboxItem, OutboxRow
+from router.store.records import DEAD, PENDING, SENT, DueRow, OutboxItem, OutboxRow
 
 #: Who claims outbox rows from this process: ``host:pid``.
 CLAIMANT = f"{socket.gethostname()}:{os.getpid()}"
@@ -155,6 +155,25 @@ class Outbox:
             (PENDING, url, now, now, limit),
         )
         return [int(row[0]) for row in rows]
+
+    def due_rows(self, url: str, now: float, limit: int) -> list[DueRow]:
+        """``due_ids`` with what each row is about (see DueRow), oldest first."""
+        rows = self.db.all(
+            "SELECT o.id, e.name, e.identity, e.status, e.origin FROM outbox o"
+            " LEFT JOIN events e ON e.id = o.event_id"
+            " WHERE o.state = ? AND o.url = ? AND o.next_attempt <= ? AND o.claimed_until <= ?"
+            " ORDER BY o.next_attempt, o.id LIMIT ?",
+            (PENDING, url, now, now, limit),
+        )
+        due = []
+        for row_id, name, identity, status, origin in rows:
+            if identity is None:  # its event is gone (retention): a row on its own
+                due.append(DueRow(int(row_id), f"#{row_id}", ""))
+                continue
+            timer = origin == "timer"
+            key = f"{name}\x1f{identity}" if timer else str(identity)
+            due.append(DueRow(int(row_id), key, str(status), timer))
+        return due
 
     def next_due_by_url(self) -> list[tuple[str, float]]:
         """For each destination with pending rows: when its first one can be sent."""

@@ -150,6 +150,19 @@ class OutboxRow(OutboxItem):
     sent_at: Optional[float] = None
 
 
+@dataclass(frozen=True)
+class DueRow:
+    """A row waiting to go to its URL, with what says whether it may go
+    beside the others: the event it is about (``key``: its identity, the same
+    for every event of one backup) and that event's ``status``. ``timer``:
+    a digest's or an expectation's row, which keeps its place in line."""
+
+    id: int
+    key: str
+    status: str
+    timer: bool = False
+
+
 @dataclass
 class ThrottleUpdate:
     """What a throttled rule's state becomes after this event."""

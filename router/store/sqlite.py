@@ -8,6 +8,7 @@ a 0700 directory, and one that another user owns or can write is refused.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 from pathlib import Path
@@ -40,13 +41,14 @@ def database(state_dir: Path) -> Database:
     path = state_dir / DB_NAME
 
     def connect() -> sqlite3.Connection:
-        old_umask = os.umask(0o077)  # the database and its -wal/-shm files: 0600
-        try:
-            connection = connect_file(str(path))
-            connection.execute("PRAGMA journal_mode = WAL")
-            connection.execute("PRAGMA synchronous = NORMAL")
-        finally:
-            os.umask(old_umask)
+        # Created 0600 here; SQLite gives its -wal and -shm files the
+        # database's mode. (Not through the umask: that is the whole
+        # process's, and the service opens connections on many threads.)
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        connection = connect_file(str(path))
+        connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("PRAGMA synchronous = NORMAL")
         for name in _FILES:
             target = state_dir / name
             if os.name == "posix" and target.exists():
