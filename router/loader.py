@@ -24,7 +24,7 @@ from router.language import nodes as n
 from router.trust import Untrusted, private_problem, require_private_dir
 
 if TYPE_CHECKING:  # the checker pulls in Lark; a cached ruleset must load without it
-    from router.checker import CheckResult
+    from router.checker import CheckResult, ParseCache
 
 CACHE_NAME = locations.RULESET_CACHE_NAME
 #: Bumped when the pickled syntax tree changes shape, so a cache written by
@@ -86,6 +86,15 @@ def use_caches(state_dir: Path) -> None:
 
     GRAMMAR.use_cache_dir(state_dir)
     SCHEMES.use_cache_dir(state_dir)
+
+
+def parse_cache(state_dir: Path) -> ParseCache:
+    """Rule files parsed before, kept in the state directory when it is
+    private (pickles are read from nowhere else), else in memory only."""
+    from router.checker import ParseCache
+
+    private = state_dir.is_dir() and private_problem(state_dir) is None
+    return ParseCache(state_dir / locations.PARSED_DIR if private else None)
 
 
 def empty_ruleset() -> Ruleset:
@@ -155,6 +164,8 @@ class Checked(NamedTuple):
     ruleset: Optional[Ruleset]
     errors: list[str]
     fingerprint: str
+    #: What to write to the ruleset cache, when the caller writes it itself.
+    cache: Optional[_Cached] = None
 
 
 def check_and_compile(
@@ -163,10 +174,16 @@ def check_and_compile(
     date_order: str = "mdy",
     *,
     current: Optional[str] = None,
+    parsed: Optional[ParseCache] = None,
+    write: bool = True,
 ) -> Checked:
     """Parse and check the rules directory afresh (never from the cache), and
     compile it when it is good; a good ruleset is also written to the cache,
     so the handler's inline fallback runs the same rules as the caller.
+
+    ``parsed``: the rule files parsed before (default: the state
+    directory's). ``write=False``: the caller writes ``Checked.cache``
+    itself, when it is not waited for.
 
     Shared by :func:`load_ruleset` and the service's watcher. ``current`` is
     a fingerprint the caller already took; it must be taken *before* the
@@ -183,7 +200,7 @@ def check_and_compile(
 
     if not rules_dir.is_dir():
         return Checked(None, [f"rules directory {rules_dir} does not exist"], current)
-    result = check_paths([rules_dir])
+    result = check_paths([rules_dir], parsed or parse_cache(state_dir))
     if result.usage_error:
         return Checked(None, [result.usage_error], current)
     errors = [
@@ -198,6 +215,8 @@ def check_and_compile(
         result.template_files,
         result.sources,
     )
+    if not write:  # the caller writes it when it can wait (the service, after the swap)
+        return Checked(_build(fresh, date_order), [], current, fresh)
     write_cache(state_dir / CACHE_NAME, fresh)
     return Checked(_build(fresh, date_order), [], current)
 

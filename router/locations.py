@@ -30,6 +30,8 @@ DATABASE_NAME = "router.sqlite3"
 RULESET_CACHE_NAME = "ruleset.pickle"
 #: Events the journal could not take, kept as files until it can.
 SPOOL_DIR = "spool"
+#: Each rule file parsed, by its content: an edit re-parses that file only.
+PARSED_DIR = "parsed"
 
 
 def package_dir() -> str:

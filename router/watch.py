@@ -38,7 +38,16 @@ from typing import TYPE_CHECKING, Callable, Optional
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 
 from router.engine import Ruleset
-from router.loader import RULE_SUFFIX, Checked, check_and_compile, fingerprint, load_ruleset
+from router.loader import (
+    CACHE_NAME,
+    RULE_SUFFIX,
+    Checked,
+    check_and_compile,
+    fingerprint,
+    load_ruleset,
+    parse_cache,
+    write_cache,
+)
 
 if TYPE_CHECKING:
     from watchdog.observers.api import BaseObserver, ObservedWatch
@@ -244,6 +253,8 @@ class RulesWatcher:
         :meth:`_reload_when_settled`."""
         self.rules_dir = Path(rules_dir)
         self.state_dir = Path(state_dir)
+        #: The rule files as last parsed: a reload re-parses the edited ones.
+        self._parsed = parse_cache(self.state_dir)
         self.date_order = date_order
         self.poll = poll
         self.debounce = debounce
@@ -447,7 +458,12 @@ class RulesWatcher:
                 return False
             try:
                 checked = check_and_compile(
-                    self.rules_dir, self.state_dir, self.date_order, current=current
+                    self.rules_dir,
+                    self.state_dir,
+                    self.date_order,
+                    current=current,
+                    parsed=self._parsed,
+                    write=False,
                 )
             except Exception as exc:  # a checker crash must not end hot reload
                 log.exception("checking the rules in %s crashed", self.rules_dir)
@@ -459,8 +475,12 @@ class RulesWatcher:
             content = content_key(checked.ruleset)
             if content == self._content and self.last_reload_ok:
                 log.debug("files in %s changed, the rules did not", self.rules_dir)
+                self._write_cache(checked)
                 return False
-            self.ruleset = checked.ruleset.compile_all()  # the swap: one assignment
+            # The rules of files that did not change are the same objects
+            # (parsed once): their compiled form carries over.
+            fresh = checked.ruleset.compile_all(previous=self.ruleset)
+            self.ruleset = fresh  # the swap: one assignment
             self._content = content
             self.last_reload_ok = True
             self.last_errors = []
@@ -472,8 +492,15 @@ class RulesWatcher:
                 checked.ruleset.size,
                 len(checked.ruleset.sources),
             )
+            self._write_cache(checked)  # after the swap: the service does not wait for it
             self._call(self._on_swap, checked.ruleset)
             return True
+
+    def _write_cache(self, checked: Checked) -> None:
+        """The ruleset cache, for inline handlers: after the swap, off the
+        path of the reload."""
+        if checked.cache is not None:
+            write_cache(self.state_dir / CACHE_NAME, checked.cache)
 
     def _failed(self, errors: list[str]) -> None:
         """Keep the last good ruleset; say why (once per distinct errors)."""

@@ -333,3 +333,69 @@ def test_use_cache_dir_keeps_only_a_private_directory(tmp_path: Path) -> None:
         assert grammar.cache_dir is None
     grammar.use_cache_dir(tmp_path / "missing")
     assert grammar.cache_dir is None
+
+
+# ---------------------------------------------------------------------------
+# Parsed once: an edit re-parses the file that changed
+# ---------------------------------------------------------------------------
+
+
+def three_files(rules_dir: Path) -> list[Path]:
+    return [
+        write(rules_dir / f"{name}.rules", f'rule "{name}" on EndScript log "{name}"\n')
+        for name in ("b", "c", "d")
+    ]
+
+
+def test_an_edit_re_parses_only_the_file_that_changed(rules_dir: Path, state_dir: Path) -> None:
+    from router.loader import check_and_compile, parse_cache
+
+    files = three_files(rules_dir)
+    parsed = parse_cache(state_dir)
+    assert check_and_compile(rules_dir, state_dir, parsed=parsed).ruleset is not None
+    assert (parsed.parsed, parsed.reused) == (4, 0)
+    write(files[0], 'rule "b2" on EndScript log "b2"\n')
+    checked = check_and_compile(rules_dir, state_dir, parsed=parsed)
+    assert (parsed.parsed, parsed.reused) == (1, 3)
+    assert checked.ruleset is not None and "b2" in checked.ruleset.labels
+    # Another process (a handler after the edit) reuses what is on disk.
+    other = parse_cache(state_dir)
+    check_and_compile(rules_dir, state_dir, parsed=other)
+    assert (other.parsed, other.reused) == (0, 4)
+    # A file that went away leaves nothing behind.
+    files[1].unlink()
+    check_and_compile(rules_dir, state_dir, parsed=other)
+    assert len(list((state_dir / "parsed").glob("*.pickle"))) == 3
+
+
+def test_a_parse_cache_another_user_could_write_is_not_read(
+    rules_dir: Path, state_dir: Path
+) -> None:
+    """The parsed files are pickles: one that is not private to the router
+    is parsed again, never loaded."""
+    from router.loader import check_and_compile, parse_cache
+
+    check_and_compile(rules_dir, state_dir)
+    (planted,) = (state_dir / "parsed").glob("*.pickle")
+    planted.chmod(0o666)
+    parsed = parse_cache(state_dir)
+    assert check_and_compile(rules_dir, state_dir, parsed=parsed).ruleset is not None
+    assert (parsed.parsed, parsed.reused) == (1, 0)
+
+
+def test_a_reload_keeps_the_compiled_rules_of_files_that_did_not_change(
+    rules_dir: Path, state_dir: Path
+) -> None:
+    from router.loader import check_and_compile, parse_cache
+
+    files = three_files(rules_dir)
+    parsed = parse_cache(state_dir)
+    before = check_and_compile(rules_dir, state_dir, parsed=parsed).ruleset.compile_all()
+    write(files[0], 'rule "b" on EndScript log "b, edited"\n')
+    after = check_and_compile(rules_dir, state_dir, parsed=parsed).ruleset
+    after.compile_all(previous=before)
+    old = {c.label: c for c in before.rules}
+    new = {c.label: c for c in after.rules}
+    kept = [label for label in new if new[label].test is old[label].test]
+    assert kept == [label for label in new if label != "b"] and "c" in kept
+    assert [c.position for c in after.rules] == list(range(len(after.rules)))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Optional
 
 from router.bulk import collector_paused
 from router.checker.files import (
@@ -27,16 +28,18 @@ from router.checker.files import (
     permission_problem,
     refusal,
 )
+from router.checker.parsed import ParseCache
 from router.checker.report import Checking
 from router.checker.result import CheckResult
 from router.checker.rules import RulesetChecker
 from router.language.diagnostics import Diagnostic
-from router.language.parser import parse_file, parse_text
+from router.language.parser import parse_text
 
 __all__ = [
     "REFUSAL_HINT",
     "RULE_SUFFIX",
     "CheckResult",
+    "ParseCache",
     "check_paths",
     "check_text",
     "discover",
@@ -44,13 +47,19 @@ __all__ = [
 ]
 
 
-def check_paths(paths: Iterable[Path]) -> CheckResult:
-    """Load every rule file under ``paths`` as the router would, and check it."""
+def check_paths(paths: Iterable[Path], parsed: Optional[ParseCache] = None) -> CheckResult:
+    """Load every rule file under ``paths`` as the router would, and check it.
+    ``parsed``: rule files parsed before, reused when unchanged."""
     with collector_paused():
-        return _check_paths(paths)
+        if parsed is None:
+            return _check_paths(paths, ParseCache())
+        parsed.start()
+        result = _check_paths(paths, parsed)
+        parsed.finish()
+        return result
 
 
-def _check_paths(paths: Iterable[Path]) -> CheckResult:
+def _check_paths(paths: Iterable[Path], parsed: ParseCache) -> CheckResult:
     result = CheckResult()
     paths = list(paths)
     files, problem = discover(paths)
@@ -64,7 +73,7 @@ def _check_paths(paths: Iterable[Path]) -> CheckResult:
             result.diagnostics.append(refusal(str(directory), refused))
     given = {p for p in paths if not p.is_dir()}
     for path in files:
-        rule_file, diagnostics = parse_file(path)
+        rule_file, diagnostics = parsed.parse_file(path)
         result.files += 1
         result.rule_files.append(rule_file)
         result.sources[rule_file.path] = rule_file.text.splitlines()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Optional
 
@@ -124,11 +124,27 @@ class Ruleset:
         """The ``expect`` rules, compiled."""
         return [self._compile(i) for i in self._expects]
 
-    def compile_all(self) -> Ruleset:
-        """Compile every rule now (the service, before the ruleset goes live)."""
+    def compile_all(self, previous: Optional[Ruleset] = None) -> Ruleset:
+        """Compile every rule now (the service, before the ruleset goes live).
+        A rule that is the very node a ``previous`` ruleset compiled (a file
+        that did not change) keeps its compiled form, when the defines and
+        the date order it was compiled with are the same."""
+        reuse: dict[int, CompiledRule] = {}
+        if (
+            previous is not None
+            and previous._date_order == self._date_order
+            and previous._defines == self._defines
+        ):
+            reuse = {id(c.rule): c for c in previous._compiled.values()}
         with collector_paused():
-            for index in range(len(self._all)):
-                self._compile(index)
+            for index, rule in enumerate(self._all):
+                if index in self._compiled:
+                    continue
+                found = reuse.get(id(rule))
+                if found is not None and found.rule is rule:
+                    self._compiled[index] = replace(found, position=index)
+                else:
+                    self._compile(index)
         return self
 
     def rule_named(self, label: str) -> Optional[CompiledRule]:

@@ -98,11 +98,21 @@ def parse_file(path: Path, display: Optional[str] = None) -> tuple[n.RuleFile, l
     """Parse a rule file from disk. Unreadable or non-UTF-8 files become diagnostics."""
     name = display or str(path)
     try:
-        text = path.read_bytes().decode("utf-8")
+        data = path.read_bytes()
+    except OSError as exc:
+        diag = Diagnostic(name, 1, 1, 1, 1, ERROR, "io", f"cannot read: {exc.strerror or exc}")
+        return n.RuleFile(name, ""), [diag]
+    return parse_bytes(data, name)
+
+
+def parse_bytes(data: bytes, name: str) -> tuple[n.RuleFile, list[Diagnostic]]:
+    """Parse a rule file's content, as read from disk (UTF-8, maybe a BOM)."""
+    try:
+        text = data.decode("utf-8")
         # Windows editors (Notepad before 2019) start UTF-8 files with a BOM.
         text = text[1:] if text.startswith("\ufeff") else text
     except UnicodeDecodeError as exc:
-        prefix = path.read_bytes()[: exc.start]
+        prefix = data[: exc.start]
         line = prefix.count(b"\n") + 1
         column = exc.start - (prefix.rfind(b"\n") + 1) + 1
         diag = Diagnostic(
@@ -116,8 +126,5 @@ def parse_file(path: Path, display: Optional[str] = None) -> tuple[n.RuleFile, l
             "rule files must be UTF-8",
             "re-save the file as UTF-8",
         )
-        return n.RuleFile(name, ""), [diag]
-    except OSError as exc:
-        diag = Diagnostic(name, 1, 1, 1, 1, ERROR, "io", f"cannot read: {exc.strerror or exc}")
         return n.RuleFile(name, ""), [diag]
     return parse_text(text, name)
