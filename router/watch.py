@@ -85,6 +85,25 @@ def content_key(ruleset: Ruleset) -> str:
     return digest.hexdigest()
 
 
+def emptied_rule_files(rules_dir: Path, ruleset: Ruleset) -> list[Path]:
+    """Rule files that are empty now but had text in ``ruleset``."""
+    try:
+        entries = list(os.scandir(rules_dir))
+    except OSError:
+        return []
+    emptied = []
+    for entry in entries:
+        if not entry.name.endswith(RULE_SUFFIX):
+            continue
+        try:
+            empty = entry.is_file() and entry.stat().st_size == 0
+        except OSError:
+            continue
+        if empty and any(ruleset.sources.get(entry.path, ())):
+            emptied.append(Path(entry.path))
+    return sorted(emptied)
+
+
 class _EventHandler(FileSystemEventHandler):
     """Forwards every watchdog event to its DirectoryWatch."""
 
@@ -400,7 +419,7 @@ class RulesWatcher:
         meanwhile, so such a state is given ``empty_grace`` seconds to
         become something else; if it is still empty then, it is believed.
         The debounce already merges an editor's truncate and write."""
-        emptied = self._emptied_rule_files()
+        emptied = emptied_rule_files(self.rules_dir, self.ruleset)
         if emptied and self.empty_grace > 0:
             now = time.monotonic()
             if self._empty_since is None:
@@ -415,24 +434,6 @@ class RulesWatcher:
                 return
         self._empty_since = None
         self.reload_now()
-
-    def _emptied_rule_files(self) -> list[Path]:
-        """Rule files that are empty now but had text in the ruleset in force."""
-        try:
-            entries = list(os.scandir(self.rules_dir))
-        except OSError:
-            return []
-        emptied = []
-        for entry in entries:
-            if not entry.name.endswith(RULE_SUFFIX):
-                continue
-            try:
-                empty = entry.is_file() and entry.stat().st_size == 0
-            except OSError:
-                continue
-            if empty and any(self.ruleset.sources.get(entry.path, ())):
-                emptied.append(Path(entry.path))
-        return sorted(emptied)
 
     # ------------------------------------------------------------------
     # Reloading
