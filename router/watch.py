@@ -4,7 +4,7 @@ docs/design.md ("Hot reload"): watch the rules *directory*, not single files,
 because editors save in many ways (write in place, truncate then write,
 write a temp file and rename it over, vim's rename-away-and-write-new, swap
 files). Every file system event only says "something may have changed": after
-a quiet period (the debounce, about 250 ms) the directory is fingerprinted,
+a quiet period (the debounce, 100 ms) the directory is fingerprinted,
 and only a changed fingerprint is parsed and checked. A ruleset with errors
 is never swapped in: the last good one keeps running while the errors go to
 the log, to ``last_reload_ok`` (the ``router_ruleset_last_reload_successful``
@@ -262,7 +262,7 @@ class RulesWatcher:
         on_swap: Callable[[Ruleset], None] = _ignore,
         on_error: Callable[[list[str]], None] = _ignore,
         poll: bool = False,
-        debounce: float = 0.25,
+        debounce: float = 0.1,
         rescan: float = 30.0,
         empty_grace: float = 2.0,
     ) -> None:
