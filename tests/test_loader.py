@@ -399,3 +399,34 @@ def test_a_reload_keeps_the_compiled_rules_of_files_that_did_not_change(
     kept = [label for label in new if new[label].test is old[label].test]
     assert kept == [label for label in new if label != "b"] and "c" in kept
     assert [c.position for c in after.rules] == list(range(len(after.rules)))
+
+
+def test_a_handler_loads_only_its_events_rules_from_the_cache(
+    rules_dir: Path, state_dir: Path
+) -> None:
+    write(
+        rules_dir / "many.rules",
+        'target ops = "json://localhost:1/"\n'
+        'rule "ended" on EndScript log "x"\n'
+        'rule "sources" on StartSource, EndSource log "x"\n'
+        'rule "all" on any log "x"\n'
+        'rule "digested" on StartSource notify ops digest 1h\n'
+        'rule "expected" expect EndScript every 1d notify ops\n',
+    )
+    full = load_ruleset(rules_dir, state_dir)  # checks, and writes the cache
+    assert not full.from_cache
+    part = load_ruleset(rules_dir, state_dir, event="EndSource")
+    assert part.from_cache and part.ruleset.size == full.ruleset.size
+    # Its event's rules and the any rules, in file order; the timers' rules.
+    assert [c.label for c in part.ruleset.candidates("EndSource")] == ["sources", "all"]
+    assert "ended" not in part.ruleset.labels and "ended" in full.ruleset.labels
+    assert [c.label for c in part.ruleset.expects] == [c.label for c in full.ruleset.expects]
+    assert part.ruleset.rule_named("digested") is not None
+    # An alias, and an event no rule names: the any rules.
+    assert "ended" in load_ruleset(rules_dir, state_dir, event="endscript").ruleset.labels
+    other = load_ruleset(rules_dir, state_dir, event="NoSuchEvent").ruleset
+    assert [c.label for c in other.candidates("NoSuchEvent")] == ["all"]
+    # Files changed since: checked afresh, the whole ruleset.
+    write(rules_dir / "more.rules", 'rule "more" on EndSource log "x"\n')
+    fresh = load_ruleset(rules_dir, state_dir, event="EndSource")
+    assert not fresh.from_cache and "ended" in fresh.ruleset.labels

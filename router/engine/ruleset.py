@@ -81,6 +81,7 @@ class Ruleset:
         sources: Optional[Mapping[str, list[str]]] = None,
         defines: Optional[Mapping[str, n.Define]] = None,
         date_order: str = "mdy",
+        size: Optional[int] = None,
     ) -> None:
         self.targets = dict(targets or {})
         self.template_files = dict(template_files or {})
@@ -90,6 +91,9 @@ class Ruleset:
         self._date_order = date_order
         #: Every rule in file-name then file order; a rule's index is its position.
         self._all = list(rules)
+        #: A part of a ruleset (one event's rules, from the cache) knows the
+        #: size of the whole.
+        self._size = len(self._all) if size is None else size
         self._compiled: dict[int, CompiledRule] = {}
         plain = [i for i, rule in enumerate(self._all) if not rule.is_expect]
         expects = [i for i, rule in enumerate(self._all) if rule.is_expect]
@@ -102,7 +106,7 @@ class Ruleset:
     @property
     def size(self) -> int:
         """How many rules, expectations included (as ``router check`` counts them)."""
-        return len(self._all)
+        return self._size
 
     @property
     def compiled(self) -> int:

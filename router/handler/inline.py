@@ -37,6 +37,7 @@ def handle(
     disk, read-only or refused state directory, damaged database) is decided
     without history, its steps performed, its notifications sent directly,
     and kept in the spool until a later handler or the service records it."""
+    from router import spool
     from router.dispatch import process, record_outcome
     from router.events import event_from_argv
     from router.loader import load_ruleset, use_caches
@@ -58,7 +59,15 @@ def handle(
     except Exception as exc:  # Untrusted, OSError, sqlite3.Error
         problems.append(f"the journal in {config.state_dir} cannot be used: {_reason(exc)}")
     try:
-        loaded = load_ruleset(config.rules_dir, config.state_dir, config.date_order)
+        # Only this event's rules, unless spooled events wait: they are
+        # decided now too, and may be of any event.
+        waiting = store is not None and spool.pending(config.state_dir)
+        loaded = load_ruleset(
+            config.rules_dir,
+            config.state_dir,
+            config.date_order,
+            event=None if waiting else event.name,
+        )
         if loaded.errors:
             problems.append(
                 "the rules have errors; the last good ruleset stays in force: "
