@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple, Optional
 from router import __version__, locations
 from router.bulk import collector_paused
 from router.engine import Ruleset, compile_ruleset
+from router.engine.ruleset import statements
 from router.language import nodes as n
 from router.trust import Untrusted, private_problem, require_private_dir
 
@@ -318,17 +319,7 @@ def _sections(cached: _Cached) -> dict[str, Any]:
     """What the cache file holds, by section (see _HEADER)."""
     from router.catalog import canonical_name
 
-    targets: dict[str, n.TargetDef] = {}
-    defines: dict[str, n.Define] = {}
-    rules: list[n.Rule] = []
-    for rule_file in cached.rule_files:
-        for statement in rule_file.statements:
-            if isinstance(statement, n.TargetDef):
-                targets[statement.name] = statement
-            elif isinstance(statement, n.Define):
-                defines[statement.name] = statement
-            else:
-                rules.append(statement)
+    targets, defines, rules = statements(cached.rule_files)
     sections: dict[str, Any] = {
         "full": cached,
         "shared": (targets, defines, dict(cached.template_files), len(rules)),

@@ -240,6 +240,15 @@ def compile_ruleset(
 ) -> Ruleset:
     """The ruleset of rule files that have been checked clean (or came from
     the cache); its rules compile when first needed."""
+    targets, defines, rules = statements(rule_files)
+    return Ruleset(rules, targets, template_files, sources, defines, date_order)
+
+
+def statements(
+    rule_files: Iterable[n.RuleFile],
+) -> tuple[dict[str, n.TargetDef], dict[str, n.Define], list[n.Rule]]:
+    """The targets and defines by name, and the rules in order (a rule's
+    position in the ruleset is its index here)."""
     targets: dict[str, n.TargetDef] = {}
     defines: dict[str, n.Define] = {}
     rules: list[n.Rule] = []
@@ -251,7 +260,7 @@ def compile_ruleset(
                 defines[statement.name] = statement
             else:
                 rules.append(statement)
-    return Ruleset(rules, targets, template_files, sources, defines, date_order)
+    return targets, defines, rules
 
 
 def compile_rule(
