@@ -430,3 +430,37 @@ def test_a_handler_loads_only_its_events_rules_from_the_cache(
     write(rules_dir / "more.rules", 'rule "more" on EndSource log "x"\n')
     fresh = load_ruleset(rules_dir, state_dir, event="EndSource")
     assert not fresh.from_cache and "ended" in fresh.ruleset.labels
+
+
+def test_a_recheck_reusing_unchanged_files_finds_what_a_fresh_check_finds(
+    rules_dir: Path, state_dir: Path, tmp_path: Path
+) -> None:
+    """Files whose text and shared names did not change are not checked
+    again; what their check found is the same as a fresh check's. Files
+    whose check reads other files (a run program) are checked every time."""
+    from router.checker import ParseCache, check_paths
+
+    program = tmp_path / "freeze.sh"
+    program.write_text("#!/bin/sh\n", encoding="utf-8")
+    program.chmod(0o755)
+    write(
+        rules_dir / "t.rules", 'target ops = "json://localhost:1/"\ntarget spare = "json://x:1/"\n'
+    )
+    write(rules_dir / "w.rules", 'rule "w" on EndScript where nosuchfield == 1 notify ops\n')
+    write(rules_dir / "r.rules", f'rule "r" on StartScript run "{program}"\n')
+    edited = write(rules_dir / "e.rules", 'rule "e" on EndSource notify ops\n')
+
+    def found(result) -> list[tuple[str, int, str]]:  # noqa: ANN001 - CheckResult
+        return [(Path(d.path).name, d.line, d.code) for d in result.diagnostics]
+
+    memo = ParseCache()
+    first = found(check_paths([rules_dir], memo))
+    assert ("w.rules", 1, "unknown-field") in first and ("t.rules", 2, "unused-target") in first
+    kept = {Path(key.split("\0")[0]).name for key in memo.checks}
+    assert {"t.rules", "w.rules", "e.rules"} <= kept and "r.rules" not in kept  # reads a program
+    write(edited, 'rule "e" on EndSource notify spare\n')
+    program.chmod(0o775)  # now group-writable: refused
+    again = found(check_paths([rules_dir], memo))
+    assert again == found(check_paths([rules_dir]))
+    assert ("t.rules", 2, "unused-target") not in again and "w.rules" in str(again)
+    assert any(name == "r.rules" and code == "insecure-permissions" for name, _, code in again)

@@ -96,6 +96,10 @@ class Action(Node):
     tells_retrospect = False
     #: Why an expect rule may not hold it: (diagnostic code, message, hint).
     refused_in_expect: Optional[tuple[str, str, Optional[str]]] = None
+    #: Its check looks at files outside the rule file (a program, a log
+    #: directory): a reload checks it again even when its rule file did not
+    #: change.
+    checks_files = False
 
     # -- the syntax tree
 

@@ -27,6 +27,7 @@ _TEMPLATE_MARKS = ("{{", "{%")
 
 class Log(Action):
     keyword = "log"
+    checks_files = True
     local = True
     __slots__ = ("text", "path", "span")
 

@@ -41,6 +41,7 @@ _TEMPLATE_MARKS = ("{{", "{%")
 
 class Run(Action):
     keyword = "run"
+    checks_files = True
     parts = ("timeout", "fallback")
     local = True
     refused_in_expect = (

@@ -85,7 +85,7 @@ def _check_paths(paths: Iterable[Path], parsed: ParseCache) -> CheckResult:
             result.diagnostics.append(refusal(rule_file.path, refused))
     for directory in directories:
         result.diagnostics.extend(not_loaded(directory))
-    RulesetChecker(Checking(result)).run(result.rule_files)
+    RulesetChecker(Checking(result)).run(result.rule_files, parsed.checks)
     if result.rules == 0 and not result.errors:
         result.diagnostics.extend(no_rules(directory) for directory in directories)
     result.diagnostics.sort(key=Diagnostic.sort_key)

@@ -24,6 +24,7 @@ from typing import Optional
 
 from router import __version__
 from router.bulk import collector_paused
+from router.checker.reuse import FileChecks
 from router.language import nodes as n
 from router.language.diagnostics import Diagnostic
 from router.language.parser import parse_bytes, parse_file
@@ -40,6 +41,8 @@ class ParseCache:
     def __init__(self, directory: Optional[Path] = None) -> None:
         self.directory = directory
         self._memory: dict[str, Parsed] = {}
+        #: What checking each file found (kept in memory only): see reuse.py.
+        self.checks: FileChecks = {}
         #: Keys used since ``start``: the others are dropped at ``finish``.
         self._used: set[str] = set()
         self.parsed = self.reused = 0

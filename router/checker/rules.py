@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Optional
 
 from router.actions import Action
 from router.catalog import EVENTS, canonical_name
@@ -13,6 +14,7 @@ from router.checker.actions import ActionCheck
 from router.checker.conditions import ConditionChecker
 from router.checker.files import REFUSAL_HINT, permission_problem
 from router.checker.report import Checking, CheckingVisitor
+from router.checker.reuse import FileCheck, FileChecks, self_contained, shared_names_key
 from router.checker.scope import ANY_EVENT, Scope, template_variables
 from router.language import nodes as n
 from router.suggest import did_you_mean
@@ -25,18 +27,37 @@ class RulesetChecker(CheckingVisitor):
         super().__init__(checking)
         self.conditions = ConditionChecker(checking)
 
-    def run(self, files: list[n.RuleFile]) -> None:
+    def run(self, files: list[n.RuleFile], memo: Optional[FileChecks] = None) -> None:
+        """Check ``files`` as one ruleset. ``memo``: files checked before
+        (a reload): one whose text and shared names are as they were is not
+        checked again; what its check found is taken from there."""
         # A rule that did not parse may be the one using a target or define:
         # "never used" would then send the admin after the wrong problem.
         unparsed = any(d.code in ("syntax", "encoding") for d in self.checking.diagnostics)
         self.collect_names(files)
+        shared = shared_names_key(self.checking) if memo is not None else ""
+        keys = set()
         for rule_file in files:
             self.checking.base_dir = Path(rule_file.path).parent
-            for statement in rule_file.statements:
-                self.visit(statement)
+            key = f"{rule_file.path}\0{rule_file.text}\0{shared}"
+            keys.add(key)
+            found = memo.get(key) if memo is not None else None
+            if found is not None:
+                found.apply(self.checking)
+                continue
+            checked = FileCheck.record(self.checking, lambda f=rule_file: self.visit_file(f))
+            if memo is not None and self_contained(rule_file):
+                memo[key] = checked
+        if memo is not None:  # what no file is any more
+            for key in [k for k in memo if k not in keys]:
+                del memo[key]
         self.check_rule_names(files)
         if not unparsed:
             self.report_unused()
+
+    def visit_file(self, rule_file: n.RuleFile) -> None:
+        for statement in rule_file.statements:
+            self.visit(statement)
 
     # -- names shared by every file
 
