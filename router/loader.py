@@ -136,20 +136,15 @@ def load_ruleset(
     current = fingerprint(rules_dir)
     refused = cache_problem(cache_path)
     warnings = [f"the ruleset cache was not read: {refused}"] if refused else []
-    if event is not None and not refused:
-        partial = _read_for_event(cache_path, current, event, date_order)
-        if partial is not None:
-            return LoadedRuleset(partial, from_cache=True, fingerprint=current)
-    cached = None if refused else _read_cache(cache_path)
-    if cached is not None and cached.fingerprint == current:
-        ruleset = _build_cached(cached, date_order)
-        if ruleset is not None:
-            return LoadedRuleset(ruleset, from_cache=True, fingerprint=current)
+    if not refused:
+        cached = _read_cache(cache_path, date_order, current, event)
+        if cached is not None:
+            return LoadedRuleset(cached, from_cache=True, fingerprint=current)
 
     checked = check_and_compile(rules_dir, state_dir, date_order, current=current)
     if checked.ruleset is not None:
         return LoadedRuleset(checked.ruleset, fingerprint=current, warnings=warnings)
-    last_good = _build_cached(cached, date_order)
+    last_good = None if refused else _read_cache(cache_path, date_order)
     if last_good is None:
         last_good = empty_ruleset()
     return LoadedRuleset(
@@ -235,18 +230,14 @@ def _build(cached: _Cached, date_order: str) -> Ruleset:
     return compile_ruleset(cached.rule_files, cached.template_files, cached.sources, date_order)
 
 
-def _build_cached(cached: Optional[_Cached], date_order: str) -> Optional[Ruleset]:
-    """The cached ruleset, or None when there is none. (A rule in it that
-    does not compile, a regex an older checker let through, is an error
-    when an event evaluates it: the other rules still run.)"""
-    return None if cached is None else _build(cached, date_order)
-
-
 #: The cache file: the length of its header (8 bytes), the header (a
 #: pickle: the version, the fingerprint, and where each section is), then
-#: the sections, each a pickle. ``full`` is the whole checked ruleset; a
-#: handler reads ``shared``, ``timers``, ``any`` and its event's section
-#: only (at 10,000 rules, unpickling everything costs about 0.4 s).
+#: the sections, each a pickle: ``shared`` (targets, defines, template
+#: files), ``sources`` (the rule files' text, for explanations), and the
+#: rules by position: ``timers`` (expectations, digests), ``any``, and
+#: ``event:NAME`` for each event. Every rule is in one of these; a handler
+#: reads its event's and the first three only (at 10,000 rules, unpickling
+#: everything costs about 0.4 s).
 _HEADER = struct.Struct("<Q")
 _READ_ERRORS = (
     OSError,
@@ -280,39 +271,36 @@ def _read_section(handle: BinaryIO, header: dict[str, Any], name: str) -> Any:
         return pickle.loads(handle.read(length))
 
 
-def _read_cache(path: Path) -> Optional[_Cached]:
-    try:
-        with path.open("rb") as handle:
-            header = _read_header(handle)
-            cached = None if header is None else _read_section(handle, header, "full")
-    except _READ_ERRORS:
-        return None
-    if not isinstance(cached, _Cached) or cached.version != _CACHE_VERSION:
-        return None
-    return cached
-
-
-def _read_for_event(path: Path, current: str, event: str, date_order: str) -> Optional[Ruleset]:
-    """The cached ruleset's part one event needs (its rules, the ``any``
-    rules, the expectations and digests the timers run), when the cache is
-    of the files as they are (``current``); None otherwise."""
+def _read_cache(
+    path: Path, date_order: str, current: Optional[str] = None, event: Optional[str] = None
+) -> Optional[Ruleset]:
+    """The cached ruleset (None when there is none, or, given ``current``,
+    when it is not of the files as they are). With ``event``: only what
+    evaluating that event needs (its rules, the ``any`` rules, and the
+    expectations and digests the timers run)."""
     from router.catalog import canonical_name
 
     try:
         with path.open("rb") as handle:
             header = _read_header(handle)
-            if header is None or header.get("fingerprint") != current:
+            if header is None or (current is not None and header.get("fingerprint") != current):
                 return None
+            sections = header["sections"]
             targets, defines, template_files, size = _read_section(handle, header, "shared")
+            if event is None:
+                names = [name for name in sections if name not in ("shared", "sources")]
+                sources = _read_section(handle, header, "sources")
+            else:
+                names = ["timers", "any", f"event:{canonical_name(event) or ''}"]
+                sources = {}
             parts: dict[int, n.Rule] = {}
-            names = ["timers", "any", f"event:{canonical_name(event) or ''}"]
             for name in names:
-                if name in header["sections"]:
+                if name in sections:
                     parts.update(_read_section(handle, header, name))
     except _READ_ERRORS:
         return None
     rules = [parts[position] for position in sorted(parts)]
-    return Ruleset(rules, targets, template_files, {}, defines, date_order, size=size)
+    return Ruleset(rules, targets, template_files, sources, defines, date_order, size=size)
 
 
 def _sections(cached: _Cached) -> dict[str, Any]:
@@ -321,8 +309,8 @@ def _sections(cached: _Cached) -> dict[str, Any]:
 
     targets, defines, rules = statements(cached.rule_files)
     sections: dict[str, Any] = {
-        "full": cached,
         "shared": (targets, defines, dict(cached.template_files), len(rules)),
+        "sources": dict(cached.sources),
         "timers": {},
         "any": {},
     }
