@@ -45,6 +45,43 @@ def write_rules(path: Path, text: str) -> Path:
     return path
 
 
+def queue_rows(
+    store: Any,
+    urls: list[str],
+    *,
+    identity: str = "Daily",
+    status: str = "failure",
+    title: Optional[str] = None,
+    body: Optional[str] = None,
+    now: Optional[float] = None,
+) -> list[int]:
+    """Journal an EndScript event about ``identity`` with one outbox row per
+    URL (queued at ``now``); the rows' ids. The notification's title and
+    body are the identity and the status unless given."""
+    from datetime import datetime
+
+    from router.store import JournalEntry, OutboxItem
+    from router.urls import mask_url
+
+    entry = JournalEntry(
+        received=datetime.now() if now is None else datetime.fromtimestamp(now),
+        name="EndScript",
+        identity=identity,
+        status=status,
+        streak=1,
+        host="backup-1",
+        fields={},
+        args=[],
+    )
+    title = identity if title is None else title
+    body = status if body is None else body
+    items = [
+        OutboxItem("rule", "ops", url, mask_url(url), title, body, "failure", "text")
+        for url in urls
+    ]
+    return store.record(entry, items, now=now)[1]
+
+
 @dataclass(frozen=True)
 class Block:
     """One fenced code block of a Markdown page."""

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Optional
 
 import pytest
+from helpers import queue_rows
 from sinks import ERROR, HANG, HttpSink, SmtpSink
 
 from router.config import Delivery
@@ -26,8 +26,7 @@ from router.delivery import (
     scrub,
     send,
 )
-from router.store import DEAD, PENDING, SENT, JournalEntry, OutboxItem, OutboxRow, Store
-from router.urls import mask_url
+from router.store import DEAD, PENDING, SENT, OutboxRow, Store
 
 #: Short timeouts so hung servers cost a second, not twenty.
 FAST = Delivery.defaults(connect_timeout=1.0, read_timeout=1.0)
@@ -43,32 +42,9 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 def queue(store: Store, urls: list[str], now: Optional[float] = None) -> list[int]:
-    """Journal an event with one outbox row per URL; the rows' ids."""
-    entry = JournalEntry(
-        received=datetime(2024, 5, 1, 12, 0),
-        name="ScriptEnd",
-        identity="Nightly",
-        status="failed",
-        streak=1,
-        host="backup-1",
-        fields={},
-        args=[],
-    )
-    items = [
-        OutboxItem(
-            "nightly",
-            "ops",
-            url,
-            mask_url(url),
-            "Backup failed",
-            "Nightly: 3 errors",
-            "failure",
-            "text",
-        )
-        for url in urls
-    ]
-    _, ids = store.record(entry, items, now=now)
-    return ids
+    """Journal a failed Nightly with one outbox row per URL; the rows' ids."""
+    title, body = "Backup failed", "Nightly: 3 errors"
+    return queue_rows(store, urls, identity="Nightly", title=title, body=body, now=now)
 
 
 def row(store: Store, row_id: int) -> OutboxRow:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import pytest
-from helpers import call, wait_until
+from helpers import call, queue_rows, wait_until
 from sinks import ERROR, HttpSink
 
 from router import config as settings
@@ -56,7 +56,7 @@ from router.service.requests import (
 )
 from router.service.scheduler import DeliveryScheduler
 from router.service.timer_loop import TimerLoop
-from router.store import DEAD, SENT, DueRow, JournalEntry, OutboxItem, Store
+from router.store import DEAD, SENT, DueRow, Store
 from router.urls import mask_url
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="Unix sockets, file modes")
@@ -314,21 +314,7 @@ def queue(
     store: Store, *urls: str, identity: str = "Daily", status: str = "successful"
 ) -> list[int]:
     """Journal an event with one outbox row per URL; the rows' ids."""
-    entry = JournalEntry(
-        received=datetime.now(),
-        name="EndScript",
-        identity=identity,
-        status=status,
-        streak=1,
-        host="backup-1",
-        fields={},
-        args=[],
-    )
-    items = [
-        OutboxItem("notify", "ops", url, mask_url(url), identity, status, "info", "text")
-        for url in urls
-    ]
-    return store.record(entry, items)[1]
+    return queue_rows(store, list(urls), identity=identity, status=status)
 
 
 class Scheduler:
