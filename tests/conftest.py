@@ -85,6 +85,15 @@ def processes_kept_out(request: pytest.FixtureRequest, monkeypatch: pytest.Monke
 
 
 @pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    """A private (0700) state directory, as the router requires."""
+    directory = tmp_path / "state"
+    directory.mkdir(mode=0o700)
+    directory.chmod(0o700)  # whatever the umask
+    return directory
+
+
+@pytest.fixture
 def http_sink() -> Iterator[HttpSink]:
     """An HTTP server on 127.0.0.1 (a free port) that records every request."""
     with HttpSink() as sink:

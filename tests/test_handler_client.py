@@ -32,7 +32,7 @@ class TinyService:
     """A listening socket in a private state directory; its one connection
     is handed to ``behaviour`` in a thread. ``received`` has the requests."""
 
-    def __init__(self, state: Path, behaviour: Behaviour, tcp: bool = False) -> None:
+    def __init__(self, state_dir: Path, behaviour: Behaviour, tcp: bool = False) -> None:
         self.behaviour = behaviour
         self.received: list[dict] = []
         #: Set when a behaviour that holds its answer may let go.
@@ -41,7 +41,7 @@ class TinyService:
         if tcp:
             self.listener = socket.create_server(("127.0.0.1", 0))
             self.address: object = self.listener.getsockname()
-            endpoint = state / "router.endpoint"
+            endpoint = state_dir / "router.endpoint"
             endpoint.write_text(
                 json.dumps({"port": self.address[1], "token": "t0ken"}),  # type: ignore[index]
                 encoding="utf-8",
@@ -49,9 +49,9 @@ class TinyService:
             endpoint.chmod(0o600)
         else:
             self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self.address = str(state / "router.sock")
+            self.address = str(state_dir / "router.sock")
             self.listener.bind(self.address)
-            (state / "router.sock").chmod(0o600)
+            (state_dir / "router.sock").chmod(0o600)
             self.listener.listen()
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
@@ -88,20 +88,12 @@ class TinyService:
 
 
 @pytest.fixture
-def state(tmp_path: Path) -> Path:
-    directory = tmp_path / "state"
-    directory.mkdir()
-    directory.chmod(0o700)
-    return directory
-
-
-@pytest.fixture
-def service(state: Path) -> Iterator[Callable[..., TinyService]]:
-    """Start a TinyService in ``state``: ``service(behaviour, tcp=False)``."""
+def service(state_dir: Path) -> Iterator[Callable[..., TinyService]]:
+    """Start a TinyService in ``state_dir``: ``service(behaviour, tcp=False)``."""
     started: list[TinyService] = []
 
     def start(behaviour: Behaviour, tcp: bool = False) -> TinyService:
-        started.append(TinyService(state, behaviour, tcp))
+        started.append(TinyService(state_dir, behaviour, tcp))
         return started[-1]
 
     yield start
@@ -109,8 +101,8 @@ def service(state: Path) -> Iterator[Callable[..., TinyService]]:
         tiny.close()
 
 
-def connected(state: Path) -> ServiceClient:
-    client = connect(str(state))
+def connected(state_dir: Path) -> ServiceClient:
+    client = connect(str(state_dir))
     assert client is not None, "the client did not connect"
     return client
 
@@ -137,9 +129,9 @@ def holding_the_answer(tiny: TinyService, connection: socket.socket) -> None:
 # ---------------------------------------------------------------------------
 
 
-def test_the_event_and_its_reply(service, state: Path) -> None:
+def test_the_event_and_its_reply(service, state_dir: Path) -> None:
     tiny = service(answering(b'{"ok": true, "event_id": 7, "steps": [], "exit_hint": 0}\n'))
-    with connected(state) as client:
+    with connected(state_dir) as client:
         reply = client.send_event(["EndApp", "caf\udcc3"], "u1")
     assert reply == {"ok": True, "event_id": 7, "steps": [], "exit_hint": 0}
     (request,) = tiny.received
@@ -151,15 +143,15 @@ def test_the_event_and_its_reply(service, state: Path) -> None:
     assert "token" not in request  # a Unix socket needs none
 
 
-def test_the_steps_report_and_its_acknowledgement(service, state: Path) -> None:
+def test_the_steps_report_and_its_acknowledgement(service, state_dir: Path) -> None:
     tiny = service(answering(b'{"ok": true}\n'))
     results = [{"kind": "log", "outcome": "ok"}]
-    with connected(state) as client:
+    with connected(state_dir) as client:
         assert client.report_steps(7, results) is True
     assert tiny.received == [{"op": "steps", "event_id": 7, "results": results}]
 
 
-def test_a_reply_in_pieces_and_two_in_one(service, state: Path) -> None:
+def test_a_reply_in_pieces_and_two_in_one(service, state_dir: Path) -> None:
     """Lines count, not reads: a reply sent in pieces is one reply; two
     replies sent at once are two."""
 
@@ -170,16 +162,16 @@ def test_a_reply_in_pieces_and_two_in_one(service, state: Path) -> None:
         tiny.read_request(connection)
 
     service(behaviour)
-    with connected(state) as client:
+    with connected(state_dir) as client:
         assert client.exchange({"op": "first"}, timeout=10) == {"ok": True, "n": 1}
         assert client.exchange({"op": "second"}, timeout=10) == {"ok": True, "n": 2}
 
 
-def test_the_loopback_port_and_its_token(service, state: Path) -> None:
+def test_the_loopback_port_and_its_token(service, state_dir: Path) -> None:
     """Without a Unix socket: the port and token are in the endpoint file,
     and the token goes with the event."""
     tiny = service(answering(b'{"ok": true, "event_id": 1, "steps": []}\n'), tcp=True)
-    with connected(state) as client:
+    with connected(state_dir) as client:
         assert client.token == "t0ken"
         assert client.send_event(["EndApp"], "u2") is not None
     assert tiny.received[0]["token"] == "t0ken"
@@ -190,15 +182,15 @@ def test_the_loopback_port_and_its_token(service, state: Path) -> None:
 # ---------------------------------------------------------------------------
 
 
-def test_a_late_answer_is_a_timeout(service, state: Path) -> None:
+def test_a_late_answer_is_a_timeout(service, state_dir: Path) -> None:
     """The service holds its answer: the client gives up after the timeout
     (the handler then decides inline)."""
     service(holding_the_answer)
-    with connected(state) as client, pytest.raises(OSError):  # socket.timeout
+    with connected(state_dir) as client, pytest.raises(OSError):  # socket.timeout
         client.exchange({"op": "event"}, timeout=0.2)
 
 
-def test_an_answer_a_byte_at_a_time_is_a_timeout_too(service, state: Path) -> None:
+def test_an_answer_a_byte_at_a_time_is_a_timeout_too(service, state_dir: Path) -> None:
     """The timeout is for the whole reply, not for each read: a service
     that dribbles its answer cannot hold the handler past it."""
 
@@ -214,45 +206,47 @@ def test_an_answer_a_byte_at_a_time_is_a_timeout_too(service, state: Path) -> No
             connection.sendall(b'"}\n')
 
     service(dribbling)
-    with connected(state) as client, pytest.raises(OSError):  # a timeout, not the reply
+    with connected(state_dir) as client, pytest.raises(OSError):  # a timeout, not the reply
         client.exchange({"op": "event"}, timeout=0.3)
 
 
-def test_a_late_acknowledgement_is_no_acknowledgement(service, state: Path, monkeypatch) -> None:
+def test_a_late_acknowledgement_is_no_acknowledgement(
+    service, state_dir: Path, monkeypatch
+) -> None:
     monkeypatch.setattr(client_module, "REPORT_TIMEOUT", 0.2)
     service(holding_the_answer)
-    with connected(state) as client:
+    with connected(state_dir) as client:
         assert client.report_steps(7, [{"kind": "log", "outcome": "ok"}]) is False
 
 
 @pytest.mark.parametrize(
     "sent", [b"", b'{"ok": true', b'{"ok": true}'], ids=["nothing", "half", "no newline"]
 )
-def test_a_service_that_closes_before_a_whole_line(service, state: Path, sent: bytes) -> None:
+def test_a_service_that_closes_before_a_whole_line(service, state_dir: Path, sent: bytes) -> None:
     def behaviour(tiny: TinyService, connection: socket.socket) -> None:
         tiny.read_request(connection)
         connection.sendall(sent)  # and the connection closes
 
     service(behaviour)
-    with connected(state) as client:
+    with connected(state_dir) as client:
         assert client.exchange({"op": "event"}, timeout=10) is None
 
 
-def test_a_service_that_closes_before_acknowledging(service, state: Path) -> None:
+def test_a_service_that_closes_before_acknowledging(service, state_dir: Path) -> None:
     service(answering(b""))
-    with connected(state) as client:
+    with connected(state_dir) as client:
         assert client.report_steps(7, [{"kind": "log", "outcome": "ok"}]) is False
 
 
-def test_a_reply_that_is_not_json_or_not_an_object(service, state: Path) -> None:
+def test_a_reply_that_is_not_json_or_not_an_object(service, state_dir: Path) -> None:
     service(answering(b"not json\n", b"[1, 2]\n"))
-    with connected(state) as client:
+    with connected(state_dir) as client:
         with pytest.raises(ValueError):
             client.exchange({"op": "event"}, timeout=10)
         assert client.exchange({"op": "event"}, timeout=10) is None
 
 
-def test_a_reply_without_end_is_not_read_forever(service, state: Path, monkeypatch) -> None:
+def test_a_reply_without_end_is_not_read_forever(service, state_dir: Path, monkeypatch) -> None:
     monkeypatch.setattr(client_module, "MAX_REPLY", 1000)
 
     def behaviour(tiny: TinyService, connection: socket.socket) -> None:
@@ -261,7 +255,7 @@ def test_a_reply_without_end_is_not_read_forever(service, state: Path, monkeypat
         tiny.release.wait(timeout=30)
 
     service(behaviour)
-    with connected(state) as client:
+    with connected(state_dir) as client:
         assert client.exchange({"op": "event"}, timeout=10) is None
 
 
@@ -270,28 +264,28 @@ def test_a_reply_without_end_is_not_read_forever(service, state: Path, monkeypat
 # ---------------------------------------------------------------------------
 
 
-def test_no_service_no_connection(state: Path) -> None:
-    assert connect(str(state)) is None
+def test_no_service_no_connection(state_dir: Path) -> None:
+    assert connect(str(state_dir)) is None
 
 
-def test_a_socket_nobody_listens_on(state: Path) -> None:
+def test_a_socket_nobody_listens_on(state_dir: Path) -> None:
     """A socket file left by a service that died: nothing answers."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as stale:
-        stale.bind(str(state / "router.sock"))
-    (state / "router.sock").chmod(0o600)
-    assert connect(str(state)) is None
+        stale.bind(str(state_dir / "router.sock"))
+    (state_dir / "router.sock").chmod(0o600)
+    assert connect(str(state_dir)) is None
 
 
 @pytest.mark.parametrize("shared", ["directory", "socket"])
-def test_a_socket_others_could_plant_is_not_used(service, state: Path, shared: str) -> None:
+def test_a_socket_others_could_plant_is_not_used(service, state_dir: Path, shared: str) -> None:
     """Whoever answers hands back programs to run: a state directory or a
     socket that other users can write is refused, even with a service on it."""
     service(answering())
-    (state if shared == "directory" else state / "router.sock").chmod(0o777)
+    (state_dir if shared == "directory" else state_dir / "router.sock").chmod(0o777)
     try:
-        assert connect(str(state)) is None
+        assert connect(str(state_dir)) is None
     finally:
-        state.chmod(0o700)
+        state_dir.chmod(0o700)
 
 
 # ---------------------------------------------------------------------------
@@ -299,15 +293,17 @@ def test_a_socket_others_could_plant_is_not_used(service, state: Path, shared: s
 # ---------------------------------------------------------------------------
 
 
-def test_the_service_refuses_so_the_event_is_handled_inline(service, state: Path, capsys) -> None:
+def test_the_service_refuses_so_the_event_is_handled_inline(
+    service, state_dir: Path, capsys
+) -> None:
     service(answering(b'{"ok": false, "error": "wrong or missing token"}\n'))
-    settings = FastSettings(str(state), str(state / "events.log"))
+    settings = FastSettings(str(state_dir), str(state_dir / "events.log"))
     assert via_service(settings, ["EndApp"], "u3") is None
     assert "the service refused: wrong or missing token" in capsys.readouterr().err
 
 
 def test_once_the_service_took_the_event_a_lost_report_is_journaled_here(
-    service, state: Path, monkeypatch
+    service, state_dir: Path, monkeypatch
 ) -> None:
     """The service took the event and sent a step, then went away before
     acknowledging its outcome: the step is done once, the handler does not
@@ -317,9 +313,9 @@ def test_once_the_service_took_the_event_a_lost_report_is_journaled_here(
     service(answering(reply, b""))
     written: list[tuple] = []
     monkeypatch.setattr(outcomes, "record_in_journal", lambda *args: written.append(args))
-    settings = FastSettings(str(state), str(state / "events.log"))
+    settings = FastSettings(str(state_dir), str(state_dir / "events.log"))
     assert via_service(settings, ["EndApp"], "u4") == 0
-    assert (state / "events.log").read_text(encoding="utf-8") == "EndApp happened\n"
+    assert (state_dir / "events.log").read_text(encoding="utf-8") == "EndApp happened\n"
     ((config, event_id, results),) = written
     assert (config, event_id) == (settings, 9)
     assert [(r["kind"], r["outcome"]) for r in results] == [("log", "ok")]

@@ -47,14 +47,6 @@ def rules_dir(tmp_path: Path) -> Path:
     return directory
 
 
-@pytest.fixture
-def state_dir(tmp_path: Path) -> Path:
-    directory = tmp_path / "state"
-    directory.mkdir(mode=0o700)
-    directory.chmod(0o700)
-    return directory
-
-
 def run_python(code: str, env_extra: Optional[dict[str, str]] = None) -> dict:
     """Run ``code`` in a fresh interpreter; it prints one JSON object."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROUTER_")}

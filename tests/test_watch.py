@@ -111,14 +111,6 @@ def rules_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def state_dir(tmp_path: Path) -> Path:
-    directory = tmp_path / "state"
-    directory.mkdir()
-    directory.chmod(0o700)
-    return directory
-
-
-@pytest.fixture
 def recorder() -> Recorder:
     return Recorder()
 
