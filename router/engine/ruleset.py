@@ -160,22 +160,27 @@ class Ruleset:
 
     def candidates(self, event_name: str) -> list[CompiledRule]:
         """Rules that can match ``event_name``, in file-name then file order."""
-        found = self._candidates.get(event_name)
-        if found is None:
-            positions = self._by_event.get(event_name, self._any)
-            with collector_paused():
-                found = [self._compile(i) for i in positions]
-            self._candidates[event_name] = found
-        return found
+        return self._compiled_for(event_name, self._candidates, self._by_event, self._any)
 
     def expect_candidates(self, event_name: str) -> list[CompiledRule]:
         """Expect rules whose window an ``event_name`` event can re-arm."""
-        found = self._expect_candidates.get(event_name)
+        return self._compiled_for(
+            event_name, self._expect_candidates, self._expects_by_event, self._expects_any
+        )
+
+    def _compiled_for(
+        self,
+        event_name: str,
+        memo: dict[str, list[CompiledRule]],
+        by_event: dict[str, list[int]],
+        any_event: list[int],
+    ) -> list[CompiledRule]:
+        """An index's rules for ``event_name``, compiled (once)."""
+        found = memo.get(event_name)
         if found is None:
-            positions = self._expects_by_event.get(event_name, self._expects_any)
             with collector_paused():
-                found = [self._compile(i) for i in positions]
-            self._expect_candidates[event_name] = found
+                found = [self._compile(i) for i in by_event.get(event_name, any_event)]
+            memo[event_name] = found
         return found
 
     def source_text(self, span: n.Span) -> str:
