@@ -13,7 +13,6 @@ import hashlib
 import os
 import pickle
 import struct
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple, Optional
@@ -23,7 +22,7 @@ from router.bulk import collector_paused
 from router.engine import Ruleset, compile_ruleset
 from router.engine.ruleset import statements
 from router.language import nodes as n
-from router.trust import Untrusted, private_problem, require_private_dir
+from router.trust import Untrusted, pickle_problem, private_problem, write_private
 
 if TYPE_CHECKING:  # the checker pulls in Lark; a cached ruleset must load without it
     from router.checker import CheckResult, ParseCache
@@ -134,7 +133,7 @@ def load_ruleset(
     the timers): a handler of one event need not load 10,000 rules."""
     cache_path = state_dir / CACHE_NAME
     current = fingerprint(rules_dir)
-    refused = cache_problem(cache_path)
+    refused = pickle_problem(cache_path)
     warnings = [f"the ruleset cache was not read: {refused}"] if refused else []
     if not refused:
         cached = _read_cache(cache_path, date_order, current, event)
@@ -150,15 +149,6 @@ def load_ruleset(
     return LoadedRuleset(
         last_good, errors=checked.errors, stale=True, fingerprint=current, warnings=warnings
     )
-
-
-def cache_problem(path: Path) -> Optional[str]:
-    """Why the pickled cache at ``path`` must not be loaded, or None.
-
-    Unpickling runs code: the cache is read only from a directory that is
-    the router's own and private, and only a file that is the router's own.
-    """
-    return private_problem(path.parent) or private_problem(path)
 
 
 class Checked(NamedTuple):
@@ -330,7 +320,6 @@ def write_cache(path: Path, cached: _Cached) -> None:
     """Write atomically (temp file, then rename), so a concurrent handler
     reads either the old cache or the new one, never half of one."""
     try:
-        require_private_dir(path.parent)
         blobs = {
             name: pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
             for name, value in _sections(cached).items()
@@ -343,12 +332,6 @@ def write_cache(path: Path, cached: _Cached) -> None:
             {"version": cached.version, "fingerprint": cached.fingerprint, "sections": where},
             protocol=pickle.HIGHEST_PROTOCOL,
         )
-        handle, temp = tempfile.mkstemp(dir=str(path.parent), prefix=".ruleset.")
-        with os.fdopen(handle, "wb") as out:
-            out.write(_HEADER.pack(len(header)))
-            out.write(header)
-            for blob in blobs.values():
-                out.write(blob)
-        os.replace(temp, path)
+        write_private(path, b"".join([_HEADER.pack(len(header)), header, *blobs.values()]))
     except (OSError, Untrusted, pickle.PicklingError):
         pass  # no cache is slower, never wrong

@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 import time
 from dataclasses import asdict, fields
 from datetime import datetime
@@ -45,7 +44,7 @@ from router.store import (
     decode_fields,
     encode_fields,
 )
-from router.trust import Untrusted, private_problem, require_private_dir
+from router.trust import Untrusted, private_problem, write_private
 
 SPOOL_DIR = locations.SPOOL_DIR
 SUFFIX = ".event.json"
@@ -111,11 +110,7 @@ def save(data: dict[str, Any], state_dir: Path) -> Path:
     last: Optional[Exception] = None
     for directory in spool_dirs(state_dir):
         try:
-            require_private_dir(directory)
-            handle, temp = tempfile.mkstemp(dir=str(directory), prefix=".spool.")
-            with os.fdopen(handle, "w", encoding="utf-8") as out:
-                json.dump(data, out, ensure_ascii=False)
-            os.replace(temp, directory / name)
+            write_private(directory / name, json.dumps(data, ensure_ascii=False).encode("utf-8"))
             return directory / name
         except (OSError, Untrusted) as exc:
             last = exc

@@ -150,6 +150,36 @@ def require_private(path: PathLike) -> None:
         raise Untrusted(problem)
 
 
+def pickle_problem(path: PathLike) -> Optional[str]:
+    """Why the pickle at ``path`` must not be loaded, or None. Unpickling
+    runs code: a pickle is read only when it and its directory are the
+    router's own and private."""
+    return private_problem(os.path.dirname(os.fspath(path))) or private_problem(path)
+
+
+def write_private(path: PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` in a private directory (made so, or
+    refused), atomically: a temporary file (0600), then a rename, so a
+    reader finds the old file or the new one, never half of one. Raises
+    OSError or Untrusted."""
+    # Not at import time: the handler's fast path imports this module.
+    import contextlib
+    import tempfile
+
+    path = os.fspath(path)
+    directory, name = os.path.split(path)
+    require_private_dir(directory)
+    handle, temp = tempfile.mkstemp(dir=directory, prefix=f".{name}.")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+
+
 def cache_dir_ok(path: PathLike) -> bool:
     """Whether ``path`` may hold caches: an existing directory that is the
     router user's own and that no one else may even read (the caches hold

@@ -13,13 +13,13 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import unquote, urlsplit
 
 from router import trust
+from router.trust import Untrusted, write_private
 
 MASK = "****"
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
@@ -90,13 +90,9 @@ class SchemeIndex:
         }
         self._index = index
         if path is not None:
-            with contextlib.suppress(OSError):
-                temp = path.with_suffix(f".{os.getpid()}.tmp")
-                # 0600 like every file in the state directory (SECURITY.md).
-                handle = os.open(str(temp), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                with os.fdopen(handle, "w", encoding="utf-8") as out:
-                    out.write(json.dumps(index))
-                os.replace(temp, path)
+            # 0600 like every file in the state directory (SECURITY.md).
+            with contextlib.suppress(OSError, Untrusted):
+                write_private(path, json.dumps(index).encode("utf-8"))
         return index
 
 

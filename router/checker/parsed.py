@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -28,7 +26,7 @@ from router.checker.reuse import FileChecks
 from router.language import nodes as n
 from router.language.diagnostics import Diagnostic
 from router.language.parser import parse_bytes, parse_file
-from router.trust import Untrusted, private_problem, require_private_dir
+from router.trust import Untrusted, pickle_problem, write_private
 
 Parsed = tuple[n.RuleFile, list[Diagnostic]]
 #: Bumped when the syntax tree changes shape (with the router's version).
@@ -86,7 +84,7 @@ class ParseCache:
         if self.directory is None:
             return None
         path = self.directory / f"{key}.pickle"
-        if not path.exists() or private_problem(self.directory) or private_problem(path):
+        if not path.exists() or pickle_problem(path):
             return None
         try:
             with path.open("rb") as handle, collector_paused():
@@ -105,11 +103,8 @@ class ParseCache:
         if self.directory is None:
             return
         try:
-            require_private_dir(self.directory)
-            handle, temp = tempfile.mkstemp(dir=str(self.directory), prefix=".parsed.")
-            with os.fdopen(handle, "wb") as out:
-                pickle.dump(parsed, out, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(temp, self.directory / f"{key}.pickle")
+            data = pickle.dumps(parsed, protocol=pickle.HIGHEST_PROTOCOL)
+            write_private(self.directory / f"{key}.pickle", data)
         except (OSError, Untrusted, pickle.PicklingError):
             pass
 
