@@ -46,6 +46,7 @@ from router.service.requests import (
 )
 from router.steps import time_allowed
 from router.store import STEPS_RECORDED
+from router.trust import write_private
 
 #: The intake's log lines keep the name they have always had.
 log = logging.getLogger("router.intake")
@@ -224,11 +225,7 @@ class LocalServer:
         server.owner = self.owner
         server.token = secrets.token_hex(16)
         endpoint = {"port": server.server_address[1], "token": server.token, "pid": os.getpid()}
-        temp = self.path.with_name(f".{ENDPOINT_NAME}.{os.getpid()}")
-        fd = os.open(str(temp), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(json.dumps(endpoint))
-        os.replace(temp, self.path)
+        write_private(self.path, json.dumps(endpoint).encode("utf-8"))
         info = os.stat(self.path)
         self._inode = (info.st_dev, info.st_ino)
         self._server = server
