@@ -169,7 +169,7 @@ def journal_entry(outcome: Outcome, origin: str, uid: Optional[str] = None) -> J
         fields={k: v for k, v in event.fields.items() if k != "args"},
         args=list(event.args),
         warnings=list(event.warnings),
-        decisions=decision_records(outcome.plan.decisions),
+        decisions=decision_records(outcome.plan),
         steps=[{"kind": s.kind, "rule": s.rule, "outcome": "pending"} for s in outcome.steps],
         errors=list(outcome.errors),
         origin=origin,

@@ -21,16 +21,18 @@ from router import __version__, locations
 from router.bulk import collector_paused
 from router.engine import Ruleset, compile_ruleset
 from router.engine.ruleset import statements
+from router.engine.screen import LeftOut, ScreenIndex
 from router.language import nodes as n
 from router.trust import Untrusted, pickle_problem, private_problem, write_private
 
 if TYPE_CHECKING:  # the checker pulls in Lark; a cached ruleset must load without it
     from router.checker import CheckResult, ParseCache
+    from router.events import Event
 
 CACHE_NAME = locations.RULESET_CACHE_NAME
 #: Bumped when the pickled syntax tree changes shape, so a cache written by
 #: the same version of an older checkout is checked again, not trusted.
-CACHE_FORMAT = 3
+CACHE_FORMAT = 4
 _CACHE_VERSION = f"{__version__}/{CACHE_FORMAT}"
 RULE_SUFFIX = ".rules"
 
@@ -125,7 +127,7 @@ def fingerprint(rules_dir: Path) -> str:
 
 
 def load_ruleset(
-    rules_dir: Path, state_dir: Path, date_order: str = "mdy", event: Optional[str] = None
+    rules_dir: Path, state_dir: Path, date_order: str = "mdy", event: Optional[Event] = None
 ) -> LoadedRuleset:
     """The ruleset to run: from the cache when the files are unchanged,
     otherwise checked afresh (and cached when good). With ``event``, a
@@ -225,9 +227,11 @@ def _build(cached: _Cached, date_order: str) -> Ruleset:
 #: the sections, each a pickle: ``shared`` (targets, defines, template
 #: files), ``sources`` (the rule files' text, for explanations), and the
 #: rules by position: ``timers`` (expectations, digests), ``any``, and
-#: ``event:NAME`` for each event. Every rule is in one of these; a handler
-#: reads its event's and the first three only (at 10,000 rules, unpickling
-#: everything costs about 0.4 s).
+#: ``event:NAME`` for each event. Every rule is in one of these. An event's
+#: section holds its rules each pickled on its own, with their
+#: :class:`ScreenIndex`: a handler reads the first three sections and, of
+#: its event's, only the rules that can match the event (at 10,000 rules,
+#: unpickling and compiling everything costs about 0.4 s).
 _HEADER = struct.Struct("<Q")
 _READ_ERRORS = (
     OSError,
@@ -262,14 +266,15 @@ def _read_section(handle: BinaryIO, header: dict[str, Any], name: str) -> Any:
 
 
 def _read_cache(
-    path: Path, date_order: str, current: Optional[str] = None, event: Optional[str] = None
+    path: Path, date_order: str, current: Optional[str] = None, event: Optional[Event] = None
 ) -> Optional[Ruleset]:
     """The cached ruleset (None when there is none, or, given ``current``,
     when it is not of the files as they are). With ``event``: only what
-    evaluating that event needs (its rules, the ``any`` rules, and the
-    expectations and digests the timers run)."""
+    evaluating that event needs (the ``any`` rules, those of its rules that
+    can match it, and the expectations and digests the timers run)."""
     from router.catalog import canonical_name
 
+    screened: list[int] = []
     try:
         with path.open("rb") as handle:
             header = _read_header(handle)
@@ -277,20 +282,51 @@ def _read_cache(
                 return None
             sections = header["sections"]
             targets, defines, template_files, size = _read_section(handle, header, "shared")
+            parts: dict[int, n.Rule] = {}
             if event is None:
                 names = [name for name in sections if name not in ("shared", "sources")]
                 sources = _read_section(handle, header, "sources")
             else:
-                names = ["timers", "any", f"event:{canonical_name(event) or ''}"]
+                names = ["timers", "any"]
                 sources = {}
-            parts: dict[int, n.Rule] = {}
+                section = f"event:{canonical_name(event.name) or ''}"
+                if section in sections:
+                    screened = _read_screened(handle, header, section, event, parts)
             for name in names:
-                if name in sections:
-                    parts.update(_read_section(handle, header, name))
+                if name not in sections:
+                    continue
+                found = _read_section(handle, header, name)
+                if name.startswith("event:"):
+                    with collector_paused():
+                        found = {p: pickle.loads(blob) for p, blob in found[1].items()}
+                parts.update(found)
     except _READ_ERRORS:
         return None
-    rules = [parts[position] for position in sorted(parts)]
-    return Ruleset(rules, targets, template_files, sources, defines, date_order, size=size)
+    kept = sorted(parts)
+    # A screened rule may be back as a timer's (a digest): then it is kept.
+    left_out = [position for position in screened if position not in parts]
+    return Ruleset(
+        [parts[position] for position in kept],
+        targets,
+        template_files,
+        sources,
+        defines,
+        date_order,
+        size=size,
+        left_out=LeftOut(kept, left_out) if left_out else None,
+    )
+
+
+def _read_screened(
+    handle: BinaryIO, header: dict[str, Any], section: str, event: Event, parts: dict[int, Any]
+) -> list[int]:
+    """Add to ``parts`` the rules of ``section`` that can match ``event``;
+    the positions of all the section's rules, in order."""
+    index, blobs = _read_section(handle, header, section)
+    with collector_paused():
+        for position in index.select(event.fields):
+            parts[position] = pickle.loads(blobs[position])
+    return sorted(blobs)
 
 
 def _sections(cached: _Cached) -> dict[str, Any]:
@@ -304,6 +340,7 @@ def _sections(cached: _Cached) -> dict[str, Any]:
         "timers": {},
         "any": {},
     }
+    by_event: dict[str, dict[int, n.Rule]] = {}
     for position, rule in enumerate(rules):
         if rule.is_expect or any(option.kind == "digest" for option in rule.options):
             sections["timers"][position] = rule
@@ -311,8 +348,14 @@ def _sections(cached: _Cached) -> dict[str, Any]:
             sections["any"][position] = rule
         for name, _ in rule.events:
             canonical = canonical_name(name)
-            if canonical:
-                sections.setdefault(f"event:{canonical}", {})[position] = rule
+            if canonical and not rule.is_expect:  # expectations are all in "timers"
+                by_event.setdefault(canonical, {})[position] = rule
+    for name, event_rules in by_event.items():
+        blobs = {
+            p: pickle.dumps(rule, protocol=pickle.HIGHEST_PROTOCOL)
+            for p, rule in event_rules.items()
+        }
+        sections[f"event:{name}"] = (ScreenIndex(event_rules.items()), blobs)
     return sections
 
 

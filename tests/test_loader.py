@@ -20,12 +20,17 @@ from typing import Optional
 
 import pytest
 
+from router.events import Event
 from router.loader import CACHE_NAME, load_ruleset
 
 GOOD = 'rule "first"\non EndScript\n  log "first"\n'
 SECOND = 'rule "second"\non EndScript where errors > 0\n  log "second"\n'
 BROKEN = 'rule "broken"\non EndScrip\n  log "broken"\n'
 posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+
+
+def event_named(name: str, **fields: object) -> Event:
+    return Event(name, known=True, fields=dict(fields), args=[])
 
 
 def labels(loaded) -> list[str]:  # noqa: ANN001 - LoadedRuleset
@@ -407,7 +412,7 @@ def test_a_handler_loads_only_its_events_rules_from_the_cache(
     )
     full = load_ruleset(rules_dir, state_dir)  # checks, and writes the cache
     assert not full.from_cache
-    part = load_ruleset(rules_dir, state_dir, event="EndSource")
+    part = load_ruleset(rules_dir, state_dir, event=event_named("EndSource"))
     assert part.from_cache and part.ruleset.size == full.ruleset.size
     # Its event's rules and the any rules, in file order; the timers' rules.
     assert [c.label for c in part.ruleset.candidates("EndSource")] == ["sources", "all"]
@@ -415,12 +420,13 @@ def test_a_handler_loads_only_its_events_rules_from_the_cache(
     assert [c.label for c in part.ruleset.expects] == [c.label for c in full.ruleset.expects]
     assert part.ruleset.rule_named("digested") is not None
     # An alias, and an event no rule names: the any rules.
-    assert "ended" in load_ruleset(rules_dir, state_dir, event="endscript").ruleset.labels
-    other = load_ruleset(rules_dir, state_dir, event="NoSuchEvent").ruleset
+    alias = load_ruleset(rules_dir, state_dir, event=event_named("endscript"))
+    assert "ended" in alias.ruleset.labels
+    other = load_ruleset(rules_dir, state_dir, event=event_named("NoSuchEvent")).ruleset
     assert [c.label for c in other.candidates("NoSuchEvent")] == ["all"]
     # Files changed since: checked afresh, the whole ruleset.
     write(rules_dir / "more.rules", 'rule "more" on EndSource log "x"\n')
-    fresh = load_ruleset(rules_dir, state_dir, event="EndSource")
+    fresh = load_ruleset(rules_dir, state_dir, event=event_named("EndSource"))
     assert not fresh.from_cache and "ended" in fresh.ruleset.labels
 
 

@@ -179,7 +179,7 @@ class ConditionCompiler:
         value = literal.value
         if isinstance(value, n.Size):
             return value.bytes
-        if literal.kind == "string" and ref is not None and _field_type(ref) == "datetime":
+        if literal.kind == "string" and ref is not None and field_type(ref.path[-1]) == "datetime":
             parsed = parse_date(str(value), self.date_order)
             if parsed is not None:
                 return parsed
@@ -196,9 +196,9 @@ def _types_of(value: Any) -> tuple[type, ...]:
     return (type(value),)
 
 
-def _field_type(ref: n.Field) -> Optional[str]:
+def field_type(name: str) -> Optional[str]:
     """A field's type, which the catalog keeps the same in every event."""
-    return _FIELD_TYPES.get(ref.path[-1])
+    return _FIELD_TYPES.get(name)
 
 
 _FIELD_TYPES: dict[str, str] = {

@@ -79,14 +79,14 @@ class RuleDecision:
         return record
 
 
-def decision_records(decisions: list[RuleDecision]) -> list[dict[str, Any]]:
+def decision_records(plan: Plan) -> list[dict[str, Any]]:
     """What the journal keeps of an event's decisions: the rules that matched
-    (acted or held back), and how many others were tried, as one
+    (acted or held back), and how many others did not, as one
     ``{"unmatched": N}`` at the end. Storing every candidate rule made a
     journal row grow with the ruleset (36 KB an event at 1,000 rules);
     ``router test`` evaluates again when a non-match needs explaining."""
-    records = [d.record() for d in decisions if d.matched]
-    unmatched = len(decisions) - len(records)
+    records = [d.record() for d in plan.decisions if d.matched]
+    unmatched = len(plan.decisions) - len(records) + plan.screened_out
     if unmatched:
         records.append({"unmatched": unmatched})
     return records
@@ -137,6 +137,9 @@ class Plan:
     errors: list[str] = field(default_factory=list)
     #: The fields the rules saw: the event's, with its ``streak``.
     fields: dict[str, Any] = field(default_factory=dict)
+    #: Rules of the event left out before evaluation as unable to match it
+    #: (a handler's screened ruleset), up to a ``stop``.
+    screened_out: int = 0
 
     @property
     def streak(self) -> int:
@@ -176,6 +179,7 @@ def evaluate(
     actions: list[PlannedAction] = []
     digests: list[PlannedDigest] = []
     stopped_by: Optional[str] = None
+    stopped_at: Optional[CompiledRule] = None
     errors: list[str] = []
     for compiled in ruleset.candidates(event.name):
         matched = _test(compiled, fields, previous, errors)
@@ -207,7 +211,7 @@ def evaluate(
                 continue
             actions.append(PlannedAction(compiled, action, variables))
             if action.ends_evaluation:
-                stopped_by = compiled.label
+                stopped_by, stopped_at = compiled.label, compiled
         if digest is not None and collected:
             key = throttle_key(compiled, digest, fields)
             digests.append(PlannedDigest(compiled, key, collected, variables))
@@ -218,7 +222,10 @@ def evaluate(
         for compiled in ruleset.expect_candidates(event.name)
         if _test(compiled, fields, previous, errors)
     ]
-    return Plan(event, decisions, actions, stopped_by, digests, expect_matches, errors, fields)
+    screened_out = ruleset.screened_out(stopped_at)
+    return Plan(
+        event, decisions, actions, stopped_by, digests, expect_matches, errors, fields, screened_out
+    )
 
 
 def _test(

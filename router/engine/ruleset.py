@@ -11,6 +11,7 @@ from typing import Any, Optional
 from router.bulk import collector_paused
 from router.catalog import canonical_name
 from router.engine.compiler import MISSING, ConditionCompiler, Predicate
+from router.engine.screen import LeftOut
 from router.language import nodes as n
 
 
@@ -82,6 +83,7 @@ class Ruleset:
         defines: Optional[Mapping[str, n.Define]] = None,
         date_order: str = "mdy",
         size: Optional[int] = None,
+        left_out: Optional[LeftOut] = None,
     ) -> None:
         self.targets = dict(targets or {})
         self.template_files = dict(template_files or {})
@@ -94,6 +96,10 @@ class Ruleset:
         #: A part of a ruleset (one event's rules, from the cache) knows the
         #: size of the whole.
         self._size = len(self._all) if size is None else size
+        #: A handler's part of a ruleset leaves out the rules of its event
+        #: that screening showed cannot match it (see engine/screen.py); the
+        #: journal counts them with the rules that did not match.
+        self._left_out = left_out
         self._compiled: dict[int, CompiledRule] = {}
         plain = [i for i, rule in enumerate(self._all) if not rule.is_expect]
         expects = [i for i, rule in enumerate(self._all) if rule.is_expect]
@@ -107,6 +113,13 @@ class Ruleset:
     def size(self) -> int:
         """How many rules, expectations included (as ``router check`` counts them)."""
         return self._size
+
+    def screened_out(self, stopped_at: Optional[CompiledRule] = None) -> int:
+        """How many of the event's rules screening left out of this part (of
+        those before ``stopped_at``, when a ``stop`` ended evaluation)."""
+        if self._left_out is None:
+            return 0
+        return self._left_out.before(None if stopped_at is None else stopped_at.position)
 
     @property
     def compiled(self) -> int:

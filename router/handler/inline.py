@@ -66,7 +66,7 @@ def handle(
             config.rules_dir,
             config.state_dir,
             config.date_order,
-            event=None if waiting else event.name,
+            event=None if waiting else event,
         )
         if loaded.errors:
             problems.append(
