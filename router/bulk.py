@@ -24,3 +24,15 @@ def collector_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+def settle_long_lived() -> None:
+    """Collect once, then set aside every object alive now (a long-running
+    process's ruleset, after a load or a reload) from later collections.
+
+    A full collection walks every tracked object; at 10,000 rules that is
+    0.3 s, and it lands in the middle of whatever runs next (a reload, an
+    event). Objects set aside are still freed when nothing refers to them
+    (a replaced ruleset is), only no longer walked."""
+    gc.collect()
+    gc.freeze()

@@ -134,7 +134,7 @@ def test_each_rule_is_filed_under_its_most_telling_field() -> None:
         Screen("status", "equal", "failure"),
         Screen("script", "equal", "One"),
     ]
-    index = ScreenIndex(enumerate(rules))
+    index = ScreenIndex((i, screens_of(rule)) for i, rule in enumerate(rules))
     assert set(index.equal) == {"script"}  # three values beat two
     assert index.select({"script": "Two", "status": "success"}) == [1]
     assert index.select({"script": "THREE"}) == [2]

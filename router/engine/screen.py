@@ -101,8 +101,9 @@ class ScreenIndex:
     one screen: the one on the field with the most distinct values among the
     rules (``script`` before ``status``); a rule with none is always kept."""
 
-    def __init__(self, rules: Iterable[tuple[int, n.Rule]]) -> None:
-        found = [(position, screens_of(rule)) for position, rule in rules]
+    def __init__(self, found: Iterable[tuple[int, list[Screen]]]) -> None:
+        """``found``: each rule's position and :func:`screens_of` it."""
+        found = list(found)
         spread: dict[str, set[str]] = {}
         for _, screens in found:
             for screen in screens:
