@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # the checker pulls in Lark; a cached ruleset must load witho
 CACHE_NAME = locations.RULESET_CACHE_NAME
 #: Bumped when the pickled syntax tree changes shape, so a cache written by
 #: the same version of an older checkout is checked again, not trusted.
-CACHE_FORMAT = 4
+CACHE_FORMAT = 5
 _CACHE_VERSION = f"{__version__}/{CACHE_FORMAT}"
 RULE_SUFFIX = ".rules"
 
@@ -151,6 +151,28 @@ def load_ruleset(
     return LoadedRuleset(
         last_good, errors=checked.errors, stale=True, fingerprint=current, warnings=warnings
     )
+
+
+def load_for_service(
+    rules_dir: Path,
+    state_dir: Path,
+    date_order: str,
+    parsed: ParseCache,
+    pickled: PickledRules,
+) -> LoadedRuleset:
+    """The ruleset a long-running process starts with: checked through its
+    parse cache (not read from the handler's ruleset cache), so that the
+    trees a reload reuses are the very ones in force; the cache is written
+    (and ``pickled`` remembers the rules). Rules with errors: the last good
+    ruleset, from the cache."""
+    current = fingerprint(rules_dir)
+    checked = check_and_compile(
+        rules_dir, state_dir, date_order, current=current, parsed=parsed, write=False
+    )
+    if checked.ruleset is None or checked.cache is None:
+        return load_ruleset(rules_dir, state_dir, date_order)
+    write_cache(state_dir / CACHE_NAME, checked.cache, pickled)
+    return LoadedRuleset(checked.ruleset, fingerprint=current)
 
 
 class Checked(NamedTuple):

@@ -46,7 +46,7 @@ from router.loader import (
     PickledRules,
     check_and_compile,
     fingerprint,
-    load_ruleset,
+    load_for_service,
     parse_cache,
     write_cache,
 )
@@ -85,6 +85,20 @@ def content_key(ruleset: Ruleset) -> str:
     for entry in sorted(f"{key!r}\0{text}" for key, text in ruleset.template_files.items()):
         digest.update(entry.encode("utf-8", "surrogateescape") + b"\0")
     return digest.hexdigest()
+
+
+def prepare_for_reloads() -> None:
+    """Make the first edit after start-up as quick to take as the next: load
+    the parser an edited file needs (the ruleset came without it), and set
+    the ruleset aside from the collector. In the watcher's thread, once
+    running."""
+    try:
+        from router.language.grammar import lark_parser
+
+        lark_parser()
+        settle_long_lived()
+    except Exception:  # a slower first reload, nothing worse
+        log.exception("preparing for rule reloads failed")
 
 
 def emptied_rule_files(rules_dir: Path, ruleset: Ruleset) -> list[Path]:
@@ -288,7 +302,9 @@ class RulesWatcher:
         self._on_swap = on_swap
         self._on_error = on_error
 
-        loaded = load_ruleset(self.rules_dir, self.state_dir, date_order)
+        loaded = load_for_service(
+            self.rules_dir, self.state_dir, date_order, self._parsed, self._pickled
+        )
         #: The ruleset in force. Replaced in one assignment, compiled whole
         #: before it is (a service's events never wait for a compile).
         self.ruleset: Ruleset = loaded.ruleset.compile_all()
@@ -373,7 +389,7 @@ class RulesWatcher:
         """The worker: waits for the debounce or the rescan, whichever comes
         first, and reloads in this thread (never in the observer's, so a slow
         check does not hold up the event queue)."""
-        self._prime()
+        prepare_for_reloads()
         next_rescan = time.monotonic() + self.rescan
         while True:
             with self._cond:
@@ -502,39 +518,6 @@ class RulesWatcher:
             self._call(self._on_swap, checked.ruleset)
             settle_long_lived()
             return True
-
-    def _prime(self) -> None:
-        """Make the first edit after start-up as quick to take as the next.
-
-        The ruleset in force came from the handler's cache; a reload
-        re-parses only the edited file and reuses the trees and compiled
-        rules of the others, but only those it has seen. So, in the
-        background once running: check the files as they are (through the
-        parse cache) and take that ruleset, the same rules, compiled; and
-        load the parser an edited file will need."""
-        try:
-            with self._reload_lock:
-                from router.language.grammar import lark_parser
-
-                lark_parser()
-                current = fingerprint(self.rules_dir)
-                if current != self._fingerprint or not self.last_reload_ok:
-                    return  # a reload is due anyway
-                checked = check_and_compile(
-                    self.rules_dir,
-                    self.state_dir,
-                    self.date_order,
-                    current=current,
-                    parsed=self._parsed,
-                    write=False,
-                )
-                if checked.ruleset is None or content_key(checked.ruleset) != self._content:
-                    return
-                self.ruleset = checked.ruleset.compile_all(previous=self.ruleset)
-                self._write_cache(checked)  # and the pickled rules, for the next writes
-                settle_long_lived()
-        except Exception:  # a slower first reload, nothing worse
-            log.exception("preparing for reloads of %s failed", self.rules_dir)
 
     def _write_cache(self, checked: Checked) -> None:
         """The ruleset cache, for inline handlers: after the swap, off the

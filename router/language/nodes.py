@@ -17,7 +17,13 @@ from router.actions import Action
 
 @dataclass(frozen=True)
 class Span:
-    """Where a node sits in its file: 1-based lines and columns, end exclusive."""
+    """Where a node sits in its file: 1-based lines and columns, end exclusive.
+
+    Every node has one (100,000 at 10,000 rules), so no ``__dict__``: a
+    third of the memory. Pickled as its five values (the default for slots
+    would set them one by one, which a frozen class refuses)."""
+
+    __slots__ = ("file", "line", "column", "end_line", "end_column")
 
     file: str
     line: int
@@ -27,6 +33,9 @@ class Span:
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}:{self.column}"
+
+    def __reduce__(self) -> tuple[type[Span], tuple[str, int, int, int, int]]:
+        return (Span, (self.file, self.line, self.column, self.end_line, self.end_column))
 
 
 # ---- literals and operands --------------------------------------------------
