@@ -105,9 +105,13 @@ def plugin_for(url: str) -> Any:
 
     Same result as ``apprise.Apprise.instantiate(url)``; through the scheme
     index when it knows the scheme, so only that plugin's module is imported.
+    Its asset sends in the caller's thread: Apprise would otherwise start a
+    thread pool for every notification (the delivery scheduler has its own
+    threads; the pool cost more than a local send does).
     """
     import apprise
 
+    asset = apprise.AppriseAsset(async_mode=False)
     scheme = scheme_of(url)
     entry = SCHEMES.get(scheme or "")
     if entry is not None:
@@ -120,11 +124,11 @@ def plugin_for(url: str) -> Any:
             if not results:
                 return None
             results["tag"] = set()
-            results["asset"] = apprise.AppriseAsset()
+            results["asset"] = asset
             return plugin_class(**results)
         except Exception:  # a plugin that refuses the URL, or an index gone stale
             pass
-    return apprise.Apprise.instantiate(url)
+    return apprise.Apprise.instantiate(url, asset=asset)
 
 
 def recognise(url: str) -> Optional[str]:
