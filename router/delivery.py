@@ -311,15 +311,26 @@ def deliver(
         for row in group[index:]:
             results.put(("skipped", row, None))
 
-    with ThreadPoolExecutor(
-        max_workers=max(1, min(policy.concurrency, len(groups))),
-        thread_name_prefix="router-deliver",
-    ) as pool:
+    pool: Optional[ThreadPoolExecutor] = None
+    if len(groups) == 1:
+        # One URL (the scheduler's rows): in this thread. Starting a pool
+        # for one send cost more than the send, and under a burst the new
+        # thread waits its turn for a CPU.
+        run_group(rows)
+    else:
+        pool = ThreadPoolExecutor(
+            max_workers=max(1, min(policy.concurrency, len(groups))),
+            thread_name_prefix="router-deliver",
+        )
         for group in groups.values():
             pool.submit(run_group, group)
+    try:
         for _ in range(len(rows)):
             outcome, row, error = results.get()
             _record(store, policy, report, outcome, row, error, now())
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
     return report
 
 
