@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -29,6 +30,32 @@ Add your own rules in files of your own beside it (say site.rules), check
 them with `router check`, try them with `router test EVENT ARG...`. Keep
 this directory and its files owned by root (or the router's user) and
 writable by no one else: rules can run programs as the user Retrospect runs as.
+"""
+
+
+#: The handler ``router init --handler PATH`` writes (POSIX): Python itself
+#: on the #! line, without site (-IS), so an event costs no shell and no
+#: site; the inline path re-runs it with site, for the dependencies.
+HANDLER = """\
+#!{python} -IS
+# Written by `router init --handler`: the program Retrospect runs for every
+# event (RetroEventHandler EVENT ARG...). Python starts without site (-IS):
+# when `router serve` runs, handing it the event needs only the standard
+# library. Without the service, this file runs again with site (the inline
+# path needs the router's dependencies). Run `router init --handler` again
+# after moving the installation.
+import os
+import sys
+
+os.environ.setdefault("ROUTER_CONFIG", {config})
+if sys.flags.no_site:
+    sys.path.insert(0, {package_parent})
+    from router.handler import main_without_site
+
+    main_without_site(lambda: os.execv(sys.executable, [sys.executable, __file__] + sys.argv[1:]))
+from router.handler import run
+
+run()
 """
 
 
@@ -105,6 +132,32 @@ def initialise(where: Layout) -> list[str]:
     verb = "kept   " if existed else "created"
     said.append(f"{verb} {where.state_dir} (private to this user: 0700)")
     return said
+
+
+def handler_text(config: Path) -> str:
+    """The handler script for this installation: its Python, where its
+    ``router`` package is, and its router.toml (``config``). Raises
+    ValueError where a #! line cannot say it."""
+    if os.name == "nt":
+        raise ValueError(
+            "on Windows, copy the retroeventhandler.exe console script instead (README.md)"
+        )
+    python = sys.executable
+    if not python or any(char.isspace() for char in python):
+        raise ValueError(
+            f"the #! line cannot name this Python ({python!r}: it has a space);"
+            " link the retroeventhandler console script instead"
+        )
+    package_parent = Path(locations.package_dir()).resolve().parent
+    return HANDLER.format(
+        python=python, package_parent=repr(str(package_parent)), config=repr(str(config))
+    )
+
+
+def write_handler(path: Path, where: Layout, said: list[str]) -> None:
+    """Write the handler script at ``path`` (kept if it exists), for the
+    router.toml of ``where``."""
+    _write_new(path, handler_text(where.config), 0o755, said)
 
 
 def quote(path: Path) -> str:

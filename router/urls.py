@@ -11,6 +11,7 @@ Apprise is imported lazily: it costs a few hundred milliseconds, which
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import json
 import re
@@ -161,12 +162,15 @@ def _mask_query(query: str) -> str:
     return "&".join(parts)
 
 
+@functools.lru_cache(maxsize=512)
 def mask_url(url: str) -> str:
     """``url`` with every secret replaced by ``****``.
 
     Apprise's privacy form masks what each service knows to be secret; it
     misses header and payload values in the query, so the query is masked
     here from the original URL, keeping only settings known to be harmless.
+    Remembered per URL: every notification's outbox row shows its URL
+    masked, and building the plugin to ask costs more than the rest of it.
     """
     url = url.strip()
     scheme = scheme_of(url)

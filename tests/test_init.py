@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,24 @@ def test_a_router_toml_beside_the_checkout_is_ignored_by_git() -> None:
         ["git", "check-ignore", "-q", "router.toml"], cwd=REPO, capture_output=True, timeout=30
     )
     assert done.returncode == 0
+
+
+def test_init_writes_a_handler_that_names_its_python_and_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from router.init import handler_text, layout
+
+    where = layout(prefix=str(tmp_path / "p"))
+    text = handler_text(where.config)
+    assert text.startswith(f"#!{sys.executable} -IS\n")
+    assert repr(str(where.config)) in text
+    handler = tmp_path / "RetroEventHandler"
+    done = init("--prefix", str(tmp_path / "p"), "--handler", str(handler), cwd=tmp_path)
+    assert done.returncode == 0 and f"wrote   {handler}" in done.stdout
+    handler.write_text(handler.read_text() + "# the admin's line\n")
+    again = init("--prefix", str(tmp_path / "p"), "--handler", str(handler), cwd=tmp_path)
+    assert f"kept    {handler}" in again.stdout and "the admin's line" in handler.read_text()
+    # A #! line cannot hold a path with a space: a clear refusal, not a broken handler.
+    monkeypatch.setattr(sys, "executable", "/opt/my python/bin/python")
+    with pytest.raises(ValueError, match="has a space"):
+        handler_text(where.config)

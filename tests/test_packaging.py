@@ -222,13 +222,15 @@ def test_a_normal_install_works_as_retrospect_runs_it(fresh_venv: Path, tmp_path
     site = tmp_path / "site"
     bare = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     nowhere = Path("/")
+    written = tmp_path / "Retrospect" / "RetroEventHandler"  # router init --handler's
     init = run_process(
         [bin_dir / "router", "init", "--config", bin_dir / "router.toml"]
-        + ["--rules-dir", site / "rules", "--state-dir", site / "state"],
+        + ["--rules-dir", site / "rules", "--state-dir", site / "state", "--handler", written],
         cwd=nowhere,
         env=bare,
     )
     assert init.code == 0, init.err
+    assert written.read_text().startswith(f"#!{bin_dir / 'python'}") and os.access(written, os.X_OK)
     (site / "rules" / "site.rules").write_text(
         'on StartScript where script == "Nightly"\n  abort "not tonight"\n', encoding="utf-8"
     )
@@ -245,18 +247,22 @@ def test_a_normal_install_works_as_retrospect_runs_it(fresh_venv: Path, tmp_path
         env=bare,
     )
     assert (inline.code, file.read_text()) == (1, "not tonight\n"), inline.err
+    file.write_text("")
+    inline = run_process(
+        [written, "StartScript", "Nightly", "2/10/2017 15:39", file], cwd=nowhere, env=bare
+    )
+    assert (inline.code, file.read_text()) == (1, "not tonight\n"), inline.err
 
     service = subprocess.Popen(
         [str(bin_dir / "router"), "serve"], cwd=nowhere, env=bare, stderr=subprocess.PIPE
     )
     try:
         wait_until(lambda: (site / "state" / "router.sock").exists(), "the service's socket")
-        served = run_process(
-            [bin_dir / "retroeventhandler", "EndScript", "Nightly", "0", "0", "successful"],
-            cwd=nowhere,
-            env=bare,
-        )
-        assert (served.code, served.err) == (0, "")
+        for handler in (bin_dir / "retroeventhandler", written):
+            served = run_process(
+                [handler, "EndScript", "Nightly", "0", "0", "successful"], cwd=nowhere, env=bare
+            )
+            assert (served.code, served.err) == (0, "")
     finally:
         service.terminate()
         service.wait(timeout=60)
@@ -268,10 +274,12 @@ def test_a_normal_install_works_as_retrospect_runs_it(fresh_venv: Path, tmp_path
     entries = json.loads(history.out)
     assert [(e["event"], e["fields"]["script"]) for e in reversed(entries)] == [
         ("StartScript", "Nightly"),
+        ("StartScript", "Nightly"),
+        ("EndScript", "Nightly"),
         ("EndScript", "Nightly"),
     ]
     events_log = (site / "state" / "events.log").read_text()
-    assert events_log.count("\n") == 2  # the default rules logged both
+    assert events_log.count("\n") == 4  # the default rules logged each
 
 
 def test_the_wheel_carries_the_default_rules_and_the_config_template(

@@ -54,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--prefix", metavar="DIR", help="put all three under DIR")
     init.add_argument("--rules-dir", metavar="DIR", help="the rules directory to create")
     init.add_argument("--state-dir", metavar="DIR", help="the state directory to create")
+    init.add_argument(
+        "--handler",
+        metavar="PATH",
+        help="also write the handler Retrospect runs at PATH (POSIX: no shell, no site)",
+    )
     init.set_defaults(func=cmd_init)
 
     check = sub.add_parser("check", help="validate rule files like a compiler")

@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from router.cli.shared import EXIT_ERRORS, EXIT_OK, load_config
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from router.init import initialise, layout, next_steps
+    from router.init import initialise, layout, next_steps, write_handler
     from router.trust import Untrusted
 
     where = layout(args.prefix, args.config, args.rules_dir, args.state_dir)
     try:
         said = initialise(where)
-    except (OSError, Untrusted) as exc:
+        if args.handler:
+            write_handler(Path(args.handler).expanduser().absolute(), where, said)
+    except (OSError, Untrusted, ValueError) as exc:
         print(f"router init: {exc}", file=sys.stderr)
         if isinstance(exc, PermissionError):
             print("router init: run it as root, or choose places with --prefix", file=sys.stderr)

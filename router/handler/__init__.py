@@ -31,7 +31,6 @@ import time
 from router.commandline import command_line_args
 from router.config import fast_settings
 from router.handler.client import REPLY_TIMEOUT, connect
-from router.steps import Step, perform
 
 # Only the standard library's cheapest modules at import time: this module
 # is the fast path's. (typing, pathlib, subprocess each cost milliseconds.)
@@ -173,8 +172,13 @@ def via_service(config: Any, args: list[str], uid: str) -> Optional[int]:
         # The event is journaled: from here on, never fall back (the steps
         # would run twice). Whatever goes wrong is reported, not retried.
         event_id = reply.get("event_id")
+        wanted = reply.get("steps")
+        if not wanted:
+            return 0  # most events: nothing to do here (router.steps not even imported)
         try:
-            steps = [Step.from_json(step) for step in reply.get("steps") or []]
+            from router.steps import Step, perform
+
+            steps = [Step.from_json(step) for step in wanted]
             results, aborted = perform(steps, config.event_log)
         except Exception as exc:
             results = [
