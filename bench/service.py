@@ -136,7 +136,7 @@ def init_handler(base: Path) -> Optional[list[str]]:
     if os.name != "posix":
         return None
     path = base / "RetroEventHandler"
-    router = [sys.executable, "-m", "router", "init", "--prefix", str(base / "init")]
+    router = [sys.executable, "-m", "router.cli", "init", "--prefix", str(base / "init")]
     done = subprocess.run([*router, "--handler", str(path)], capture_output=True)
     return [str(path)] if done.returncode == 0 else None
 
