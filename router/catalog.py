@@ -247,6 +247,27 @@ BYTES_FIELD = _f("bytes", "int", "kb * 1024")
 HISTORY_FIELDS: tuple[FieldSpec, ...] = (
     _f("streak", "int", "events in a row of this name and identity with this status"),
 )
+#: What rules see of the event's run (``run.FIELD``; router/runs.py).
+RUN_FIELDS: tuple[FieldSpec, ...] = (
+    _f("id", "str", "a stable id"),
+    _f("script", "str", "the script"),
+    _f("host", "str", "the engine"),
+    _f("kind", "str", "script, proactive or client"),
+    _f("started", "datetime", "when the run started"),
+    _f("ended", "datetime", "when it ended (absent while open)"),
+    _f("duration", "duration", "seconds so far, or in all once ended", "seconds"),
+    _f("status", "str", "failure, warning, success, or incomplete when given up"),
+    _f("sources", "list", "one item per EndSource so far"),
+    _f("failed", "list", "the sources whose status is failure"),
+    _f("failed_count", "int", "how many sources failed"),
+    _f("source_count", "int", "how many sources ended"),
+    _f("errors", "int", "errors over the script and its sources"),
+    _f("bytes", "int", "bytes backed up over the sources"),
+    _f("files", "int", "files backed up over the sources"),
+    _f("fatal", "dict", "the FatalBackupError's reason, error_code and error_message"),
+    _f("media_requests", "int", "how many MediaRequest events the run saw"),
+)
+RUN_STATUS_VALUES = ("failure", "warning", "success", "incomplete")
 STATUS_VALUES = ("failure", "warning", "success", "info")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 

@@ -128,6 +128,9 @@ class Key:
         )
 
 
+#: ``run_timeout``'s default: a backup run silent for a day is given up.
+RUN_TIMEOUT = 86400.0
+
 #: Every key router.toml may hold. A default of None means "derived" (see load).
 KEYS: tuple[Key, ...] = (
     Key("rules_dir", _path, None, "the *.rules files (default: the rules the router ships)"),
@@ -135,6 +138,7 @@ KEYS: tuple[Key, ...] = (
     Key("date_order", _one_of(*DATE_ORDERS), "mdy", "how Retrospect's dates read"),
     Key("event_log", _path, None, "where `log` without `to` writes (default: state_dir)"),
     Key("retention", _duration, 90 * 86400.0, "how long the journal keeps events"),
+    Key("run_timeout", _duration, RUN_TIMEOUT, "a run silent this long is closed as incomplete"),
     Key("run_env", _names, (), "variables `run` programs get from the handler's environment"),
     Key("admin", _urls, (), "where the router reports its own trouble"),
     Key("listen", _text, None, "HOST:PORT for HTTP intake, /metrics, /healthz (default: none)"),
@@ -223,6 +227,7 @@ class Config(Settings):
         date_order: str
         event_log: Path
         retention: float
+        run_timeout: float
         run_env: tuple[str, ...]
         admin: tuple[str, ...]
         listen: Optional[str]

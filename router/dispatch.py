@@ -29,6 +29,7 @@ from router.engine import (
 )
 from router.events import Event
 from router.rendering import render_plan
+from router.runs import Run, follow
 from router.store import (
     DigestItem,
     ExpectMatch,
@@ -120,11 +121,16 @@ def process(
     identity = identity_of(event)
     errors = list(extra_errors or [])
     history = History()
+    open_runs: list[Run] = []
     if store is not None:
         try:
             history = store.journal.history(event.name, identity)
+            open_runs = store.runs.open_of(str(event.fields.get("host", "")))
         except Exception as exc:  # noqa: BLE001 - decide without history, say so
             errors.append(f"history unavailable ({type(exc).__name__}: {exc}): previous is empty")
+    current = follow(event.name, event.fields, open_runs).current
+    if current is not None:
+        history.run = current.view()
 
     def throttles(rule: str, key: str) -> ThrottleState:
         if store is None:
@@ -147,13 +153,17 @@ def process(
 def record_outcome(store: Store, outcome: Outcome, origin: str, uid: Optional[str] = None) -> None:
     """Journal an outcome with its outbox rows, throttles, expect matches and
     digest items, in one transaction (idempotent per ``uid``)."""
-    fields = outcome.plan.fields
+    # What expectations and digests keep of the event: its fields and streak
+    # (its run is kept once, in the runs table).
+    fields = {k: v for k, v in outcome.plan.fields.items() if k != "run"}
+    event = outcome.event
     outcome.event_id, outcome.outbox_ids = store.record(
         journal_entry(outcome, origin, uid),
         outcome.outbox,
         throttle_updates(outcome.plan),
         expect_matches=expect_matches(outcome.plan, fields),
         digest_items=digest_items(outcome.plan, fields),
+        follow_run=lambda open_runs: follow(event.name, event.fields, open_runs).changed,
     )
 
 

@@ -40,6 +40,7 @@ from typing import Any, Optional, Union
 from router.actions import Notification, Step
 from router.actions.notify import TYPE_FOR_STATUS
 from router.catalog import canonical_name
+from router.config import RUN_TIMEOUT
 from router.dispatch import outbox_items
 from router.engine import (
     CompiledRule,
@@ -51,6 +52,7 @@ from router.engine import (
 )
 from router.events import Event
 from router.rendering import Renderer, render_all
+from router.runs import Run, overdue
 from router.steps import perform
 from router.store import DigestBatch, ExpectState, JournalEntry, OutboxItem, Store
 
@@ -95,6 +97,8 @@ class TickReport:
     #: next tick tries again). Rendering problems are in each Fired and its
     #: journal entry instead.
     errors: list[str] = field(default_factory=list)
+    #: Runs this tick closed as incomplete (silent for ``run_timeout``).
+    runs_ended: list[Run] = field(default_factory=list)
 
     @property
     def outbox_ids(self) -> list[int]:
@@ -112,8 +116,10 @@ def tick(
     now: Optional[float] = None,
     *,
     event_log: Optional[Union[str, Path]] = None,
+    run_timeout: float = RUN_TIMEOUT,
 ) -> TickReport:
-    """Fire the expect windows and flush the digests due at ``now``.
+    """Close the runs silent for ``run_timeout``, fire the expect windows and
+    flush the digests due at ``now``.
 
     Never raises for a timer's failure (it lands in the report's errors,
     and the timer is retried at the next tick): the inline handler calls
@@ -123,6 +129,10 @@ def tick(
     now = time.time() if now is None else now
     report = TickReport(now)
     log_path = Path(event_log) if event_log is not None else None
+    try:
+        report.runs_ended = store.runs.end(overdue(store.runs.all_open(), now, run_timeout))
+    except Exception as exc:  # noqa: BLE001 - a broken timer must not stop the caller
+        report.errors.append(f"runs: {type(exc).__name__}: {exc}")
     for part in (_tick_expects, _tick_digests):
         try:
             part(ruleset, store, now, report, log_path)

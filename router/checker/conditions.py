@@ -6,12 +6,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Optional
 
+from router.catalog import RUN_FIELDS
 from router.checker.report import Checking, CheckingVisitor
 from router.checker.scope import ENUMERATED, FieldInfo, Scope
 from router.checker.spans import pattern_span
 from router.events import parse_date
 from router.language import nodes as n
 from router.language.operators import COMPARISONS, PATTERN_TYPES, PATTERNS
+from router.runs import RUN_EVENTS
 from router.suggest import did_you_mean
 
 _NUMERIC = {"int", "float"}
@@ -178,6 +180,8 @@ class ConditionChecker(CheckingVisitor):
     ) -> Optional[FieldInfo]:
         """The field's info, or None after reporting why it is unknown."""
         path = ref.path
+        if path[0] == "run":
+            return self.check_run_field(ref, scope)
         if path[0] == "previous":
             if len(path) != 2:
                 self.checking.error(
@@ -191,7 +195,7 @@ class ConditionChecker(CheckingVisitor):
             self.checking.error(
                 ref.span,
                 "unknown-field",
-                f"unknown field '{ref.name}'; only previous.FIELD has a dot",
+                f"unknown field '{ref.name}'; only previous.FIELD and run.FIELD have a dot",
             )
             return None
         else:
@@ -209,6 +213,30 @@ class ConditionChecker(CheckingVisitor):
         if report_missing:
             self.report_missing(name, ref.span, info, scope)
         return info
+
+    def check_run_field(self, ref: n.Field, scope: Scope) -> Optional[FieldInfo]:
+        """``run.FIELD``: a field of the run (docs/rules.md, "Runs"), on
+        events that belong to runs."""
+        specs = {spec.name: spec for spec in RUN_FIELDS}
+        name = ref.path[1] if len(ref.path) == 2 else ""
+        spec = specs.get(name)
+        if spec is None:
+            self.checking.error(
+                ref.span,
+                "unknown-field",
+                f"unknown field '{ref.name}'" + did_you_mean(ref.name, [f"run.{k}" for k in specs]),
+                "run has: " + ", ".join(specs),
+            )
+            return None
+        outside = [e for e in scope.events or ("any",) if e not in RUN_EVENTS]
+        if outside:
+            self.checking.warning(
+                ref.span,
+                "missing-field",
+                f"{', '.join(outside)} belongs to no run: '{ref.name}' is absent there",
+                "runs are made of " + ", ".join(RUN_EVENTS),
+            )
+        return FieldInfo(frozenset({spec.type}), ())
 
     def report_missing(self, name: str, span: n.Span, info: FieldInfo, scope: Scope) -> None:
         if info.missing_in:
@@ -290,7 +318,7 @@ class ConditionChecker(CheckingVisitor):
                 f"sizes are byte counts, but {field_ref.name} is not",
                 "compare sizes with bytes, as in bytes > 20MB",
             )
-        allowed = ENUMERATED.get(name)
+        allowed = ENUMERATED.get(field_ref.name if field_ref.path[0] == "run" else name)
         if allowed and literal.kind == "string" and literal.value not in allowed:
             self.checking.error(
                 literal.span,

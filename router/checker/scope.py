@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Optional
 
-from router.catalog import CATALOG, STATUS_VALUES, WEEKDAYS, FieldSpec, fields_of
+from router.catalog import CATALOG, RUN_STATUS_VALUES, STATUS_VALUES, WEEKDAYS, FieldSpec, fields_of
 from router.language import nodes as n
 
 #: Values a field can only take from a closed set, checked in comparisons.
@@ -15,9 +15,11 @@ ENUMERATED: dict[str, tuple[str, ...]] = {
     "status": STATUS_VALUES,
     "weekday": WEEKDAYS,
     "event": tuple(spec.name for spec in CATALOG),
+    "run.status": RUN_STATUS_VALUES,
+    "run.kind": ("script", "proactive", "client"),
 }
 #: Variables every rule's templates see besides the event's fields.
-RULE_VARIABLES = ("rule", "previous", "suppressed")
+RULE_VARIABLES = ("rule", "previous", "suppressed", "run")
 EXPECT_VARIABLES = ("rule", "overdue", "last", "host", "received")
 DIGEST_VARIABLES = ("events", "count")
 

@@ -14,6 +14,7 @@ from router import __version__
 from router.cli.checking import cmd_check, cmd_events
 from router.cli.history import cmd_history, cmd_outbox
 from router.cli.routing import cmd_replay, cmd_test
+from router.cli.runs import cmd_runs
 from router.cli.serving import cmd_init, cmd_serve
 from router.cli.shared import EXIT_BROKEN_PIPE, EXIT_OK, EXIT_STATUSES, EXIT_USAGE
 from router.config import ConfigError
@@ -106,6 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--status", choices=("failure", "warning", "success", "info"))
     history.add_argument("--format", choices=("text", "json"), default="text")
     history.set_defaults(func=cmd_history)
+
+    runs = sub.add_parser("runs", help="backup runs (one script's events as one), newest first")
+    runs.add_argument("--limit", type=int, default=20)
+    runs.add_argument("--script", help="only runs of this script")
+    runs.add_argument("--host", help="only runs on this engine")
+    runs.add_argument("--format", choices=("text", "json"), default="text")
+    runs.set_defaults(func=cmd_runs)
 
     outbox = sub.add_parser("outbox", help="queued notifications; 'outbox retry' sends again")
     outbox.add_argument("--dead", action="store_true", help="only dead letters")

@@ -46,6 +46,7 @@ class ConditionCompiler:
         self.date_order = date_order
         self.constants: dict[str, Any] = {
             "M": MISSING,
+            "E": {},
             "timedelta": timedelta,
             "datetime": datetime,
         }
@@ -170,6 +171,8 @@ class ConditionCompiler:
         return "f", ref.path[0]
 
     def access(self, ref: n.Field) -> str:
+        if ref.path[0] == "run" and len(ref.path) == 2:  # the event's run (router/runs.py)
+            return f"(f.get('run') or E).get({ref.path[1]!r}, M)"
         holder, name = self.holder(ref)
         return f"{holder}.get({name!r}, M)"
 

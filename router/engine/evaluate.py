@@ -39,6 +39,9 @@ class History:
     previous: dict[str, Any] = field(default_factory=dict)
     #: Streak of the previous event (0 when there was none).
     previous_streak: int = 0
+    #: The run the event belongs to, as rules see it (``run.status``...):
+    #: ``Run.view()`` with this event in it; None when it belongs to none.
+    run: Optional[dict[str, Any]] = None
 
     def streak_for(self, status: str) -> int:
         """This event's streak: one more than the previous if the status held."""
@@ -174,6 +177,8 @@ def evaluate(
     history = history or History()
     fields = dict(event.fields)
     fields["streak"] = history.streak_for(str(fields.get("status")))
+    if history.run is not None:
+        fields["run"] = history.run
     previous = history.previous
     decisions: list[RuleDecision] = []
     actions: list[PlannedAction] = []

@@ -218,7 +218,7 @@ def _tick_timers(ruleset: Any, store: Any, config: Any) -> None:
     that have come due; their rows are delivered with the event's."""
     from router.timers import tick
 
-    report = tick(ruleset, store, event_log=config.event_log)
+    report = tick(ruleset, store, event_log=config.event_log, run_timeout=config.run_timeout)
     for error in report.errors:
         say(f"timers: {error}")
 

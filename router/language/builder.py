@@ -102,6 +102,8 @@ class Builder(Transformer):
         return n.Literal(tuple(children), "list", self.mspan(meta))
 
     def field(self, children: builtins.list[Token]) -> n.Field:
+        if children[0].type == "RUN_FIELD":  # "run.status": one token
+            return n.Field(tuple(children[0].value.split(".")), self.tspan(children[0]))
         return n.Field(
             tuple(t.value for t in children),
             self.join(self.tspan(children[0]), self.tspan(children[-1])),

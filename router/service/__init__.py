@@ -118,6 +118,7 @@ class Service:
             self._ruleset,
             event_log=self.config.event_log,
             retention=self.config.retention,
+            run_timeout=self.config.run_timeout,
             on_queued=self.scheduler.wake,
             stopping=self.stopping,
         )

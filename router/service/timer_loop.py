@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from router import timers
+from router.config import RUN_TIMEOUT
 from router.engine import Ruleset
 from router.store import Store
 
@@ -37,6 +38,7 @@ class TimerLoop:
         *,
         event_log: Optional[Path],
         retention: float,
+        run_timeout: float = RUN_TIMEOUT,
         on_queued: Callable[[], None],
         stopping: threading.Event,
         interval: float = TIMER_TICK,
@@ -45,6 +47,7 @@ class TimerLoop:
         self.ruleset = ruleset
         self.event_log = event_log
         self.retention = retention
+        self.run_timeout = run_timeout
         self.on_queued = on_queued
         self.stopping = stopping
         self.interval = interval
@@ -65,7 +68,9 @@ class TimerLoop:
 
     def tick(self) -> timers.TickReport:
         """Fire what is due, apply the retention; its errors logged once each."""
-        report = timers.tick(self.ruleset(), self.store, event_log=self.event_log)
+        report = timers.tick(
+            self.ruleset(), self.store, event_log=self.event_log, run_timeout=self.run_timeout
+        )
         if report.outbox_ids:
             self.on_queued()
         for error in report.errors:

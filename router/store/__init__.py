@@ -14,9 +14,11 @@ import time
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Optional, Protocol
+from typing import Callable, Optional, Protocol
 
+from router.runs import Run
 from router.store import outbox as outbox_rows
+from router.store import runs as run_rows
 from router.store import schema, sqlite
 from router.store import state as rule_state
 from router.store.database import Database
@@ -117,6 +119,7 @@ class Store:
         self.outbox = Outbox(db)
         self.state = RuleState(db)
         self.meta = Meta(db)
+        self.runs = run_rows.Runs(db)
 
     @classmethod
     def open(cls, state_dir: Path) -> Store:
@@ -152,11 +155,17 @@ class Store:
         now: Optional[float] = None,
         expect_matches: Iterable[ExpectMatch] = (),
         digest_items: Iterable[DigestItem] = (),
+        follow_run: Optional[Callable[[list[Run]], Iterable[Run]]] = None,
     ) -> tuple[int, list[int]]:
         """Journal the event and queue its notifications, atomically, with
-        what it does to throttles, expect windows and digests. An event whose
-        ``uid`` is journaled already is not journaled again (the handler and
-        the service may both offer it). Returns its id and its outbox rows'."""
+        what it does to throttles, expect windows, digests and its run. An
+        event whose ``uid`` is journaled already is not journaled again (the
+        handler and the service may both offer it). Returns its id and its
+        outbox rows'.
+
+        ``follow_run(open_runs)``: the runs to keep, given its host's open
+        runs as they are inside this transaction (another process may have
+        changed them since the event was evaluated)."""
         now = time.time() if now is None else now
         with self.db.transaction() as tx:
             if entry.uid is not None:
@@ -170,6 +179,8 @@ class Store:
             rule_state.apply_throttles(tx, throttles)
             rule_state.match_expects(tx, expect_matches)
             rule_state.collect(tx, event_id, digest_items)
+            if follow_run is not None:
+                run_rows.save(tx, follow_run(run_rows.open_in(tx, entry.host)))
         entry.id = event_id
         return event_id, ids
 

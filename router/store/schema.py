@@ -112,6 +112,29 @@ def _v1(tx: Transaction) -> None:
     tx.execute("CREATE UNIQUE INDEX IF NOT EXISTS events_by_uid ON events (uid)")
 
 
+#: Version 2: runs (router/runs.py), each whole as JSON, with what queries need.
+V2 = (
+    """CREATE TABLE IF NOT EXISTS runs (
+        id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        script TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        is_open {int} NOT NULL,
+        started {real} NOT NULL,
+        last_seen {real} NOT NULL,
+        ended {real},
+        data TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS runs_open ON runs (is_open, host)",
+    "CREATE INDEX IF NOT EXISTS runs_by_script ON runs (host, script, started)",
+)
+
+
+def _v2(tx: Transaction) -> None:
+    for statement in V2:
+        tx.execute(tx.dialect.ddl(statement))
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -121,6 +144,7 @@ class Migration:
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "the journal, the outbox, throttles, expectations and digests", _v1),
+    Migration(2, "runs: one backup's events as one story", _v2),
 )
 LATEST = MIGRATIONS[-1].version
 

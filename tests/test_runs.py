@@ -1,0 +1,174 @@
+"""Runs: one backup's events as one story (docs/rules.md, "Runs").
+
+The pure part (``router.runs.follow``) with the event sequences Retrospect
+sends, then the whole way through: the real handler, the real store, a rule
+testing ``run.*`` and a template naming the failed sources.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+from helpers import Site
+from sinks import HttpSink
+
+from router.runs import CLIENT, PROACTIVE, SCRIPT, Run, follow, overdue
+
+T0 = datetime(2026, 11, 28, 2, 0)
+
+
+class Engine:
+    """The open runs of one router, fed events as the store would keep them."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, Run] = {}
+        self.minute = 0
+
+    def send(self, name: str, host: str = "engine-a", **fields: Any) -> Run | None:
+        self.minute += 1
+        fields.update(host=host, received=T0 + timedelta(minutes=self.minute))
+        fields.setdefault("status", "success")
+        open_runs = [r for r in self.runs.values() if r.open]
+        changed, current = follow(name, fields, open_runs)
+        for run in changed:
+            self.runs[run.id] = run
+        return current
+
+
+def end_source(engine: Engine, script: str, source: str, status: str, **more: Any) -> Run:
+    run = engine.send(
+        "EndSource",
+        script=script,
+        source=source,
+        client=source.split("/")[0],
+        status=status,
+        errors=1 if status != "success" else 0,
+        bytes=1024,
+        files=3,
+        **more,
+    )
+    assert run is not None
+    return run
+
+
+def test_a_script_run_gathers_its_sources_and_ends_at_endscript() -> None:
+    engine = Engine()
+    started = engine.send("StartScript", script="Nightly")
+    assert started is not None and started.kind == SCRIPT and started.open
+    engine.send("StartSource", script="Nightly", source="ws1/C")
+    end_source(engine, "Nightly", "ws1/C", "success")
+    engine.send("StartSource", script="Nightly", source="ws2/C")
+    failed = end_source(engine, "Nightly", "ws2/C", "failure")
+    assert failed.id == started.id and failed.status == "failure"
+    media = engine.send("MediaRequest", backup_set="Set A")  # names no script: the host's run
+    assert media is not None and media.id == started.id and media.media_requests == 1
+    ended = engine.send("EndScript", script="Nightly", status="failure", errors=1)
+    assert ended is not None and not ended.open and ended.ended_by == "EndScript"
+    view = ended.view()
+    assert view["status"] == "failure" and view["failed_count"] == 1
+    assert [s["source"] for s in view["failed"]] == ["ws2/C"]
+    assert (view["source_count"], view["bytes"], view["files"], view["errors"]) == (2, 2048, 6, 2)
+    assert view["ended"] - view["started"] == timedelta(minutes=6)
+    assert view["duration"] == 360.0 and view["media_requests"] == 1
+
+
+def test_status_is_the_worst_of_script_sources_and_fatal_error() -> None:
+    engine = Engine()
+    engine.send("StartScript", script="A")
+    assert end_source(engine, "A", "ws/C", "warning").status == "warning"
+    fatal = engine.send("FatalBackupError", script="A", reason="disk full", error_code=-1101)
+    assert fatal is not None and fatal.status == "failure"
+    assert fatal.view()["fatal"]["reason"] == "disk full"
+    clean = Engine()
+    clean.send("StartScript", script="B")
+    end_source(clean, "B", "ws/C", "success")
+    ended = clean.send("EndScript", script="B", errors=0)
+    assert ended is not None and ended.status == "success"
+
+
+def test_hosts_and_scripts_keep_their_own_runs() -> None:
+    engine = Engine()
+    a = engine.send("StartScript", script="Nightly", host="engine-a")
+    b = engine.send("StartScript", script="Nightly", host="engine-b")
+    other = engine.send("StartScript", script="Weekly", host="engine-a")
+    assert a is not None and b is not None and other is not None
+    assert len({a.id, b.id, other.id}) == 3
+    run_b = end_source(engine, "Nightly", "ws/C", "failure", host="engine-b")
+    assert run_b.id == b.id and engine.runs[a.id].sources == []
+
+
+def test_a_restarted_script_gives_up_the_run_that_never_ended() -> None:
+    engine = Engine()
+    first = engine.send("StartScript", script="Nightly")
+    second = engine.send("StartScript", script="Nightly")
+    assert first is not None and second is not None and first.id != second.id
+    given_up = engine.runs[first.id]
+    assert given_up.status == "incomplete" and given_up.ended_by == "restarted"
+
+
+def test_proactive_runs_end_with_the_backup_server_and_client_runs_alone() -> None:
+    engine = Engine()
+    engine.send("StartBackupServer")
+    proactive = engine.send("StartSource", script="Proactive", source="laptop/C")
+    assert proactive is not None and proactive.kind == PROACTIVE
+    end_source(engine, "Proactive", "laptop/C", "success")
+    assert engine.runs[proactive.id].open  # a session lasts until the server stops
+    engine.send("StopBackupServer")
+    assert not engine.runs[proactive.id].open
+    client = Engine()  # a client engine: no StartScript, no backup server
+    run = client.send("StartSource", script="Nightly", source="db01/var", host="db01")
+    assert run is not None and run.kind == CLIENT
+    ended = end_source(client, "Nightly", "db01/var", "success", host="db01")
+    assert ended.id == run.id and not ended.open
+
+
+def test_a_silent_run_is_closed_incomplete_after_run_timeout() -> None:
+    engine = Engine()
+    run = engine.send("StartScript", script="Nightly")
+    assert run is not None
+    now = run.last_seen + 3600
+    assert overdue([run], now, 7200) == []
+    (given_up,) = overdue([run], now, 1800)
+    assert given_up.status == "incomplete" and given_up.ended == run.last_seen + 1800
+
+
+def test_a_number_that_came_as_text_counts_nothing() -> None:
+    engine = Engine()
+    engine.send("StartScript", script="Nightly")
+    ended = engine.send("EndScript", script="Nightly", errors="lots", status="failure")
+    assert ended is not None and ended.view()["errors"] == 0 and ended.status == "failure"
+
+
+RUN_RULES = """\
+target sink = "json://{address}/"
+on EndScript where run.status == "failure" and run.failed_count > 0
+  notify sink title "{{{{ run.script }}}} failed"
+    body "{{{{ run.failed | map(attribute='source') | join(', ') }}}} of {{{{ run.source_count }}}}"
+"""
+
+
+def test_the_handler_keeps_runs_and_rules_see_them(tmp_path: Any, http_sink: HttpSink) -> None:
+    """Through the real handler (inline) and store: one notification for the
+    failed run, naming its failed source, and none for the clean one."""
+    site = Site(tmp_path)
+    site.write_rules(RUN_RULES.format(address=http_sink.address))
+    date = "11/28/2026 2:00 AM"
+    for script, status, code, message in (
+        ("Nightly", 1, -519, "network communication failed"),
+        ("Weekly", 0, 0, "successful"),
+    ):
+        assert site.handler("StartScript", script, date, site.intervention_file("s")).code == 0
+        source = ("EndSource", script, "ws2/C", "C:", "ws2", "1024", "10", "9:00", date, date)
+        done = site.handler(*source, date, "Set A", "Normal", "C:", str(status), str(code), message)
+        assert done.code == 0, done.err
+        assert site.handler("EndScript", script, str(status), str(code), message).code == 0
+    (request,) = http_sink.wait_for(1)
+    sent = json.loads(request.body)
+    assert (sent["title"], sent["message"]) == ("Nightly failed", "ws2/C of 1")
+    runs = json.loads(site.router("runs", "--format", "json").out)
+    assert [(r["script"], r["status"], r["source_count"]) for r in runs] == [
+        ("Weekly", "success", 1),
+        ("Nightly", "failure", 1),
+    ]
