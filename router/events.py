@@ -229,6 +229,12 @@ class Event:
         return name in self.fields
 
 
+def local_host() -> str:
+    """This machine's name: the ``host`` of the events its handler receives
+    (an event that came over HTTP carries its own engine's)."""
+    return socket.gethostname()
+
+
 def event_from_argv(
     argv: Sequence[Union[str, bytes]],
     *,
@@ -285,7 +291,7 @@ def event_from_argv(
     now = received or datetime.now()
     values["event"] = name
     values["status"] = compute_status(name, values)
-    values["host"] = host if host is not None else socket.gethostname()
+    values["host"] = host if host is not None else local_host()
     values["received"] = now
     values["hour"] = now.hour
     values["weekday"] = WEEKDAYS[now.weekday()]

@@ -160,13 +160,21 @@ def _tick_expects(
         if key is None:  # keys come from matches
             windows.extend((rule, state) for state in known)
             continue
-        # A rule with one known key: an old row under another key is a
-        # leftover of an edited rule and is not watched.
+        # A rule whose pins are all literals: this machine's window is
+        # watched from start-up; other engines' (the same key but for the
+        # host, which is pinned first) from their first match. A row under
+        # any other key is a leftover of an edited rule and is not watched.
         state = next((s for s in known if s.key == key), None)
         if state is None:
             to_arm.append((rule.label, key))
             state = ExpectState(rule.label, key, now, None, None, None)
         windows.append((rule, state))
+        same = _without_host(key)
+        windows.extend(
+            (rule, other)
+            for other in known
+            if other.key != key and _without_host(other.key) == same
+        )
     if to_arm:
         store.state.arm_expects(to_arm, now)
         report.armed.extend(to_arm)
@@ -181,6 +189,11 @@ def _tick_expects(
             continue
         if fired is not None:
             report.fired.append(fired)
+
+
+def _without_host(key: str) -> str:
+    """An expect window's key without its first part, the ``host``."""
+    return key.partition("\x1f")[2]
 
 
 def due_deadline(rule: CompiledRule, state: ExpectState, now: float) -> Optional[float]:

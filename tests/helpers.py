@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -17,6 +18,9 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
 import pytest
+
+#: The ``host`` of the events this machine's handler receives (in identities and keys).
+HOST = socket.gethostname()
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

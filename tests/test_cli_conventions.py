@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from helpers import ROUTER, Site
+from helpers import HOST, ROUTER, Site
 
 from router import __version__
 
@@ -81,7 +81,7 @@ def test_every_command_that_prints_records_speaks_json(site: Site) -> None:
     report = json.loads(site.router("test", "--format", "json", *failed).out)
     assert report["event"]["fields"]["error_code"] == {"type": "int", "value": -530}
     assert [r["rule"] for r in report["rules"] if r["matched"]] == ["failed"]
-    assert report["expectations"] == [{"rule": "site.rules:7", "key": "Daily"}]
+    assert report["expectations"] == [{"rule": "site.rules:7", "key": f"{HOST} / Daily"}]
     assert report["notifications"][0]["urls"] == ["json://127.0.0.1:9/ops"]
     (row,) = json.loads(site.router("outbox", "--format", "json").out)
     assert (row["state"], row["url"], row["rule"]) == (
@@ -101,7 +101,8 @@ def test_router_test_explains_a_digest_and_an_expectation(site: Site) -> None:
     assert "notifications: none now" in done.out
     assert "(a dry run: nothing is sent, run, written or recorded)" in done.out
     done = site.router("test", "EndScript", "Daily", "0", "0", "successful")
-    assert "  site.rules:7: expects this event: its window (Daily) starts again" in done.out
+    window = f"  site.rules:7: expects this event: its window ({HOST} / Daily) starts again"
+    assert window in done.out
 
 
 def test_history_filters(site: Site) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Optional
 
 import pytest
-from helpers import router_command
+from helpers import HOST, router_command
 from sinks import HttpSink
 
 REPO = Path(__file__).resolve().parent.parent
@@ -470,9 +470,9 @@ def test_history_and_outbox_on_a_real_state_dir(site: Site, http_sink: HttpSink)
     assert done.returncode == 0, done.stderr
     lines = [line for line in done.stdout.splitlines() if line.startswith("#")]
     assert [re.sub(r" \d{4}-\d\d-\d\d \d\d:\d\d:\d\d ", " TIME ", line) for line in lines] == [
-        "#1 TIME EndScript [failure] Daily Backup: rules script failed",
-        "#2 TIME EndScript [failure] Weekly Backup: rules script failed",
-        "#3 TIME StartScript [info] Daily Backup: rules -",
+        f"#1 TIME EndScript [failure] {HOST} / Daily Backup: rules script failed",
+        f"#2 TIME EndScript [failure] {HOST} / Weekly Backup: rules script failed",
+        f"#3 TIME StartScript [info] {HOST} / Daily Backup: rules -",
     ]
     assert PASSWORD not in done.stdout
     only = site.router("history", "--event", "StartScript").stdout.splitlines()

@@ -21,13 +21,15 @@ from router.actions.log import append_log
 from router.checker import check_text
 from router.dispatch import Outcome, process
 from router.engine import Ruleset, evaluate
-from router.events import event_from_argv
+from router.events import event_from_argv, local_host
 from router.loader import build_ruleset, empty_ruleset
 from router.store import JournalQuery, OutboxRow, Store
 from router.timers import ORPHAN_DIGEST_AFTER, TickReport, tick
 
 #: A Monday, 10:00 local time.
 T0 = datetime(2024, 3, 4, 10, 0)
+#: The engine the events come from: this machine, as for a router beside its engine.
+HOST = local_host()
 TARGET = 'target ops = "json://127.0.0.1:9/hook"\n'
 
 DAILY_OK = ["EndScript", "Daily Backup", "0", "0", "successful"]
@@ -52,7 +54,7 @@ def ruleset(text: str, path: str = "timers.rules") -> Ruleset:
 
 
 def send(store: Store, rules: Ruleset, argv: list[str], when: datetime) -> Outcome:
-    return process(event_from_argv(argv, host="backup01", received=when), rules, store)
+    return process(event_from_argv(argv, host=HOST, received=when), rules, store)
 
 
 def rows(store: Store) -> list[OutboxRow]:
@@ -98,7 +100,7 @@ def test_expect_fires_once_per_missed_window(store: Store) -> None:
     late = tick(rules, store, now=ts(26))
     assert titles(late, store) == ["Daily Backup has not finished for 1 day 2 hours"]
     [fired] = late.fired
-    assert (fired.kind, fired.rule, fired.key) == ("expect", "daily", "Daily Backup")
+    assert (fired.kind, fired.rule, fired.key) == ("expect", "daily", f"{HOST}\x1fDaily Backup")
     assert late.errors == []
 
     # The same missed window: nothing more, however often the timer ticks.
@@ -122,7 +124,7 @@ def test_a_fire_is_journaled_with_its_outbox_rows(store: Store) -> None:
     [entry] = store.journal.entries(where=JournalQuery(event="expect"))
     assert entry.id == fired.event_id
     assert (entry.origin, entry.status) == ("timer", "warning")
-    assert entry.identity == "daily\x1fDaily Backup"
+    assert entry.identity == f"daily\x1f{HOST}\x1fDaily Backup"
     assert entry.fields["overdue"] == timedelta(hours=26, minutes=30)
     assert entry.fields["since"] == at(0)
     assert entry.fields["window_end"] == at(26)
@@ -170,10 +172,12 @@ PINNED = (
 
 def test_pinned_fields_key_the_window_and_reach_the_templates(store: Store) -> None:
     rules = ruleset(PINNED)
-    assert [r.pinned for r in rules.expects] == [("script",), ("script", "errors")]
+    assert [r.pinned for r in rules.expects] == [("host", "script"), ("host", "script", "errors")]
 
     plan = evaluate(rules, event_from_argv(DAILY_FAILED, received=at(0)))
-    assert [(hit.rule.label, hit.key) for hit in plan.expect_matches] == [("daily", "Daily Backup")]
+    assert [(hit.rule.label, hit.key) for hit in plan.expect_matches] == [
+        ("daily", f"{HOST}\x1fDaily Backup")
+    ]
 
     tick(rules, store, now=ts(0))  # both windows armed
     send(store, rules, DAILY_FAILED, at(1))
@@ -182,7 +186,7 @@ def test_pinned_fields_key_the_window_and_reach_the_templates(store: Store) -> N
     fired = tick(rules, store, now=ts(27))
     assert titles(fired, store) == ["Daily Backup is late; it last said: backup client not found"]
     keys = {(s.rule, s.key) for s in store.state.expect_states()}
-    assert keys == {("daily", "Daily Backup"), ("weekly", "Weekly\x1f0")}
+    assert keys == {("daily", f"{HOST}\x1fDaily Backup"), ("weekly", f"{HOST}\x1fWeekly\x1f0")}
 
     weekly = tick(rules, store, now=ts(2 + 24 * 8))
     assert titles(weekly, store) == [
@@ -275,7 +279,7 @@ def test_a_never_matched_expect_is_armed_at_the_first_tick_and_survives_a_restar
     label = rules.expects[0].label
     with Store.open(state) as first:
         report = tick(rules, first, now=ts(0))
-        assert report.armed == [(label, "")] and report.fired == []
+        assert report.armed == [(label, HOST)] and report.fired == []
         assert tick(rules, first, now=ts(0, 30)).armed == []  # armed once
 
     # Restarted 40 minutes later: the window still counts from the first start.
@@ -320,7 +324,7 @@ def test_the_rules_md_expect_example() -> None:
     # docs/rules.md's whole "At a glance" block, as an admin would install it.
     rules = build_ruleset(check_text(block, "glance.rules"))
     [expect] = rules.expects
-    assert expect.pinned == ("script",)
+    assert expect.pinned == ("host", "script")
     with Store.in_memory() as store:
         tick(rules, store, now=ts(0))
         send(store, rules, DAILY_OK, at(1))
@@ -373,7 +377,11 @@ def test_digest_collects_events_into_one_notification_after_its_window(store: St
     assert tick(rules, store, now=ts(5)).fired == []  # flushed once
 
     [entry] = store.journal.entries(where=JournalQuery(event="digest"))
-    assert (entry.origin, entry.identity, entry.id) == ("timer", "failures", row.event_id)
+    assert (entry.origin, entry.identity, entry.id) == (
+        "timer",
+        f"failures\x1f{HOST}",
+        row.event_id,
+    )
     assert entry.fields["count"] == 3
     assert len(entry.fields["event_ids"]) == 3
 
@@ -469,7 +477,7 @@ def test_throttle_and_stop_are_unchanged_by_digest(store: Store) -> None:
     assert held.plan.decisions[0].reason == "throttled" and held.plan.digests == []
     assert held.plan.stopped_by is None and held.plan.matched == ["after"]
     again = send(store, rules, MAIL_FAILED, at(0, 40))
-    assert [d.key for d in again.plan.digests] == [""]
+    assert [d.key for d in again.plan.digests] == [HOST]  # no `by`: per engine
     assert again.plan.actions[0].variables["suppressed"] == 1
 
     assert [r.title for r in rows(store)] == []
@@ -517,8 +525,10 @@ def test_a_digest_of_a_rule_that_left_the_rules_is_kept_then_dropped_visibly(
 def test_evaluate_plans_timers_without_writing() -> None:
     rules = ruleset(DIGEST + DAILY_EXPECT.replace(TARGET, ""))
     plan = evaluate(rules, event_from_argv(DAILY_FAILED, received=at(0)))
-    assert [(d.rule.label, d.key, len(d.actions)) for d in plan.digests] == [("failures", "", 1)]
-    assert [(h.rule.label, h.key) for h in plan.expect_matches] == [("daily", "Daily Backup")]
+    assert [(d.rule.label, d.key, len(d.actions)) for d in plan.digests] == [("failures", HOST, 1)]
+    assert [(h.rule.label, h.key) for h in plan.expect_matches] == [
+        ("daily", f"{HOST}\x1fDaily Backup")
+    ]
     assert plan.actions == []
 
 

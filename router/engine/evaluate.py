@@ -22,14 +22,16 @@ SOURCE_EVENTS = frozenset({"StartSource", "EndSource", "AnomalyAlert"})
 
 def identity_of(event: Event) -> str:
     """The key ``previous`` and ``streak`` are kept under (docs/events.md):
-    the script for script events, script and source for source events,
-    the event name for the rest."""
+    the engine (``host``), then the script for script events, script and
+    source for source events, the event name for the rest. Two engines
+    running a script of the same name never share a streak."""
     fields = event.fields
+    host = str(fields.get("host", ""))
     if event.name in SOURCE_EVENTS and "script" in fields:
-        return f"{fields.get('script')}\x1f{fields.get('source', '')}"
+        return f"{host}\x1f{fields.get('script')}\x1f{fields.get('source', '')}"
     if "script" in fields:
-        return str(fields["script"])
-    return event.name
+        return f"{host}\x1f{fields['script']}"
+    return f"{host}\x1f{event.name}"
 
 
 @dataclass
@@ -157,8 +159,11 @@ ThrottleLookup = Callable[[str, str], ThrottleState]
 
 
 def throttle_key(rule: CompiledRule, option: n.Throttle, fields: Mapping[str, Any]) -> str:
-    values = [str(fields.get(f.path[-1], "")) for f in option.by]
-    return "\x1f".join(values)
+    """A throttle's or digest's key: its ``by`` fields' values; without
+    ``by``, the engine's (each ``host`` has its own window)."""
+    if not option.by:
+        return str(fields.get("host", ""))
+    return "\x1f".join(str(fields.get(f.path[-1], "")) for f in option.by)
 
 
 def evaluate(

@@ -12,6 +12,7 @@ from router.bulk import collector_paused
 from router.catalog import canonical_name
 from router.engine.compiler import MISSING, ConditionCompiler, Predicate
 from router.engine.screen import LeftOut
+from router.events import local_host
 from router.language import nodes as n
 
 
@@ -298,7 +299,12 @@ def _pins(
 ) -> tuple[tuple[str, ...], Optional[dict[str, Any]]]:
     """An expect rule's pinned fields (as the checker's ``pinned_fields``
     finds them: ``FIELD == ...`` in the top-level ``and``), and their values
-    when each is pinned to a literal."""
+    when each is pinned to a literal.
+
+    ``host`` is always pinned (docs/rules.md, "Identity across engines"):
+    each engine has its own windows. Unless the rule names a host, the
+    window watched from start-up is this machine's; other engines' windows
+    start with their first match."""
     compares: list[n.Compare] = []
 
     def walk(cond: Optional[n.Condition]) -> None:
@@ -309,7 +315,7 @@ def _pins(
                 walk(operand)
 
     walk(condition)
-    names: dict[str, None] = {}
+    names: dict[str, None] = {"host": None}
     values: dict[str, Any] = {}
     for compare in compares:
         for side, other in ((compare.left, compare.right), (compare.right, compare.left)):
@@ -317,6 +323,7 @@ def _pins(
                 names[side.path[0]] = None
                 if isinstance(other, n.Literal) and other.kind != "list":
                     values.setdefault(side.path[0], compiler.value(other, side))
+    values.setdefault("host", local_host())
     pinned = tuple(names)
     return pinned, (values if all(name in values for name in pinned) else None)
 
