@@ -266,6 +266,8 @@ RUN_FIELDS: tuple[FieldSpec, ...] = (
     _f("files", "int", "files backed up over the sources"),
     _f("fatal", "dict", "the FatalBackupError's reason, error_code and error_message"),
     _f("media_requests", "int", "how many MediaRequest events the run saw"),
+    _f("error_code", "int", "what the EndScript said: 0, or Retrospect's error"),
+    _f("error_message", "str", "what the EndScript said, in words"),
 )
 RUN_STATUS_VALUES = ("failure", "warning", "success", "incomplete")
 STATUS_VALUES = ("failure", "warning", "success", "info")

@@ -62,6 +62,8 @@ class Run:
     #: The ending EndScript's status and error count.
     script_status: Optional[str] = None
     script_errors: int = 0
+    #: What the ending EndScript said (error_code, error_message).
+    script_error: Optional[dict[str, Any]] = None
     sources: list[dict[str, Any]] = field(default_factory=list)
     fatal: Optional[dict[str, Any]] = None
     media_requests: int = 0
@@ -108,6 +110,8 @@ class Run:
             seen["ended"] = datetime.fromtimestamp(self.ended)
         if self.fatal is not None:
             seen["fatal"] = dict(self.fatal)
+        if self.script_error is not None:
+            seen.update(self.script_error)
         return seen
 
 
@@ -176,6 +180,11 @@ def follow(name: str, fields: Mapping[str, Any], open_runs: list[Run]) -> Follow
     elif name in ENDS:
         run.script_status = str(fields.get("status", "")) or None
         run.script_errors = _count(fields.get("errors"))
+        if name == "EndScript":
+            run.script_error = {
+                "error_code": fields.get("error_code"),
+                "error_message": fields.get("error_message"),
+            }
         run.ended, run.ended_by = at, name
     elif name == "FatalBackupError":
         run.fatal = {

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Optional
 
 import pytest
-from helpers import router_command
+from helpers import HOST, router_command
 from sinks import HttpSink, SmtpSink
 
 REPO = Path(__file__).resolve().parent.parent
@@ -234,46 +234,68 @@ def test_default_rules_warn_only_about_the_unset_notify_url() -> None:
 # ---------------------------------------------------------------------------
 
 
-def test_default_rules_fire_on_failures_and_warnings(site: Site) -> None:
-    lines = {
-        '@2024-03-01T01:00 StartScript "Daily Backup" "3/1/2024 1:00" /tmp/i': "-",
-        'EndScript "Daily Backup" 0 0 successful': "-",
-        'EndScript "Daily Backup" 0 -530 "backup client not found"': "default: script failed",
-        'EndScript "Daily Backup" 2 0 successful': "default: script finished with errors",
-        " ".join(f'"{a}"' for a in SQL_END): "-",
+def test_default_rules_tell_one_story_per_run(site: Site) -> None:
+    """One notice per failed run, when it ends (not one per event of it), none
+    for a clean run; media once per run; the rest as before."""
+    source_ok = (
         'EndSource "Daily Backup" "SQL01/Data" D: SQL01 0 0 3 "" "" "" Set Normal Data'
-        ' 0 -1017 "insufficient permissions"': "default: source failed",
-        'EndSource "Daily Backup" "SQL01/Data" D: SQL01 0 0 3 "" "" "" Set Normal Data'
-        " 5 0 successful": "default: source finished with errors",
-        'FatalBackupError "Daily Backup" "disk full" -1101 "disk full" zone /tmp/i': (
-            "default: fatal error"
-        ),
-        'ScriptCheckFailed "Daily Backup" "3/2/2024 1:00" "no media" -1 "no media"': (
-            "default: script check failed"
-        ),
-        'MediaRequest "Set A" "1-Set A" true 5 /tmp/i': "-",
-        'TimedOutMediaRequest "Set A" "1-Set A" true 60 /tmp/i': (
-            "default: media request timed out"
-        ),
-        'PasswordEntry "Set A" 1 0 successful': "-",
-        'PasswordEntry "Set A" 3 -1 "wrong password"': "default: password entry failed",
-        'AnomalyAlert "Daily Backup" "SQL01/Data" D: SQL01 sel 100 40 40.0 /tmp/i': (
-            "default: anomaly"
-        ),
-        # Too few arguments: the built-in title still reads as a sentence.
-        "EndScript": "default: script finished with errors",
-    }
-    invocations = "".join(line + "\n" for line in lines)
-    expected = "".join(
-        ("default: log every event" + ("" if fired == "-" else ", " + fired)) + "\n"
-        for fired in lines.values()
+        " 0 0 successful"
     )
+    source_failed = (
+        'EndSource "Daily Backup" "SQL01/Data" D: SQL01 0 0 3 "" "" "" Set Normal Data'
+        ' 0 -1017 "insufficient permissions"'
+    )
+    start = 'StartScript "Daily Backup" "3/1/2024 1:00" /tmp/i'
+    media = 'MediaRequest "Set A" "1-Set A" true 5 /tmp/i'
+    lines = [
+        # A clean run: nothing.
+        ("@2024-03-01T01:00 " + start, "-"),
+        (source_ok, "-"),
+        ('EndScript "Daily Backup" 0 0 successful', "-"),
+        # A failed run: a failed source, a fatal error, media asked for three
+        # times; one notice for media, one for the run when it ends.
+        (start, "-"),
+        (source_failed, "-"),
+        ('FatalBackupError "Daily Backup" "disk full" -1101 "disk full" zone /tmp/i', "-"),
+        (media, "default: media needed"),
+        (media, "-"),
+        (media, "-"),
+        ('EndScript "Daily Backup" 1 -1101 "disk full"', "default: run failed"),
+        # A run that ended with errors, and one that failed with no source.
+        (start, "-"),
+        ('EndScript "Daily Backup" 2 0 successful', "default: run failed"),
+        (start, "-"),
+        ('EndScript "Daily Backup" 0 -530 "backup client not found"', "default: run failed"),
+        # A client engine's run: its source pair.
+        (" ".join(f'"{a}"' for a in ["StartSource", *SQL_END[1:5], "/tmp/i"]), "-"),
+        (source_failed, "default: run failed"),
+        (
+            'ScriptCheckFailed "Daily Backup" "3/2/2024 1:00" "no media" -1 "no media"',
+            ("default: script check failed"),
+        ),
+        (
+            'TimedOutMediaRequest "Set A" "1-Set A" true 60 /tmp/i',
+            ("default: media request timed out"),
+        ),
+        ('PasswordEntry "Set A" 1 0 successful', "-"),
+        ('PasswordEntry "Set A" 3 -1 "wrong password"', "default: password entry failed"),
+        (
+            'AnomalyAlert "Daily Backup" "SQL01/Data" D: SQL01 sel 100 40 40.0 /tmp/i',
+            ("default: anomaly"),
+        ),
+        # Too few arguments: no script, so no run; still a notice.
+        ("EndScript", "default: script ended outside a run"),
+    ]
+    invocations = "".join(line + "\n" for line, _ in lines)
+    expected = [
+        "default: log every event" + ("" if fired == "-" else ", " + fired) for _, fired in lines
+    ]
     invocations_file = site.root / "invocations.txt"
     invocations_file.write_text(invocations, encoding="utf-8")
     done = site.router("replay", "--rules", str(DEFAULT_RULES), str(invocations_file))
     assert done.returncode == 0, done.stderr
     fired = [line.split(": ", 2)[2] for line in done.stdout.splitlines()]
-    assert fired == expected.splitlines()
+    assert fired == expected
 
 
 def test_default_rules_notify_only_once_the_url_is_set(site: Site, http_sink: HttpSink) -> None:
@@ -295,9 +317,8 @@ def test_default_rules_notify_only_once_the_url_is_set(site: Site, http_sink: Ht
     assert done.returncode == 0, done.stderr
     first, second = http_sink.wait_for(2)
     assert sorted([first.path, second.path]) == ["/notify", "/second"]
-    assert (
-        first.json["title"] == "Backup 'Daily Backup' failed: error -530 (backup client not found)"
-    )
+    assert first.json["title"] == f"Daily Backup failed on {HOST}"
+    assert "Retrospect said: backup client not found (-530)" in first.json["message"]
     assert first.json["type"] == "failure"
 
     done = site.handler(*DAILY_OK, env={"ROUTER_NOTIFY_URL": url})

@@ -56,7 +56,7 @@ def test_init_writes_config_rules_and_a_private_state_directory(tmp_path: Path) 
         cwd=tmp_path,
         env={},
     )
-    assert test.code == 0 and "default: script failed: matched" in test.out, test.out
+    assert test.code == 0 and "default: run failed: matched" in test.out, test.out
 
 
 def test_a_second_init_keeps_every_file_the_admin_has(tmp_path: Path) -> None:

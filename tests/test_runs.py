@@ -172,3 +172,35 @@ def test_the_handler_keeps_runs_and_rules_see_them(tmp_path: Any, http_sink: Htt
         ("Weekly", "success", 1),
         ("Nightly", "failure", 1),
     ]
+
+
+MEDIA_RULES = """\
+target ops = "json://127.0.0.1:9/"
+rule "media" on MediaRequest notify ops title "{{ backup_set }} needs media" throttle 1d by run
+"""
+
+
+def test_by_run_makes_one_notice_per_run_of_a_repeating_media_request() -> None:
+    """Retrospect repeats MediaRequest every 5 minutes while it waits:
+    ``throttle ... by run`` notifies once per run, and again in the next."""
+    from router.checker import check_text
+    from router.dispatch import process
+    from router.events import event_from_argv
+    from router.loader import build_ruleset
+    from router.store import Store
+
+    rules = build_ruleset(check_text(MEDIA_RULES, "media.rules"))
+    sent = []
+    with Store.in_memory() as store:
+        minute = 0
+        for script in ("Nightly", "Nightly"):
+            minute += 1
+            start = ["StartScript", script, "11/28/2026 2:00 AM", "/tmp/if"]
+            process(event_from_argv(start, received=T0 + timedelta(minutes=minute)), rules, store)
+            for wait in range(4):
+                minute += 5
+                media = ["MediaRequest", "Set A", "1-Set A", "true", str(wait * 5), "/tmp/if"]
+                at = T0 + timedelta(minutes=minute)
+                outcome = process(event_from_argv(media, received=at), rules, store)
+                sent.append(outcome.plan.matched)
+    assert sent == [["media"], [], [], [], ["media"], [], [], []]

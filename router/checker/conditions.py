@@ -181,7 +181,7 @@ class ConditionChecker(CheckingVisitor):
         """The field's info, or None after reporting why it is unknown."""
         path = ref.path
         if path[0] == "run":
-            return self.check_run_field(ref, scope)
+            return run_field(self.checking, ref, scope)
         if path[0] == "previous":
             if len(path) != 2:
                 self.checking.error(
@@ -213,30 +213,6 @@ class ConditionChecker(CheckingVisitor):
         if report_missing:
             self.report_missing(name, ref.span, info, scope)
         return info
-
-    def check_run_field(self, ref: n.Field, scope: Scope) -> Optional[FieldInfo]:
-        """``run.FIELD``: a field of the run (docs/rules.md, "Runs"), on
-        events that belong to runs."""
-        specs = {spec.name: spec for spec in RUN_FIELDS}
-        name = ref.path[1] if len(ref.path) == 2 else ""
-        spec = specs.get(name)
-        if spec is None:
-            self.checking.error(
-                ref.span,
-                "unknown-field",
-                f"unknown field '{ref.name}'" + did_you_mean(ref.name, [f"run.{k}" for k in specs]),
-                "run has: " + ", ".join(specs),
-            )
-            return None
-        outside = [e for e in scope.events or ("any",) if e not in RUN_EVENTS]
-        if outside:
-            self.checking.warning(
-                ref.span,
-                "missing-field",
-                f"{', '.join(outside)} belongs to no run: '{ref.name}' is absent there",
-                "runs are made of " + ", ".join(RUN_EVENTS),
-            )
-        return FieldInfo(frozenset({spec.type}), ())
 
     def report_missing(self, name: str, span: n.Span, info: FieldInfo, scope: Scope) -> None:
         if info.missing_in:
@@ -327,6 +303,36 @@ class ConditionChecker(CheckingVisitor):
                 + did_you_mean(str(literal.value), allowed),
                 f"{name} is one of: {', '.join(allowed)}",
             )
+
+
+def run_field(checking: Checking, ref: n.Field, scope: Scope) -> Optional[FieldInfo]:
+    """``run.FIELD``: a field of the run (docs/rules.md, "Runs"), on events
+    that belong to runs; None after reporting an unknown one."""
+    specs = {spec.name: spec for spec in RUN_FIELDS}
+    name = ref.path[1] if len(ref.path) == 2 else ""
+    spec = specs.get(name)
+    if spec is None:
+        checking.error(
+            ref.span,
+            "unknown-field",
+            f"unknown field '{ref.name}'" + did_you_mean(ref.name, [f"run.{k}" for k in specs]),
+            "run has: " + ", ".join(specs),
+        )
+        return None
+    warn_outside_runs(checking, ref, scope)
+    return FieldInfo(frozenset({spec.type}), ())
+
+
+def warn_outside_runs(checking: Checking, ref: n.Field, scope: Scope) -> None:
+    """A warning when some of the rule's events belong to no run."""
+    outside = [e for e in scope.events or ("any",) if e not in RUN_EVENTS]
+    if outside:
+        checking.warning(
+            ref.span,
+            "missing-field",
+            f"{', '.join(outside)} belongs to no run: '{ref.name}' is absent there",
+            "runs are made of " + ", ".join(RUN_EVENTS),
+        )
 
 
 def _kinds(types: Iterable[str]) -> str:

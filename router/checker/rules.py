@@ -11,7 +11,7 @@ from typing import Optional
 from router.actions import Action
 from router.catalog import EVENTS, canonical_name
 from router.checker.actions import ActionCheck
-from router.checker.conditions import ConditionChecker
+from router.checker.conditions import ConditionChecker, warn_outside_runs
 from router.checker.files import REFUSAL_HINT, permission_problem
 from router.checker.report import Checking, CheckingVisitor
 from router.checker.reuse import FileCheck, FileChecks, self_contained, shared_names_key
@@ -250,7 +250,10 @@ class RulesetChecker(CheckingVisitor):
         seen[option.kind] = option
         self.checking.check_window(option.window, option.span, option.kind)
         for by_field in option.by:
-            self.conditions.check_field(by_field, scope)
+            if by_field.path == ("run",):
+                warn_outside_runs(self.checking, by_field, scope)
+            else:
+                self.conditions.check_field(by_field, scope)
         if option.kind == "digest" and not any(a.notifies for a in rule.actions):
             self.checking.warning(
                 option.span,

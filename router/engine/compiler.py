@@ -81,6 +81,8 @@ class ConditionCompiler:
         return f"({self.access(n.Field((cond.name,), cond.span))} is True)"
 
     def _exists(self, cond: n.Exists) -> str:
+        if cond.field.path[0] == "run" and len(cond.field.path) == 2:
+            return f"({cond.field.path[1]!r} in (f.get('run') or E))"
         holder, name = self.holder(cond.field)
         return f"({name!r} in {holder})"
 

@@ -163,7 +163,14 @@ def throttle_key(rule: CompiledRule, option: n.Throttle, fields: Mapping[str, An
     ``by``, the engine's (each ``host`` has its own window)."""
     if not option.by:
         return str(fields.get("host", ""))
-    return "\x1f".join(str(fields.get(f.path[-1], "")) for f in option.by)
+    return "\x1f".join(_key_part(f, fields) for f in option.by)
+
+
+def _key_part(by: n.Field, fields: Mapping[str, Any]) -> str:
+    """One ``by`` field's value in a key; ``by run``: the run's id."""
+    if by.path == ("run",):
+        return str((fields.get("run") or {}).get("id", ""))
+    return str(fields.get(by.path[-1], ""))
 
 
 def evaluate(

@@ -194,6 +194,11 @@ class Builder(Transformer):
         return tuple(children)
 
     @v_args(meta=True)
+    def by_run(self, meta, children) -> n.Field:
+        """``by run``: the event's run (its id) as a key."""
+        return n.Field(("run",), self.mspan(meta))
+
+    @v_args(meta=True)
     def throttle(self, meta, children) -> n.Throttle:
         return self._window("throttle", meta, children)
 
