@@ -442,16 +442,22 @@ def test_email_summarises_bad_script_ends_and_asks_for_media(site: Site) -> None
             """\
             EndScript "Daily Backup" 0 0 successful
             EndScript "Daily Backup" 2 0 successful
-            EndScript "Daily Backup" 0 -530 "backup client not found"
+            StartScript "Daily Backup" "3/1/2024 1:00" /tmp/i
             MediaRequest "Set A" "1-Set A" false 0 /tmp/i
+            MediaRequest "Set A" "1-Set A" false 5 /tmp/i
+            MediaRequest "Set A" "1-Set A" false 10 /tmp/i
             TimedOutMediaRequest "Set A" "1-Set A" false 60 /tmp/i
+            EndScript "Daily Backup" 0 -530 "backup client not found"
             """,
             """\
             -
             email: script summary
+            -
+            email: media request
+            -
+            -
+            email: media request timed out
             email: script summary
-            email: media request
-            email: media request
             """,
         )
     )
@@ -466,6 +472,9 @@ def test_email_delivers_the_summary_from_its_template(site: Site, smtp_sink: Smt
     )
     env = {"BACKUP_MAIL_URL": mail_url}
     assert site.handler(*DAILY_OK, env=env).returncode == 0
+    start = ("StartScript", "Daily Backup", "2/10/2017 01:00", str(site.root / "i"))
+    assert site.handler(*start, env=env).returncode == 0
+    assert site.handler(*SQL_END, env=env).returncode == 0
     assert site.handler(*DAILY_FAILED, env=env).returncode == 0
     media_request = ("MediaRequest", "Set A", "1-Set A", "true", "5", str(site.root / "i"))
     assert site.handler(*media_request, env=env).returncode == 0
@@ -474,6 +483,7 @@ def test_email_delivers_the_summary_from_its_template(site: Site, smtp_sink: Smt
     text = summary.text()
     assert "Script:   Daily Backup" in text
     assert "Result:   failure, error -530 (backup client not found)" in text
+    assert "Sources (1, 0 failed):" in text and "SQL01/Data: success, 1.5 GB" in text
     assert "The previous run of this script ended with status success" in text
     assert media.subject == "[Retrospect] needs media: 1-Set A of Set A"
     assert 'waiting for member "1-Set A" of backup' in media.text()
