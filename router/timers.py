@@ -52,7 +52,7 @@ from router.engine import (
 )
 from router.events import Event
 from router.rendering import Renderer, render_all
-from router.runs import Run, overdue
+from router.runs import SCRIPT, Run, overdue
 from router.steps import perform
 from router.store import DigestBatch, ExpectState, JournalEntry, OutboxItem, Store
 
@@ -133,7 +133,7 @@ def tick(
         report.runs_ended = store.runs.end(overdue(store.runs.all_open(), now, run_timeout))
     except Exception as exc:  # noqa: BLE001 - a broken timer must not stop the caller
         report.errors.append(f"runs: {type(exc).__name__}: {exc}")
-    for part in (_tick_expects, _tick_digests):
+    for part in (_tick_expects, _tick_hung_runs, _tick_digests):
         try:
             part(ruleset, store, now, report, log_path)
         except Exception as exc:  # noqa: BLE001 - a broken timer must not stop the caller
@@ -155,6 +155,8 @@ def _tick_expects(
     to_arm = []
     windows: list[tuple[CompiledRule, ExpectState]] = []
     for rule in ruleset.expects:
+        if rule.rule.every is None:
+            continue  # a hung-run rule (_tick_hung_runs)
         known = states.get(rule.label, [])
         key = static_expect_key(rule)
         if key is None:  # keys come from matches
@@ -191,6 +193,48 @@ def _tick_expects(
             report.fired.append(fired)
 
 
+def _tick_hung_runs(
+    ruleset: Ruleset, store: Store, now: float, report: TickReport, log: Optional[Path]
+) -> None:
+    """``expect ... within D after StartScript``: each script run still open
+    D after it started fires the rule once (its window is keyed by the run)."""
+    rules = [rule for rule in ruleset.expects if rule.rule.within is not None]
+    if not rules:
+        return
+    runs = [run for run in store.runs.all_open() if run.kind == SCRIPT]
+    fired = {(s.rule, s.key): s for s in store.state.expect_states()}
+    for rule in rules:
+        assert rule.rule.within is not None
+        within = rule.rule.within.total_seconds()
+        grace = rule.rule.grace.total_seconds() if rule.rule.grace else 0.0
+        for run in runs:
+            deadline = run.started + within + grace
+            fields = {"script": run.script, "host": run.host, "run": run.view(now)}
+            if now < deadline or not _holds(rule, fields):
+                continue
+            state = fired.get((rule.label, run.id))
+            if state is None:
+                store.state.arm_expects([(rule.label, run.id)], run.started)
+                state = ExpectState(rule.label, run.id, run.started, None, None, None)
+            if state.fired_for is not None:
+                continue  # once per run
+            try:
+                done = fire_expect(ruleset, store, rule, state, deadline, now, log, run=run)
+            except Exception as exc:  # noqa: BLE001 - the others still run
+                report.errors.append(f"expect '{rule.label}': {type(exc).__name__}: {exc}")
+                continue
+            if done is not None:
+                report.fired.append(done)
+
+
+def _holds(rule: CompiledRule, fields: dict[str, Any]) -> bool:
+    """Whether a hung run is one the rule's ``where`` is about."""
+    try:
+        return bool(rule.test(fields, {}))
+    except Exception:  # noqa: BLE001 - a condition that cannot be decided does not fire
+        return False
+
+
 def _without_host(key: str) -> str:
     """An expect window's key without its first part, the ``host``."""
     return key.partition("\x1f")[2]
@@ -219,11 +263,15 @@ def due_deadline(rule: CompiledRule, state: ExpectState, now: float) -> Optional
 
 
 def expect_variables(
-    ruleset: Ruleset, rule: CompiledRule, state: ExpectState, now: float
+    ruleset: Ruleset,
+    rule: CompiledRule,
+    state: ExpectState,
+    now: float,
+    run: Optional[Run] = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The fields an expect rule's templates see (pinned fields, host,
-    received) and its extra variables (rule, overdue, last, and what the
-    built-in message says)."""
+    received) and its extra variables (rule, overdue, last, what the
+    built-in message says, and for a hung run, ``run``)."""
     pinned: dict[str, Any] = {}
     for name in rule.pinned:
         if state.last_fields is not None and name in state.last_fields:
@@ -242,6 +290,9 @@ def expect_variables(
         "every": rule.rule.every,
         "grace": rule.rule.grace,
     }
+    if run is not None:
+        fields.update(script=run.script, host=run.host)
+        extra["run"] = run.view(now)
     return fields, extra
 
 
@@ -253,10 +304,12 @@ def fire_expect(
     deadline: float,
     now: float,
     log: Optional[Path] = None,
+    run: Optional[Run] = None,
 ) -> Optional[Fired]:
     """Render, journal and queue one expect window's notifications; None when
-    another process fired it (or a match re-armed it) first."""
-    fields, extra = expect_variables(ruleset, rule, state, now)
+    another process fired it (or a match re-armed it) first. ``run``: the
+    hung run a ``within ... after`` rule fires for."""
+    fields, extra = expect_variables(ruleset, rule, state, now, run)
     event = Event(name="expect", known=False, fields=fields, args=[])
     renderer = Renderer(
         ruleset, event, fields, History(), message="_expect", default_type=EXPECT_TYPE
@@ -290,6 +343,7 @@ def fire_expect(
             "since": datetime.fromtimestamp(state.base),
             "window_end": datetime.fromtimestamp(deadline),
             "matched_before": state.last_match is not None,
+            **({"run_id": run.id} if run is not None else {}),
         },
         args=[],
         decisions=[RuleDecision(rule.label, True).record()],

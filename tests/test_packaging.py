@@ -236,7 +236,7 @@ def test_a_normal_install_works_as_retrospect_runs_it(fresh_venv: Path, tmp_path
     )
     check = run_process([bin_dir / "router", "check"], cwd=nowhere, env=bare)
     assert check.code == 0, check.out + check.err
-    assert "2 file(s), 10 rule(s): 0 error(s)" in check.out + check.err
+    assert "2 file(s), 11 rule(s): 0 error(s)" in check.out + check.err
     assert str(REPO_ROOT) not in check.out + check.err  # nothing read from the checkout
 
     file = tmp_path / "intervention"

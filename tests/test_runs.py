@@ -204,3 +204,40 @@ def test_by_run_makes_one_notice_per_run_of_a_repeating_media_request() -> None:
                 outcome = process(event_from_argv(media, received=at), rules, store)
                 sent.append(outcome.plan.matched)
     assert sent == [["media"], [], [], [], ["media"], [], [], []]
+
+
+HUNG_RULES = """\
+target ops = "json://127.0.0.1:9/"
+rule "hung" expect EndScript where script == "Nightly" within 6h after StartScript
+  notify ops title "{{ run.script }} on {{ run.host }} has run for {{ overdue | duration }}"
+"""
+
+
+def test_a_hung_run_fires_its_expectation_once() -> None:
+    """``expect EndScript within 6h after StartScript``: a run still open 6
+    hours after its start fires once; a run that ended, or another script's,
+    does not."""
+    from router.checker import check_text
+    from router.dispatch import process
+    from router.events import event_from_argv
+    from router.loader import build_ruleset
+    from router.store import Store
+    from router.timers import tick
+
+    rules = build_ruleset(check_text(HUNG_RULES, "hung.rules"))
+    with Store.in_memory() as store:
+        for script in ("Nightly", "Weekly"):
+            start = ["StartScript", script, "11/28/2026 2:00 AM", "/tmp/if"]
+            process(event_from_argv(start, host="engine-a", received=T0), rules, store)
+        finished = ["StartScript", "Nightly", "11/28/2026 2:00 AM", "/tmp/if"]
+        process(event_from_argv(finished, host="engine-b", received=T0), rules, store)
+        end = ["EndScript", "Nightly", "0", "0", "successful"]
+        at = T0 + timedelta(hours=1)
+        process(event_from_argv(end, host="engine-b", received=at), rules, store)
+
+        assert tick(rules, store, now=(T0 + timedelta(hours=5)).timestamp()).fired == []
+        late = tick(rules, store, now=(T0 + timedelta(hours=7)).timestamp())
+        assert [(f.kind, f.rule) for f in late.fired] == [("expect", "hung")]
+        (row,) = store.outbox.rows(limit=10)
+        assert row.title == "Nightly on engine-a has run for 7 hours"
+        assert tick(rules, store, now=(T0 + timedelta(hours=9)).timestamp()).fired == []

@@ -213,8 +213,10 @@ class RulesetChecker(CheckingVisitor):
         scope = Scope(events)
         if rule.condition is not None:
             self.conditions.check(rule.condition, scope)
-        if rule.is_expect:
+        if rule.every is not None:
             self.checking.check_window(rule.every, rule.span, "every")
+        if rule.within is not None:
+            self.check_hung_run(rule)
         variables = template_variables(rule, scope)
         actions = ActionCheck(self.checking, rule, scope, variables, self.check_action)
         for action in rule.actions:
@@ -222,6 +224,20 @@ class RulesetChecker(CheckingVisitor):
         seen: dict[str, n.Throttle] = {}
         for option in rule.options:
             self.visit(option, scope, rule, seen)
+
+    def check_hung_run(self, rule: n.Rule) -> None:
+        """``expect EVENTS within D after StartScript``: a run's start (the
+        only event a run is known to start with) and how long it may take."""
+        assert rule.within is not None and rule.after is not None
+        self.checking.check_window(rule.within, rule.span, "within")
+        name, span = rule.after
+        if canonical_name(name) != "StartScript":
+            self.checking.error(
+                span,
+                "bad-after",
+                f"'within ... after {name}': a run is watched from its StartScript",
+                "write: expect EndScript within 12h after StartScript",
+            )
 
     def rule_events(self, rule: n.Rule) -> list[str]:
         """The rule's events by their canonical names; unknown ones reported."""

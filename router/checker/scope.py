@@ -75,9 +75,10 @@ def template_variables(rule: n.Rule, scope: Scope) -> Variables:
     """What the templates of ``rule`` may name."""
     if rule.is_expect:
         pinned = set(pinned_fields(rule.condition))
+        hung = {"run"} if rule.within is not None else set()  # the run that has not ended
         return Variables(
             scope=scope,
-            extra=set(EXPECT_VARIABLES) | pinned,
+            extra=set(EXPECT_VARIABLES) | pinned | hung,
             fields_visible=False,
             pinned=pinned,
         )

@@ -10,7 +10,6 @@ import builtins
 import re
 import textwrap
 from datetime import timedelta
-from typing import Optional
 
 from lark import Token, Transformer, v_args
 
@@ -250,15 +249,22 @@ class Builder(Transformer):
 
     @v_args(meta=True)
     def rule(self, meta, children) -> n.Rule:
-        return self._rule(meta, children, every=None)
+        return self._rule(meta, children)
 
     @v_args(meta=True)
     def expect(self, meta, children) -> n.Rule:
-        every = next(parse_duration(c.value) for c in children if isinstance(c, Token))
-        return self._rule(meta, [c for c in children if not isinstance(c, Token)], every=every)
+        return self._rule(meta, children)
 
-    def _rule(self, meta, children, every: Optional[timedelta]) -> n.Rule:
+    def every(self, children) -> tuple[str, timedelta]:
+        return ("every", parse_duration(children[0].value))
+
+    def within(self, children) -> tuple[str, tuple[timedelta, tuple[str, n.Span]]]:
+        duration, name = children
+        return ("within", (parse_duration(duration.value), (name.value, self.tspan(name))))
+
+    def _rule(self, meta, children) -> n.Rule:
         parts = dict(c for c in children if isinstance(c, tuple))
+        within = parts.get("within")
         actions = tuple(c for c in children if isinstance(c, Action))
         options = tuple(c for c in children if isinstance(c, n.Throttle))
         return n.Rule(
@@ -268,8 +274,10 @@ class Builder(Transformer):
             actions,
             options,
             self.mspan(meta),
-            every=every,
+            every=parts.get("every"),
             grace=parts.get("grace"),
+            within=within[0] if within else None,
+            after=within[1] if within else None,
         )
 
     def start(self, children) -> builtins.list[n.Statement]:

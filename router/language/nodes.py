@@ -216,10 +216,14 @@ class Rule:
     span: Span
     every: Optional[timedelta] = None
     grace: Optional[timedelta] = None
+    #: ``expect EndScript within D after StartScript``: a run that started
+    #: and has not ended D later (a hung backup); ``after`` names the start.
+    within: Optional[timedelta] = None
+    after: Optional[tuple[str, Span]] = None
 
     @property
     def is_expect(self) -> bool:
-        return self.every is not None
+        return self.every is not None or self.within is not None
 
     @property
     def any_event(self) -> bool:
