@@ -125,7 +125,8 @@ def process(
     if store is not None:
         try:
             history = store.journal.history(event.name, identity)
-            open_runs = store.runs.open_of(str(event.fields.get("host", "")))
+            host, script = (str(event.fields.get(k, "")) for k in ("host", "script"))
+            open_runs = store.runs.open_of(host, script, event.name)
         except Exception as exc:  # noqa: BLE001 - decide without history, say so
             errors.append(f"history unavailable ({type(exc).__name__}: {exc}): previous is empty")
     current = follow(event.name, event.fields, open_runs).current

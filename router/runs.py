@@ -131,19 +131,24 @@ def run_id(host: str, script: str, started: float) -> str:
 
 def follow(name: str, fields: Mapping[str, Any], open_runs: list[Run]) -> Followed:
     """What the event ``name`` with ``fields`` does to its host's
-    ``open_runs`` (server sessions included). Pure: returns copies."""
+    ``open_runs`` (at least those of its script, the server session, the
+    Proactive Backup runs and the latest run: see ``store.runs.open_in``).
+    Pure: the runs it changes are copies."""
     host = str(fields.get("host", ""))
     script = str(fields.get("script", ""))
     at = fields["received"].timestamp() if "received" in fields else 0.0
-    mine = [replace(r, sources=list(r.sources)) for r in open_runs if r.host == host]
+    mine = [r for r in open_runs if r.host == host]
     runs = [r for r in mine if r.kind != SERVER]
     server = next((r for r in mine if r.kind == SERVER), None)
     same = next((r for r in reversed(runs) if r.script == script), None) if script else None
+    same = _copy(same)
 
     def new(kind: str) -> Run:
         return Run(run_id(host, script, at), host, script, kind, at, at)
 
     if name == "StartScript":
+        if not script:
+            return Followed([], None)  # a start of nothing in particular: no run
         changed = []
         if same is not None:  # a run that never ended: given up as this one starts
             same.ended, same.ended_by = at, "restarted"
@@ -153,12 +158,12 @@ def follow(name: str, fields: Mapping[str, Any], open_runs: list[Run]) -> Follow
     if name == "StartBackupServer":
         return Followed([] if server else [new(SERVER)], None)
     if name == "StopBackupServer":
-        ended = [r for r in mine if r.kind in (PROACTIVE, SERVER)]
+        ended = [_copy(r) for r in mine if r.kind in (PROACTIVE, SERVER)]
         for run in ended:
             run.ended, run.ended_by, run.last_seen = at, name, at
         return Followed(ended, None)
     if name in MEDIA:
-        latest = max(runs, key=lambda r: r.last_seen, default=None)
+        latest = _copy(max(runs, key=lambda r: r.last_seen, default=None))
         if latest is None:
             return Followed([], None)
         latest.last_seen = at
@@ -193,6 +198,11 @@ def follow(name: str, fields: Mapping[str, Any], open_runs: list[Run]) -> Follow
             "error_message": fields.get("error_message"),
         }
     return Followed([run], run)
+
+
+def _copy(run: Any) -> Any:
+    """A run to change (the caller's stays as it was); None stays None."""
+    return None if run is None else replace(run, sources=list(run.sources))
 
 
 def source_of(fields: Mapping[str, Any]) -> dict[str, Any]:

@@ -241,3 +241,10 @@ def test_a_hung_run_fires_its_expectation_once() -> None:
         (row,) = store.outbox.rows(limit=10)
         assert row.title == "Nightly on engine-a has run for 7 hours"
         assert tick(rules, store, now=(T0 + timedelta(hours=9)).timestamp()).fired == []
+
+
+def test_events_that_name_no_script_start_no_run() -> None:
+    engine = Engine()
+    assert engine.send("StartScript", script="") is None
+    assert engine.send("EndSource", source="ws/C") is None
+    assert engine.runs == {}

@@ -180,7 +180,9 @@ class Store:
             rule_state.match_expects(tx, expect_matches)
             rule_state.collect(tx, event_id, digest_items)
             if follow_run is not None:
-                run_rows.save(tx, follow_run(run_rows.open_in(tx, entry.host)))
+                script = str(entry.fields.get("script", ""))
+                open_runs = run_rows.open_in(tx, entry.host, script, entry.name)
+                run_rows.save(tx, follow_run(open_runs))
         entry.id = event_id
         return event_id, ids
 

@@ -41,13 +41,22 @@ def save(tx: Transaction, runs: Iterable[Run]) -> None:
         )
 
 
-def open_in(tx: Any, host: str) -> list[Run]:
-    """The open runs (and server sessions) of ``host``, oldest first.
+def open_in(tx: Any, host: str, script: str, event: str) -> list[Run]:
+    """The open runs of ``host`` an ``event`` of ``script`` may change (see
+    ``router.runs.follow``): the script's, the server session and the latest
+    run (all the Proactive Backup runs for StopBackupServer); oldest first.
+    Not every open run: an engine may leave thousands that never ended.
     ``tx``: a Transaction, or the Database for a read outside one."""
+    kinds = "'server', 'proactive'" if event == "StopBackupServer" else "'server'"
     rows = tx.all(
-        f"SELECT {_COLUMNS} FROM runs WHERE is_open = 1 AND host = ? ORDER BY started, id", (host,)
+        f"SELECT data FROM runs WHERE is_open = 1 AND host = ? AND script = ?"
+        f" UNION ALL SELECT data FROM runs WHERE is_open = 1 AND host = ? AND kind IN ({kinds})"
+        " UNION ALL SELECT * FROM (SELECT data FROM runs WHERE is_open = 1 AND host = ?"
+        "  ORDER BY last_seen DESC, id DESC LIMIT 1)",
+        (host, script, host, host),
     )
-    return [_run(row[0]) for row in rows]
+    found = {run.id: run for run in (_run(row[0]) for row in rows)}
+    return sorted(found.values(), key=lambda run: (run.started, run.id))
 
 
 def _run(data: str) -> Run:
@@ -60,8 +69,8 @@ class Runs:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def open_of(self, host: str) -> list[Run]:
-        return open_in(self.db, host)
+    def open_of(self, host: str, script: str, event: str) -> list[Run]:
+        return open_in(self.db, host, script, event)
 
     def all_open(self) -> list[Run]:
         rows = self.db.all(f"SELECT {_COLUMNS} FROM runs WHERE is_open = 1 ORDER BY started, id")

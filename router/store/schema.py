@@ -125,7 +125,9 @@ V2 = (
         ended {real},
         data TEXT NOT NULL
     )""",
-    "CREATE INDEX IF NOT EXISTS runs_open ON runs (is_open, host)",
+    "CREATE INDEX IF NOT EXISTS runs_open ON runs (is_open, host, script)",
+    "CREATE INDEX IF NOT EXISTS runs_kind ON runs (is_open, host, kind)",
+    "CREATE INDEX IF NOT EXISTS runs_latest ON runs (is_open, host, last_seen)",
     "CREATE INDEX IF NOT EXISTS runs_by_script ON runs (host, script, started)",
 )
 
