@@ -53,6 +53,7 @@ from router.engine import (
 from router.events import Event
 from router.rendering import Renderer, render_all
 from router.runs import SCRIPT, Run, overdue
+from router.schedules import latest_missed, zone
 from router.steps import perform
 from router.store import DigestBatch, ExpectState, JournalEntry, OutboxItem, Store
 
@@ -155,7 +156,7 @@ def _tick_expects(
     to_arm = []
     windows: list[tuple[CompiledRule, ExpectState]] = []
     for rule in ruleset.expects:
-        if rule.rule.every is None:
+        if rule.rule.within is not None:
             continue  # a hung-run rule (_tick_hung_runs)
         known = states.get(rule.label, [])
         key = static_expect_key(rule)
@@ -248,6 +249,8 @@ def due_deadline(rule: CompiledRule, state: ExpectState, now: float) -> Optional
     missed window fires: a router that was down for three windows sends one
     notification, not three.
     """
+    if rule.rule.at is not None:
+        return _schedule_deadline(rule, state, now)
     every_delta = rule.rule.every
     if every_delta is None or every_delta.total_seconds() <= 0:
         return None
@@ -262,12 +265,28 @@ def due_deadline(rule: CompiledRule, state: ExpectState, now: float) -> Optional
     return deadline
 
 
+def _schedule_deadline(rule: CompiledRule, state: ExpectState, now: float) -> Optional[float]:
+    """``at "CRON"``: the deadline (scheduled time + grace) of the latest
+    scheduled time with no matching event since, not fired yet; None."""
+    assert rule.rule.at is not None
+    grace = rule.rule.grace.total_seconds() if rule.rule.grace else 0.0
+    zone_name = str(rule.rule.tz.value) if rule.rule.tz is not None else None
+    missed = latest_missed(str(rule.rule.at.value), zone(zone_name), state.base, now, grace)
+    if missed is None:
+        return None
+    deadline = missed + grace
+    if state.fired_for is not None and state.fired_for >= deadline - EPSILON:
+        return None
+    return deadline
+
+
 def expect_variables(
     ruleset: Ruleset,
     rule: CompiledRule,
     state: ExpectState,
     now: float,
     run: Optional[Run] = None,
+    deadline: Optional[float] = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The fields an expect rule's templates see (pinned fields, host,
     received) and its extra variables (rule, overdue, last, what the
@@ -293,6 +312,12 @@ def expect_variables(
     if run is not None:
         fields.update(script=run.script, host=run.host)
         extra["run"] = run.view(now)
+    if rule.rule.at is not None and deadline is not None:
+        grace = rule.rule.grace.total_seconds() if rule.rule.grace else 0.0
+        where = zone(str(rule.rule.tz.value) if rule.rule.tz is not None else None)
+        extra["scheduled"] = datetime.fromtimestamp(deadline - grace, where)  # in its zone
+        extra["deadline"] = datetime.fromtimestamp(deadline, where)
+        extra["overdue"] = timedelta(seconds=now - (deadline - grace))
     return fields, extra
 
 
@@ -309,7 +334,7 @@ def fire_expect(
     """Render, journal and queue one expect window's notifications; None when
     another process fired it (or a match re-armed it) first. ``run``: the
     hung run a ``within ... after`` rule fires for."""
-    fields, extra = expect_variables(ruleset, rule, state, now, run)
+    fields, extra = expect_variables(ruleset, rule, state, now, run, deadline)
     event = Event(name="expect", known=False, fields=fields, args=[])
     renderer = Renderer(
         ruleset, event, fields, History(), message="_expect", default_type=EXPECT_TYPE

@@ -105,7 +105,15 @@ CASES = [
     Case(
         "expect-without-every",
         'expect EndScript where script == "Daily"\n  log "late"\n',
-        [err(2, 3, "syntax", "unexpected 'log', expected 'every'", absent=("action",))],
+        [
+            err(
+                2,
+                3,
+                "syntax",
+                "unexpected 'log', expected 'at', 'every' or 'within'",
+                absent=("action",),
+            )
+        ],
     ),
     Case(
         "unterminated-string",

@@ -217,6 +217,8 @@ class RulesetChecker(CheckingVisitor):
             self.checking.check_window(rule.every, rule.span, "every")
         if rule.within is not None:
             self.check_hung_run(rule)
+        if rule.at is not None:
+            self.check_schedule(rule)
         variables = template_variables(rule, scope)
         actions = ActionCheck(self.checking, rule, scope, variables, self.check_action)
         for action in rule.actions:
@@ -238,6 +240,30 @@ class RulesetChecker(CheckingVisitor):
                 f"'within ... after {name}': a run is watched from its StartScript",
                 "write: expect EndScript within 12h after StartScript",
             )
+
+    def check_schedule(self, rule: n.Rule) -> None:
+        """``at "CRON" [tz "ZONE"]``: an expression cronsim takes, a zone
+        this machine knows (docs/rules.md, "Schedules")."""
+        from router.schedules import cron_problem, zone_problem
+
+        assert rule.at is not None
+        problem = cron_problem(str(rule.at.value))
+        if problem is not None:
+            self.checking.error(
+                rule.at.span,
+                "bad-cron",
+                f"not a cron expression: {problem}",
+                'five fields: minute hour day-of-month month day-of-week, as in "0 2 * * 1-5"',
+            )
+        if rule.tz is not None:
+            problem = zone_problem(str(rule.tz.value))
+            if problem is not None:
+                self.checking.error(
+                    rule.tz.span,
+                    "bad-zone",
+                    problem + did_you_mean(str(rule.tz.value), _zones()),
+                    'an IANA zone name, as in "Europe/Paris" or "America/New_York"',
+                )
 
     def rule_events(self, rule: n.Rule) -> list[str]:
         """The rule's events by their canonical names; unknown ones reported."""
@@ -287,3 +313,10 @@ class RulesetChecker(CheckingVisitor):
             code, message, hint = refusal
             self.checking.error(action.span, code, message, hint)
         action.check(context)
+
+
+def _zones() -> list[str]:
+    """Every zone name this machine knows (for a suggestion)."""
+    from zoneinfo import available_timezones
+
+    return sorted(available_timezones())

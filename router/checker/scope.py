@@ -76,9 +76,10 @@ def template_variables(rule: n.Rule, scope: Scope) -> Variables:
     if rule.is_expect:
         pinned = set(pinned_fields(rule.condition))
         hung = {"run"} if rule.within is not None else set()  # the run that has not ended
+        scheduled = {"scheduled", "deadline"} if rule.at is not None else set()
         return Variables(
             scope=scope,
-            extra=set(EXPECT_VARIABLES) | pinned | hung,
+            extra=set(EXPECT_VARIABLES) | pinned | hung | scheduled,
             fields_visible=False,
             pinned=pinned,
         )

@@ -237,7 +237,7 @@ def evaluate(
     expect_matches = [
         ExpectHit(compiled, expect_key(compiled, fields))
         for compiled in ruleset.expect_candidates(event.name)
-        if compiled.rule.every is not None and _test(compiled, fields, previous, errors)
+        if compiled.rule.within is None and _test(compiled, fields, previous, errors)
     ]
     screened_out = ruleset.screened_out(stopped_at)
     return Plan(

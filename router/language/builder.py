@@ -10,6 +10,7 @@ import builtins
 import re
 import textwrap
 from datetime import timedelta
+from typing import Optional
 
 from lark import Token, Transformer, v_args
 
@@ -262,9 +263,14 @@ class Builder(Transformer):
         duration, name = children
         return ("within", (parse_duration(duration.value), (name.value, self.tspan(name))))
 
+    def at(self, children) -> tuple[str, tuple[n.Literal, Optional[n.Literal]]]:
+        cron, *zone = children
+        return ("at", (cron, zone[0] if zone else None))
+
     def _rule(self, meta, children) -> n.Rule:
         parts = dict(c for c in children if isinstance(c, tuple))
         within = parts.get("within")
+        at = parts.get("at")
         actions = tuple(c for c in children if isinstance(c, Action))
         options = tuple(c for c in children if isinstance(c, n.Throttle))
         return n.Rule(
@@ -278,6 +284,8 @@ class Builder(Transformer):
             grace=parts.get("grace"),
             within=within[0] if within else None,
             after=within[1] if within else None,
+            at=at[0] if at else None,
+            tz=at[1] if at else None,
         )
 
     def start(self, children) -> builtins.list[n.Statement]:

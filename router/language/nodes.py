@@ -220,10 +220,13 @@ class Rule:
     #: and has not ended D later (a hung backup); ``after`` names the start.
     within: Optional[timedelta] = None
     after: Optional[tuple[str, Span]] = None
+    #: ``at "CRON" [tz "ZONE"]``: a schedule (router/schedules.py).
+    at: Optional[Literal] = None
+    tz: Optional[Literal] = None
 
     @property
     def is_expect(self) -> bool:
-        return self.every is not None or self.within is not None
+        return self.every is not None or self.within is not None or self.at is not None
 
     @property
     def any_event(self) -> bool:
