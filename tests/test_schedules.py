@@ -92,3 +92,50 @@ def test_check_rejects_a_bad_cron_expression_or_zone_where_it_is_written() -> No
         (2, 21, "bad-cron", "not a cron expression: Bad hour"),
         (3, 38, "bad-zone", "unknown time zone 'Europe/Pariss' (did you mean 'Europe/Paris'?)"),
     ]
+
+
+REPLAY_RULES = """\
+target ops = "json://127.0.0.1:9/"
+rule "weeknights"
+expect EndScript where script == "Nightly" at "0 2 * * 1-5" tz "Europe/Paris" grace 3h
+  notify ops title "Nightly did not finish by {{ deadline | datetime('%a %H:%M') }}"
+rule "hung" expect EndScript within 6h after StartScript notify ops
+rule "morning" on EndScript where hour >= 6 log "late"
+"""
+# Times in UTC (the router's local time here): Paris is an hour ahead.
+WEEK = """\
+@2026-11-30T11:00
+@2026-12-01T00:00 StartScript Nightly "12/1/2026 0:00" /tmp/if
+@2026-12-01T02:10 EndScript Nightly 0 0 successful
+@2026-12-02T00:00 StartScript Nightly "12/2/2026 0:00" /tmp/if
+@2026-12-02T11:00
+"""
+
+
+def test_replay_runs_a_simulated_clock_and_test_takes_a_time(tmp_path) -> None:  # noqa: ANN001
+    """`router replay` honours the @ times for timers, so a CI test of rules
+    can prove "Wednesday's Nightly was missed and hung" without waiting a
+    day; `router test --at` evaluates time conditions at that moment."""
+    import json
+
+    from helpers import Site
+
+    site = Site(tmp_path)
+    site.env["TZ"] = "UTC"
+    site.write_rules(REPLAY_RULES)
+    (site.cwd / "week.replay").write_text(WEEK, encoding="utf-8")
+    done = site.router("replay", "--format", "json", "week.replay")
+    assert done.code == 0, done.err
+    lines = json.loads(done.out)
+    assert [(line["event"], line["fired"]) for line in lines] == [
+        ("clock", []),
+        ("StartScript", []),
+        ("EndScript", []),
+        ("StartScript", []),
+        ("clock", ["weeknights", "hung"]),
+    ]
+    early = site.router("test", "--at", "2026-12-01 05:30", "EndScript", "Nightly", "0", "0", "ok")
+    late = site.router("test", "--at", "2026-12-01 07:30", "EndScript", "Nightly", "0", "0", "ok")
+    assert "morning: matched" not in early.out and "morning: matched" in late.out
+    bad = site.router("test", "--at", "someday", "EndScript", "Nightly")
+    assert bad.code == 2 and "is not a time" in bad.err

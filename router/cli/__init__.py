@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--rules", action="append", help="rule file or directory (default: rules_dir)"
     )
     test.add_argument("--format", choices=("text", "json"), default="text")
+    test.add_argument(
+        "--at", metavar="TIME", help='evaluate as if received then ("2026-12-01 02:30")'
+    )
     test.add_argument("event", help="the event name, as Retrospect passes it")
     test.add_argument("args", nargs=argparse.REMAINDER, help="its arguments")
     test.set_defaults(func=cmd_test)

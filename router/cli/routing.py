@@ -42,7 +42,18 @@ def cmd_test(args: argparse.Namespace) -> int:
     ruleset = _checked_ruleset(args, config)
     if ruleset is None:
         return EXIT_ERRORS
-    event = event_from_argv([args.event, *args.args], date_order=config.date_order)
+    at = None
+    if args.at:
+        from router.events import parse_date
+
+        at = parse_date(args.at, config.date_order)
+        if at is None:
+            print(
+                f'router test: --at {args.at!r} is not a time (as in "2026-12-01 02:30")',
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+    event = event_from_argv([args.event, *args.args], date_order=config.date_order, received=at)
     store = open_existing_store(config)
     try:
         outcome = process(event, ruleset, store, record=False, explain=True, run_env=config.run_env)
@@ -61,7 +72,9 @@ def read_invocations(path: Path) -> list[tuple[int, list[str], Optional[str]]]:
 
     Lines are shell-quoted as Retrospect runs the handler; a leading program
     name (…/RetroEventHandler) is dropped, and a leading ``@2024-01-31T18:00``
-    sets when the event was received (for throttle and expect tests).
+    sets when the event was received (for throttle and expect tests). A
+    line of only ``@TIME`` moves the replay's clock (argv empty): the
+    timers due by then fire.
     """
     import shlex
 
@@ -76,9 +89,18 @@ def read_invocations(path: Path) -> list[tuple[int, list[str], Optional[str]]]:
             received, words = words[0][1:], words[1:]
         if words and "retroeventhandler" in Path(words[0]).name.lower():
             words = words[1:]
-        if words:
+        if words or received:
             invocations.append((number, words, received))
     return invocations
+
+
+def _tick_at(ruleset: Any, store: Any, when: Any, config: Any) -> list[str]:
+    """The timers due at ``when`` (a replay line's time), fired in the
+    replay's store; the rules that fired."""
+    from router.timers import tick
+
+    report = tick(ruleset, store, now=when.timestamp(), run_timeout=config.run_timeout)
+    return [fired.rule for fired in report.fired]
 
 
 def read_expectations(path: Path) -> list[list[str]]:
@@ -138,11 +160,20 @@ def cmd_replay(args: argparse.Namespace) -> int:
     try:
         for index, (number, argv, received) in enumerate(invocations):
             when = datetime.fromisoformat(received) if received else None
-            event = event_from_argv(argv, date_order=config.date_order, received=when)
-            outcome = process(event, ruleset, store, origin="replay")
-            fired = outcome.plan.matched
+            # The simulated clock: what the timers (expectations, schedules,
+            # hung runs, run timeouts, digests) did by this line's time.
+            timers = _tick_at(ruleset, store, when, config) if when is not None else []
+            line: dict[str, Any] = {"line": number}
+            if argv:
+                event = event_from_argv(argv, date_order=config.date_order, received=when)
+                fired = process(event, ruleset, store, origin="replay").plan.matched
+                line.update(event=event.name, fired=fired)
+                if timers:
+                    line["timers"] = timers
+            else:
+                fired = timers
+                line.update(event="clock", at=received, fired=fired)
             fired_all.append(fired)
-            line: dict[str, Any] = {"line": number, "event": event.name, "fired": fired}
             if expected is not None:
                 line["expected"] = expected[index]
                 line["differs"] = sorted(expected[index]) != sorted(fired)
@@ -153,6 +184,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(lines, indent=2, ensure_ascii=False))
     for line in lines if args.format == "text" else ():
+        if line.get("timers"):
+            print(f"line {line['line']}: (timers first) {', '.join(line['timers'])}")
         text = f"line {line['line']}: {line['event']}: {', '.join(line['fired']) or '-'}"
         if line.get("differs"):
             text += f"   EXPECTED: {', '.join(line['expected']) or '-'}"
