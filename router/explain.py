@@ -67,7 +67,9 @@ def report(outcome: Outcome) -> dict[str, Any]:
         digest = digests.get(decision.label)
         if digest is not None and digest.rule.digest is not None:
             entry["digest"] = {
-                "window": digest.rule.digest.window.total_seconds(),
+                "window": "run"
+                if digest.rule.digest.per_run
+                else digest.rule.digest.window.total_seconds(),
                 "key": digest.key,
                 "targets": [name for action in digest.actions for name, _ in action.targets],
             }
@@ -127,6 +129,11 @@ def _rule_line(entry: dict[str, Any]) -> str:
     digest = entry.get("digest")
     if digest is not None:
         key = f", key {digest['key']!r}" if digest["key"] else ""
+        if digest["window"] == "run":
+            return (
+                f"  {entry['rule']}: matched: its notification to {', '.join(digest['targets'])}"
+                f" waits in the digest of run {digest['key']}, sent as one when the run ends"
+            )
         return (
             f"  {entry['rule']}: matched: its notification to {', '.join(digest['targets'])}"
             f" waits in a digest ({_window(digest['window'])}{key}), sent as one when the"

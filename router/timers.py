@@ -390,7 +390,7 @@ def fire_expect(
 def _tick_digests(
     ruleset: Ruleset, store: Store, now: float, report: TickReport, log: Optional[Path]
 ) -> None:
-    batches = store.state.due_digests(now)
+    batches = store.state.due_digests(now) + _ended_run_digests(ruleset, store)
     if not batches:
         return
     for batch in batches:
@@ -404,6 +404,19 @@ def _tick_digests(
             continue
         if fired is not None:
             report.fired.append(fired)
+
+
+def _ended_run_digests(ruleset: Ruleset, store: Store) -> list[DigestBatch]:
+    """The ``digest run`` windows whose run has ended (or was given up)."""
+    labels = [
+        rule.label for rule in ruleset.rules if rule.digest is not None and rule.digest.per_run
+    ]
+    ended = []
+    for batch in store.state.digests_of(labels):
+        run = store.runs.get(batch.key)
+        if run is not None and not run.open:
+            ended.append(batch)
+    return ended
 
 
 def flush_digest(
@@ -447,6 +460,10 @@ def flush_digest(
             "events": events,
             "count": count,
         }
+        if rule.digest is not None and rule.digest.per_run:
+            ended = store.runs.get(batch.key)
+            if ended is not None:
+                extra["run"] = ended.view()
         if any(a.title is None or a.body is None for a in notifies):
             extra["summaries"] = _summaries(rule.label, events)
         notifications, _ = render_all(renderer, [PlannedAction(rule, a, extra) for a in notifies])

@@ -248,3 +248,51 @@ def test_events_that_name_no_script_start_no_run() -> None:
     assert engine.send("StartScript", script="") is None
     assert engine.send("EndSource", source="ws/C") is None
     assert engine.runs == {}
+
+
+REPORT_RULES = """\
+target ops = "json://127.0.0.1:9/"
+rule "run report" on EndSource
+  notify ops
+    title "{{ run.script }}: {{ count }} source(s), {{ run.status }}"
+    body "{% for e in events %}{{ e.source }} {{ e.status }}; {% endfor %}"
+  digest run
+"""
+
+
+def test_digest_run_sends_one_report_per_run_when_it_ends() -> None:
+    """The shape of Retrospect's Email Notifier sample: one report per run
+    from every EndSource, sent when the run ends (EndScript)."""
+    from router.checker import check_text
+    from router.dispatch import process
+    from router.events import event_from_argv
+    from router.loader import build_ruleset
+    from router.store import Store
+    from router.timers import tick
+
+    rules = build_ruleset(check_text(REPORT_RULES, "report.rules"))
+    date = "11/28/2026 2:00 AM"
+
+    def source(name: str, code: str) -> list[str]:
+        status = "0" if code == "0" else "1"
+        end = [date, date, date, "Set A", "Normal", "C:", status, code, "x"]
+        return ["EndSource", "Nightly", name, "C:", name.split("/")[0], "10", "1", "1", *end]
+
+    with Store.in_memory() as store:
+        minute = 0
+
+        def send(argv: list[str]) -> None:
+            nonlocal minute
+            minute += 1
+            at = T0 + timedelta(minutes=minute)
+            process(event_from_argv(argv, received=at), rules, store)
+            tick(rules, store, now=at.timestamp())
+
+        send(["StartScript", "Nightly", date, "/tmp/if"])
+        send(source("ws1/C", "0"))
+        send(source("ws2/C", "-519"))
+        assert store.outbox.rows(limit=10) == []  # the run is still going
+        send(["EndScript", "Nightly", "1", "-519", "x"])
+        (row,) = store.outbox.rows(limit=10)
+        assert row.title == "Nightly: 2 source(s), failure"
+        assert row.body == "ws1/C success; ws2/C failure; "

@@ -206,6 +206,12 @@ class Builder(Transformer):
     def digest(self, meta, children) -> n.Throttle:
         return self._window("digest", meta, children)
 
+    @v_args(meta=True)
+    def digest_run(self, meta, children) -> n.Throttle:
+        """``digest run``: one notification per run, when it ends."""
+        span = self.mspan(meta)
+        return n.Throttle("digest", n.RUN_WINDOW, (n.Field(("run",), span),), span, per_run=True)
+
     def _window(self, kind: str, meta, children) -> n.Throttle:
         by = children[1] if len(children) > 1 else ()
         return n.Throttle(kind, parse_duration(children[0].value), by, self.mspan(meta))

@@ -172,6 +172,13 @@ class Throttle:
     window: timedelta
     by: tuple[Field, ...]
     span: Span
+    #: ``digest run``: the window is the run (``by`` is the run; ``window``
+    #: only a bound); it closes when the run ends.
+    per_run: bool = False
+
+
+#: ``digest run``'s window, a bound: a run ends (or is given up) long before.
+RUN_WINDOW = timedelta(days=30)
 
 
 # ---- statements ----------------------------------------------------------------

@@ -153,11 +153,23 @@ class RuleState:
     def due_digests(self, now: Optional[float] = None) -> list[DigestBatch]:
         """Digest windows that have closed by ``now``, oldest first."""
         now = time.time() if now is None else now
+        return self._batches("WHERE window_end <= ?", (now,))
+
+    def digests_of(self, rules: Iterable[str]) -> list[DigestBatch]:
+        """The digest windows of these rules, whenever they close (a
+        ``digest run`` closes when its run ends)."""
+        names = list(rules)
+        if not names:
+            return []
+        marks = ", ".join("?" for _ in names)
+        return self._batches(f"WHERE rule IN ({marks})", tuple(names))
+
+    def _batches(self, where: str, params: tuple) -> list[DigestBatch]:
         batches: dict[tuple[str, str, float], DigestBatch] = {}
         rows = self.db.all(
             "SELECT id, rule, key, window_end, event_id, fields FROM digest_items"
-            " WHERE window_end <= ? ORDER BY window_end, id",
-            (now,),
+            f" {where} ORDER BY window_end, id",
+            params,
         )
         for row in rows:
             batch = batches.setdefault(
