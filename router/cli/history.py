@@ -8,14 +8,21 @@ import json
 import sys
 from typing import Any, Optional
 
-from router.cli.shared import EXIT_ERRORS, EXIT_OK, EXIT_USAGE, known_event, load_config
+from router.cli.shared import (
+    EXIT_ERRORS,
+    EXIT_OK,
+    EXIT_USAGE,
+    existing_store,
+    known_event,
+    load_config,
+)
 
 #: Names the journal holds besides Retrospect's events (the router's own entries).
 JOURNAL_NAMES = ("expect", "digest", "router")
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from router.store import JournalQuery, encode_fields, open_existing_store
+    from router.store import JournalQuery, encode_fields
 
     event = None
     if args.event is not None:
@@ -31,10 +38,8 @@ def cmd_history(args: argparse.Namespace) -> int:
         )
         return EXIT_USAGE
     where = JournalQuery(event, since, args.host, args.status, args.script, args.client)
-    config = load_config(args)
-    store = open_existing_store(config)
+    store = existing_store(load_config(args), args.format)
     if store is None:
-        print("[]" if args.format == "json" else f"no journal yet in {config.state_dir}")
         return EXIT_OK
     with store:
         entries = store.journal.entries(limit=args.limit, where=where)
@@ -120,7 +125,7 @@ OUTPUT_LINES = 3
 def cmd_outbox(args: argparse.Namespace) -> int:
     from datetime import datetime
 
-    from router.store import DEAD, open_existing_store
+    from router.store import DEAD
 
     config = load_config(args)
     if args.outbox_command == "retry":
@@ -128,9 +133,8 @@ def cmd_outbox(args: argparse.Namespace) -> int:
             print("router outbox retry: give one row id or --all", file=sys.stderr)
             return EXIT_USAGE
         return _retry(config, args.id)
-    store = open_existing_store(config)
+    store = existing_store(config, args.format, "outbox")
     if store is None:
-        print("[]" if args.format == "json" else f"no outbox yet in {config.state_dir}")
         return EXIT_OK
     with store:
         rows = store.outbox.rows(state=DEAD if args.dead else None, limit=args.limit)

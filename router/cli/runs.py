@@ -6,16 +6,12 @@ import argparse
 import json
 from typing import Any
 
-from router.cli.shared import EXIT_OK, load_config
+from router.cli.shared import EXIT_OK, existing_store, load_config
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from router.store import open_existing_store
-
-    config = load_config(args)
-    store = open_existing_store(config)
+    store = existing_store(load_config(args), args.format)
     if store is None:
-        print("[]" if args.format == "json" else f"no journal yet in {config.state_dir}")
         return EXIT_OK
     with store:
         runs = store.runs.recent(limit=args.limit, host=args.host, script=args.script)

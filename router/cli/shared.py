@@ -30,6 +30,17 @@ def load_config(args: argparse.Namespace) -> Any:
     return config
 
 
+def existing_store(config: Any, output: str, what: str = "journal") -> Any:
+    """The store, to read; None after saying there is none yet (``[]`` for
+    ``--format json``): reading commands create nothing."""
+    from router.store import open_existing_store
+
+    store = open_existing_store(config)
+    if store is None:
+        print("[]" if output == "json" else f"no {what} yet in {config.state_dir}")
+    return store
+
+
 def known_event(name: str, command: str, also: tuple[str, ...] = ()) -> Optional[str]:
     """The catalog's name for ``name``, or None after saying, with a
     suggestion, that there is no such event."""
