@@ -29,9 +29,10 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
             "router.locations",
             "router.commandline",
             "router.config",
+            "router.schedules",
         ),
     ),
-    ("events", ("router.events", "router.catalog")),
+    ("events", ("router.events", "router.catalog", "router.runs")),
     ("local steps", ("router.actions", "router.steps")),
     ("destinations", ("router.urls", "router.notifiers")),
     ("language", ("router.language",)),
@@ -99,7 +100,9 @@ def stage_of(name: str) -> int:
     best, rank = -1, -1
     for index, (_, prefixes) in enumerate(STAGES):
         for prefix in prefixes:
-            if (name == prefix or name.startswith(prefix + ".")) and len(prefix) > best:
+            # "router" (the package itself) places no module but itself.
+            inside = name.startswith(prefix + ".") and prefix != "router"
+            if (name == prefix or inside) and len(prefix) > best:
                 best, rank = len(prefix), index
     return rank
 
