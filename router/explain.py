@@ -44,6 +44,8 @@ def _plain(value: Any) -> Any:
         return value.total_seconds()
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
     return value
 
 
@@ -87,6 +89,7 @@ def report(outcome: Outcome) -> dict[str, Any]:
             },
             "warnings": list(event.warnings),
         },
+        "run": _plain(plan.fields.get("run")),
         "rules": rules,
         "stopped_by": plan.stopped_by,
         "expectations": [
@@ -142,6 +145,23 @@ def _rule_line(entry: dict[str, Any]) -> str:
     return f"  {entry['rule']}: matched"
 
 
+def _run_lines(run: Any) -> list[str]:
+    """The event's run (``run.`` in its rules), as the store has it with
+    this event in it."""
+    if not run:
+        return ["", "run: none (this event belongs to no backup run)"]
+    state = f"ended {run['ended']}" if "ended" in run else "open"
+    lines = [
+        "",
+        f"run: {run['id']}: {run['script']} on {run['host']} ({run['kind']}),"
+        f" started {run['started']}, {state}",
+        f"  status {run['status']}: {run['source_count']} source(s), {run['failed_count']}"
+        f" failed, {run['errors']} error(s), {run['media_requests']} media request(s)",
+    ]
+    lines.extend(f"  failed: {s['source']}: {s.get('error_message')}" for s in run["failed"])
+    return lines
+
+
 def text(outcome: Outcome) -> str:
     """The report as ``router test`` prints it."""
     data = report(outcome)
@@ -154,6 +174,7 @@ def text(outcome: Outcome) -> str:
     for name, field in event["fields"].items():
         lines.append(f"  {name:<{width}}  {field['type']:<8}  {_shown(field)}")
     lines.extend(f"  warning: {warning}" for warning in event["warnings"])
+    lines.extend(_run_lines(data["run"]))
     lines += ["", "rules:"]
     if not data["rules"]:
         lines.append("  (no rule is written for this event)")

@@ -172,6 +172,15 @@ def test_the_handler_keeps_runs_and_rules_see_them(tmp_path: Any, http_sink: Htt
         ("Weekly", "success", 1),
         ("Nightly", "failure", 1),
     ]
+    # router test shows the run an event would join, as the store has it.
+    assert site.handler("StartScript", "Monthly", date, site.intervention_file("s")).code == 0
+    source = ("EndSource", "Monthly", "ws3/D", "D:", "ws3", "1", "1", "1:00", date, date)
+    assert site.handler(*source, date, "Set A", "Normal", "D:", "1", "-519", "lost").code == 0
+    shown = site.router("test", "EndScript", "Monthly", "1", "-519", "lost").out
+    assert "Monthly on" in shown and "status failure: 1 source(s), 1 failed" in shown
+    assert "  failed: ws3/D: lost" in shown
+    report = json.loads(site.router("test", "--format", "json", "EndSource", "Monthly").out)
+    assert report["run"]["script"] == "Monthly" and report["run"]["failed_count"] == 1
 
 
 MEDIA_RULES = """\
