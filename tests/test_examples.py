@@ -39,6 +39,7 @@ EXAMPLE_ENV = {
     "ESCALATION_TEAM_URL": "json://chat.example.com/hooks/backups",
     "ESCALATION_PAGER_URL": "ntfy://ntfy.example.com/backups-urgent",
     "ROUTER_NOTIFY_URL": "json://notify.example.com/retrospect",
+    "SCHEDULE_ALERT_URL": "json://alerts.example.com/schedules",
 }
 DAILY_FAILED = ["EndScript", "Daily Backup", "0", "-530", "backup client not found"]
 DAILY_OK = ["EndScript", "Daily Backup", "0", "0", "successful"]
@@ -184,6 +185,7 @@ def test_every_example_handler_has_a_rule_file() -> None:
         "quiesce-database.rules",
         "quiesce-exchange.rules",
         "escalation.rules",
+        "schedules.rules",
     }
     for name in EXAMPLE_FILES:
         first = (EXAMPLES / name).read_text(encoding="utf-8").splitlines()[0]
@@ -750,3 +752,37 @@ def test_router_init_writes_a_router_toml_with_every_key(tmp_path) -> None:
     assert loaded.date_order == "mdy" and loaded.retention == 90 * 86400
     assert loaded.run_env == ("ORACLE_HOME",)
     assert loaded.delivery == config.Delivery.defaults()  # the values shown are the defaults'
+
+
+# ---------------------------------------------------------------------------
+# schedules
+# ---------------------------------------------------------------------------
+
+
+def test_schedules_proves_a_missed_weeknight_and_a_hung_run_on_a_simulated_clock(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Times are the router's local time (UTC here): 02:00 Paris is 01:00."""
+    monkeypatch.setenv("TZ", "UTC")
+    assert_replayed(
+        replay(
+            site,
+            "schedules.rules",
+            """\
+            @2026-11-30T12:00
+            @2026-12-01T01:00 StartScript Nightly "12/1/2026 1:00" /tmp/i
+            @2026-12-01T03:00 EndScript Nightly 0 0 successful
+            @2026-12-02T01:00 StartScript Nightly "12/2/2026 1:00" /tmp/i
+            @2026-12-02T06:00
+            @2026-12-02T14:00
+            """,
+            """\
+            -
+            -
+            -
+            -
+            schedules: nightly missed
+            schedules: hung
+            """,
+        )
+    )
