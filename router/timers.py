@@ -33,7 +33,7 @@ from __future__ import annotations
 import socket
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -203,17 +203,17 @@ def _tick_hung_runs(
     if not rules:
         return
     runs = [run for run in store.runs.all_open() if run.kind == SCRIPT]
-    fired = {(s.rule, s.key): s for s in store.state.expect_states()}
+    states = {(s.rule, s.key): s for s in store.state.expect_states()}
     for rule in rules:
         assert rule.rule.within is not None
         within = rule.rule.within.total_seconds()
-        grace = rule.rule.grace.total_seconds() if rule.rule.grace else 0.0
+        grace = _grace(rule)
         for run in runs:
             deadline = run.started + within + grace
             fields = {"script": run.script, "host": run.host, "run": run.view(now)}
             if now < deadline or not _holds(rule, fields):
                 continue
-            state = fired.get((rule.label, run.id))
+            state = states.get((rule.label, run.id))
             if state is None:
                 store.state.arm_expects([(rule.label, run.id)], run.started)
                 state = ExpectState(rule.label, run.id, run.started, None, None, None)
@@ -255,7 +255,7 @@ def due_deadline(rule: CompiledRule, state: ExpectState, now: float) -> Optional
     if every_delta is None or every_delta.total_seconds() <= 0:
         return None
     every = every_delta.total_seconds()
-    grace = rule.rule.grace.total_seconds() if rule.rule.grace else 0.0
+    grace = _grace(rule)
     first = state.base + every + grace
     if now < first:
         return None
@@ -265,13 +265,22 @@ def due_deadline(rule: CompiledRule, state: ExpectState, now: float) -> Optional
     return deadline
 
 
+def _grace(rule: CompiledRule) -> float:
+    """An expect rule's grace, in seconds (0 without one)."""
+    return rule.rule.grace.total_seconds() if rule.rule.grace else 0.0
+
+
+def _zone(rule: CompiledRule) -> Optional[tzinfo]:
+    """A schedule's zone (None: the router's local time)."""
+    return zone(str(rule.rule.tz.value) if rule.rule.tz is not None else None)
+
+
 def _schedule_deadline(rule: CompiledRule, state: ExpectState, now: float) -> Optional[float]:
     """``at "CRON"``: the deadline (scheduled time + grace) of the latest
     scheduled time with no matching event since, not fired yet; None."""
     assert rule.rule.at is not None
-    grace = rule.rule.grace.total_seconds() if rule.rule.grace else 0.0
-    zone_name = str(rule.rule.tz.value) if rule.rule.tz is not None else None
-    missed = latest_missed(str(rule.rule.at.value), zone(zone_name), state.base, now, grace)
+    grace = _grace(rule)
+    missed = latest_missed(str(rule.rule.at.value), _zone(rule), state.base, now, grace)
     if missed is None:
         return None
     deadline = missed + grace
@@ -313,8 +322,8 @@ def expect_variables(
         fields.update(script=run.script, host=run.host)
         extra["run"] = run.view(now)
     if rule.rule.at is not None and deadline is not None:
-        grace = rule.rule.grace.total_seconds() if rule.rule.grace else 0.0
-        where = zone(str(rule.rule.tz.value) if rule.rule.tz is not None else None)
+        grace = _grace(rule)
+        where = _zone(rule)
         extra["scheduled"] = datetime.fromtimestamp(deadline - grace, where)  # in its zone
         extra["deadline"] = datetime.fromtimestamp(deadline, where)
         extra["overdue"] = timedelta(seconds=now - (deadline - grace))
