@@ -114,7 +114,7 @@ def main() -> int:
 
         # (a) Lark alone, grammar already built.
         parser = lark_parser()
-        lark = timed(lambda: parser.parse(text))
+        lark = timed(lambda: parser.parse(text, start="start"))
 
         # (b) the whole command, as an admin runs it.
         env = dict(os.environ)

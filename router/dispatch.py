@@ -27,6 +27,7 @@ from router.engine import (
     evaluate,
     identity_of,
 )
+from router.engine.silences import NO_SILENCES, Muted, Silencer, mark_silenced, mute
 from router.events import Event
 from router.rendering import render_plan
 from router.runs import Run, follow
@@ -48,6 +49,7 @@ class Outcome:
     plan: Plan
     identity: str
     streak: int
+    #: Every notification rendered, muted ones too (only ``outbox`` is sent).
     notifications: list[Notification]
     steps: list[Step]
     outbox: list[OutboxItem]
@@ -55,6 +57,8 @@ class Outcome:
     errors: list[str]
     event_id: Optional[int] = None
     outbox_ids: list[int] = field(default_factory=list)
+    #: Notifications a silence kept from being sent (not in ``outbox``).
+    muted: list[Muted] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------
@@ -143,12 +147,36 @@ def process(
 
     plan = evaluate(ruleset, event, history, throttles, explain=explain)
     notifications, steps, render_errors = render_plan(ruleset, plan, history, run_env)
-    items, problems = outbox_items(ruleset, notifications)
+    to_send, muted = notifications, []
+    if notifications:
+        now = event.fields["received"].timestamp()
+        silencer = silencer_at(ruleset, store, now, errors)
+        to_send, muted = mute(notifications, plan.fields, silencer)
+    items, problems = outbox_items(ruleset, to_send)
     errors += plan.errors + render_errors + problems
     outcome = Outcome(event, plan, identity, plan.streak, notifications, steps, items, errors)
+    outcome.muted = muted
     if record and store is not None:
         record_outcome(store, outcome, origin, uid)
     return outcome
+
+
+def silencer_at(
+    ruleset: Ruleset, store: Optional[Store], now: float, errors: list[str]
+) -> Silencer:
+    """The store's silences in force at ``now``. A store that cannot be read
+    mutes nothing, and says so in ``errors``: a notification too many beats
+    one lost."""
+    if store is None:
+        return NO_SILENCES
+    try:
+        silences = store.silences.current(now)
+    except Exception as exc:  # noqa: BLE001 - notify rather than lose
+        errors.append(f"silences unavailable ({type(exc).__name__}: {exc}): none honoured")
+        return NO_SILENCES
+    silencer = Silencer(silences, now, ruleset.date_order)
+    errors.extend(silencer.problems)
+    return silencer
 
 
 def record_outcome(store: Store, outcome: Outcome, origin: str, uid: Optional[str] = None) -> None:
@@ -180,7 +208,7 @@ def journal_entry(outcome: Outcome, origin: str, uid: Optional[str] = None) -> J
         fields={k: v for k, v in event.fields.items() if k != "args"},
         args=list(event.args),
         warnings=list(event.warnings),
-        decisions=decision_records(outcome.plan),
+        decisions=mark_silenced(decision_records(outcome.plan), outcome.muted),
         steps=[{"kind": s.kind, "rule": s.rule, "outcome": "pending"} for s in outcome.steps],
         errors=list(outcome.errors),
         origin=origin,

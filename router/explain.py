@@ -59,6 +59,9 @@ def report(outcome: Outcome) -> dict[str, Any]:
     plan = outcome.plan
     fields = dict(event.fields, streak=outcome.streak)
     digests = {d.rule.label: d for d in plan.digests}
+    muted_rules: dict[str, int] = {}
+    for muted in outcome.muted:
+        muted_rules.setdefault(muted.rule, muted.silence)
     rules = []
     for decision in plan.decisions:
         entry: dict[str, Any] = {"rule": decision.label, "matched": decision.matched}
@@ -66,6 +69,8 @@ def report(outcome: Outcome) -> dict[str, Any]:
             entry["reason"] = decision.reason
         if decision.reason == "throttled":
             entry["held_back"] = decision.suppressed
+        if decision.label in muted_rules:
+            entry["silenced_by"] = muted_rules[decision.label]
         digest = digests.get(decision.label)
         if digest is not None and digest.rule.digest is not None:
             entry["digest"] = {
@@ -79,6 +84,7 @@ def report(outcome: Outcome) -> dict[str, Any]:
     urls: dict[tuple[str, str], list[str]] = {}
     for item in outcome.outbox:
         urls.setdefault((item.rule, item.target), []).append(item.url_masked)
+    silenced = {(m.rule, m.target): m.silence for m in outcome.muted}
     return {
         "event": {
             "name": event.name,
@@ -105,6 +111,7 @@ def report(outcome: Outcome) -> dict[str, Any]:
                 "format": note.format,
                 "title": note.title,
                 "body": note.body,
+                "silenced_by": silenced.get((note.rule, note.target)),
             }
             for note in outcome.notifications
         ],
@@ -142,6 +149,8 @@ def _rule_line(entry: dict[str, Any]) -> str:
             f" waits in a digest ({_window(digest['window'])}{key}), sent as one when the"
             " window closes"
         )
+    if "silenced_by" in entry:
+        return f"  {entry['rule']}: matched, silenced by #{entry['silenced_by']}"
     return f"  {entry['rule']}: matched"
 
 
@@ -188,6 +197,8 @@ def text(outcome: Outcome) -> str:
     lines.append("notifications:" if data["notifications"] else "notifications: none now")
     for note in data["notifications"]:
         shown = ", ".join(note["urls"]) or "no URL: see the errors below"
+        if note["silenced_by"] is not None:
+            shown = f"silenced by #{note['silenced_by']}: not sent"
         lines.append(
             f"  to {note['target']} ({shown}) [{note['type']}, {note['format']}]"
             f" from {note['rule']}"

@@ -41,7 +41,7 @@ from router.actions import Notification, Step
 from router.actions.notify import TYPE_FOR_STATUS
 from router.catalog import canonical_name
 from router.config import RUN_TIMEOUT
-from router.dispatch import outbox_items
+from router.dispatch import outbox_items, silencer_at
 from router.engine import (
     CompiledRule,
     History,
@@ -50,6 +50,7 @@ from router.engine import (
     Ruleset,
     static_expect_key,
 )
+from router.engine.silences import Muted, mark_silenced, mute
 from router.events import Event
 from router.rendering import Renderer, render_all
 from router.runs import SCRIPT, Run, overdue
@@ -86,6 +87,8 @@ class Fired:
     #: expect: how long since the last match (or the arming).
     overdue: Optional[timedelta] = None
     errors: list[str] = field(default_factory=list)
+    #: Its notifications a silence kept from being sent.
+    muted: list[Muted] = field(default_factory=list)
 
 
 @dataclass
@@ -359,8 +362,10 @@ def fire_expect(
                 " performed: a timer has no event, and no Retrospect waiting on this machine"
             )
     notifications, steps = render_all(renderer, allowed)
+    errors = renderer.errors + skipped
+    notifications, muted = mute(notifications, fields, silencer_at(ruleset, store, now, errors))
     items, problems = outbox_items(ruleset, notifications)
-    errors = renderer.errors + problems + skipped
+    errors += problems
     identity = rule.label + (f"\x1f{state.key}" if state.key else "")
     overdue = extra["overdue"]
     entry = JournalEntry(
@@ -380,7 +385,7 @@ def fire_expect(
             **({"run_id": run.id} if run is not None else {}),
         },
         args=[],
-        decisions=[RuleDecision(rule.label, True).record()],
+        decisions=mark_silenced([RuleDecision(rule.label, True).record()], muted),
         steps=[{"kind": s.kind, "rule": s.rule, "outcome": "pending"} for s in steps],
         errors=errors,
         origin="timer",
@@ -390,7 +395,9 @@ def fire_expect(
         return None
     event_id, ids = recorded
     _perform_steps(store, event_id, steps, log)
-    return Fired("expect", rule.label, state.key, event_id, ids, overdue=overdue, errors=errors)
+    return Fired(
+        "expect", rule.label, state.key, event_id, ids, overdue=overdue, errors=errors, muted=muted
+    )
 
 
 # -- digest
@@ -483,7 +490,10 @@ def flush_digest(
             )
         errors.extend(renderer.errors)
     items: list[OutboxItem] = []
+    muted: list[Muted] = []
     if notifications:
+        silencer = silencer_at(ruleset, store, now, errors)
+        notifications, muted = mute(notifications, last, silencer)
         items, problems = outbox_items(ruleset, notifications)
         errors.extend(problems)
     statuses = [str(e.get("status", "info")) for e in events]
@@ -504,7 +514,7 @@ def flush_digest(
             "event_ids": [item.event_id for item in batch.items],
         },
         args=[],
-        decisions=[RuleDecision(batch.rule, True).record()],
+        decisions=mark_silenced([RuleDecision(batch.rule, True).record()], muted),
         errors=errors,
         origin="timer",
     )
@@ -512,7 +522,9 @@ def flush_digest(
     if recorded is None:
         return None
     event_id, ids = recorded
-    return Fired("digest", batch.rule, batch.key, event_id, ids, count=count, errors=errors)
+    return Fired(
+        "digest", batch.rule, batch.key, event_id, ids, count=count, errors=errors, muted=muted
+    )
 
 
 def _summaries(label: str, events: list[dict[str, Any]]) -> list[str]:

@@ -16,7 +16,7 @@ How examples are marked in docs/*.md (docs/README.md tells writers the same):
   beside the rule files. Every later example of the page has them.
 - ```console: commands run for real, one per ``$ `` line (``router check``,
   ``test``, ``replay`` or ``events``, optionally after ``NAME=value``
-  assignments; or ``echo $?``), against a site (tests/helpers.py's Site)
+  assignments; ``router silence``; or ``echo $?``), against a site (tests/helpers.py's Site)
   whose rules directory holds the rules of the rules block before it. They
   run in the site's directory, which holds router.toml and rules/. The
   output shown must be the real output (stdout, then stderr), line by line,
@@ -60,8 +60,9 @@ ALLOWED_WARNINGS = {
 #: Block languages the pages may use; only the first four are run.
 RUN = ("rules", "console", "replay", "jinja")
 NOT_RUN = ("text", "sh", "toml", "powershell", "bat", "ini", "json", "xml")
-#: ``router`` subcommands a console block may run (they change nothing).
-COMMANDS = ("check", "test", "replay", "events")
+#: ``router`` subcommands a console block may run (they change nothing but
+#: the example's own site: ``silence`` keeps its silences there).
+COMMANDS = ("check", "test", "replay", "events", "silence")
 #: How the site's directory is shown in console output.
 SITE_SHOWN_AS = "/etc/retro-router"
 _MARKER = re.compile(r"^(?:#|\{#)\s*file:\s*(?P<name>\S+)")

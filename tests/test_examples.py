@@ -40,6 +40,8 @@ EXAMPLE_ENV = {
     "ESCALATION_PAGER_URL": "ntfy://ntfy.example.com/backups-urgent",
     "ROUTER_NOTIFY_URL": "json://notify.example.com/retrospect",
     "SCHEDULE_ALERT_URL": "json://alerts.example.com/schedules",
+    "HOLIDAY_PAGER_URL": "ntfy://ntfy.example.com/backups-pager",
+    "HOLIDAY_MAIL_URL": "mailto://user:pass@smtp.example.com?to=backup-team@example.com",
 }
 DAILY_FAILED = ["EndScript", "Daily Backup", "0", "-530", "backup client not found"]
 DAILY_OK = ["EndScript", "Daily Backup", "0", "0", "successful"]
@@ -186,6 +188,7 @@ def test_every_example_handler_has_a_rule_file() -> None:
         "quiesce-exchange.rules",
         "escalation.rules",
         "schedules.rules",
+        "holidays.rules",
     }
     for name in EXAMPLE_FILES:
         first = (EXAMPLES / name).read_text(encoding="utf-8").splitlines()[0]
@@ -786,3 +789,58 @@ def test_schedules_proves_a_missed_weeknight_and_a_hung_run_on_a_simulated_clock
             """,
         )
     )
+
+
+# ---------------------------------------------------------------------------
+# holidays
+# ---------------------------------------------------------------------------
+
+
+def _end_source(client: str, code: str, message: str) -> list[str]:
+    return [
+        "EndSource", "Nightly", f"{client}/C", "C:\\", client, "1024", "10", "5",
+        "12/24/2026 02:00", "12/24/2026 02:05", "12/24/2026 02:00", "Set A", "Normal",
+        "Data", "1" if code != "0" else "0", code, message,
+    ]  # fmt: skip
+
+
+def test_holidays_mutes_the_pager_and_the_laptop_on_leave_with_silences(
+    site: Site, http_sink: HttpSink
+) -> None:
+    """The header's two silences, added with the real CLI: a failed run
+    reaches the mailing list and not the pager; the laptop on leave is not
+    reported; the journal says which silence muted what."""
+    pager, mail = f"json://{http_sink.address}/pager", f"json://{http_sink.address}/mail"
+    env = {"HOLIDAY_PAGER_URL": pager, "HOLIDAY_MAIL_URL": mail}
+    site.install("holidays.rules")
+    for condition, comment in (
+        ('target == "holidays_pager"', "holidays: mail only"),
+        ('client == "LAPTOP-7"', "Ann on leave"),
+    ):
+        added = site.router("silence", "add", condition, "--for", "1h", "--comment", comment)
+        assert added.returncode == 0, added.stderr
+    for argv in (
+        ["StartScript", "Nightly", "12/24/2026 2:00", "/tmp/i"],
+        _end_source("LAPTOP-7", "-1028", "client not visible on network"),
+        _end_source("WS-12", "-519", "network communication failed"),
+        ["EndScript", "Nightly", "2", "-519", "network communication failed"],
+    ):
+        done = site.handler(*argv, env=env)
+        assert done.returncode == 0, done.stderr
+    got = http_sink.wait_for(2)
+    assert sorted(r.path for r in got) == ["/mail", "/mail"]
+    titles = sorted(r.json["title"] for r in got)
+    assert titles == ["Nightly failed on " + HOST, "WS-12 was not backed up by Nightly"]
+    history = json.loads(site.router("history", "--format", "json").stdout)
+    silenced = sorted(
+        (d["label"], m["target"], m["silence"])
+        for entry in history
+        for d in entry["decisions"]
+        for m in d.get("silenced", [])
+    )
+    assert silenced == [
+        ("holidays: run failed", "holidays_pager", 1),
+        ("holidays: source failed", "holidays_mail", 2),
+    ]
+    listed = site.router("silence", "list").stdout
+    assert "holidays: mail only" in listed and "Ann on leave" in listed

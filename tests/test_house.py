@@ -42,7 +42,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("loading", ("router.loader", "router.watch")),
     ("store", ("router.store",)),
     ("delivery", ("router.delivery", "router.spool")),
-    ("dispatch", ("router.dispatch", "router.timers", "router.explain")),
+    ("dispatch", ("router.dispatch", "router.timers", "router.explain", "router.silencing")),
     (
         "entry points",
         (

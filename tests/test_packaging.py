@@ -64,7 +64,9 @@ def test_grammar_found_from_checkout() -> None:
     assert path.is_file()
     assert path.resolve() == (REPO_ROOT / "grammar" / "rules.lark").resolve()
     # And the parser built from it accepts the shipped default rules.
-    lark_parser().parse((REPO_ROOT / "rules" / "default.rules").read_text(encoding="utf-8"))
+    lark_parser().parse(
+        (REPO_ROOT / "rules" / "default.rules").read_text(encoding="utf-8"), start="start"
+    )
 
 
 def test_console_scripts_declared() -> None:

@@ -289,6 +289,7 @@ def test_the_service_is_an_intake_owner(tmp_path: Path) -> None:
         "issue_steps_token",
         "metrics_text",
         "record_steps",
+        "use_store",
     ]
     for name in members:
         ours = inspect.signature(getattr(Service, name))
@@ -298,6 +299,7 @@ def test_the_service_is_an_intake_owner(tmp_path: Path) -> None:
     toml.chmod(0o600)
     service = Service(settings.load(str(toml)))  # builds its servers; starts nothing
     assert isinstance(service.stopping, threading.Event) and service.store is None
+    assert service.date_order == "mdy"  # the protocol's one attribute besides stopping
 
 
 # ---------------------------------------------------------------------------

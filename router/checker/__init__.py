@@ -41,6 +41,7 @@ __all__ = [
     "CheckResult",
     "ParseCache",
     "check_paths",
+    "check_silence",
     "check_text",
     "discover",
     "permission_problem",
@@ -88,6 +89,24 @@ def _check_paths(paths: Iterable[Path], parsed: ParseCache) -> CheckResult:
     RulesetChecker(Checking(result)).run(result.rule_files, parsed.checks)
     if result.rules == 0 and not result.errors:
         result.diagnostics.extend(no_rules(directory) for directory in directories)
+    result.diagnostics.sort(key=Diagnostic.sort_key)
+    return result
+
+
+def check_silence(condition: str, path: str = "condition") -> CheckResult:
+    """Check a silence's condition as a rule's is checked (the same
+    diagnostics), against any event's fields plus ``rule`` and ``target``;
+    positions count from the condition's first character."""
+    from router.checker.conditions import ConditionChecker
+    from router.checker.scope import SILENCE
+    from router.language.parser import parse_condition
+
+    result = CheckResult(files=1)
+    result.sources[path] = condition.splitlines() or [""]
+    tree, diagnostics = parse_condition(condition, path)
+    result.diagnostics.extend(diagnostics)
+    if tree is not None:
+        ConditionChecker(Checking(result)).check(tree, SILENCE)
     result.diagnostics.sort(key=Diagnostic.sort_key)
     return result
 

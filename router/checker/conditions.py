@@ -8,7 +8,7 @@ from typing import Optional
 
 from router.catalog import RUN_FIELDS
 from router.checker.report import Checking, CheckingVisitor
-from router.checker.scope import ENUMERATED, FieldInfo, Scope
+from router.checker.scope import ENUMERATED, SILENCE_FIELDS, FieldInfo, Scope
 from router.checker.spans import pattern_span
 from router.events import parse_date
 from router.language import nodes as n
@@ -201,6 +201,14 @@ class ConditionChecker(CheckingVisitor):
         else:
             name = path[0]
         info = scope.lookup(name)
+        if info is None and name in SILENCE_FIELDS:
+            self.checking.error(
+                ref.span,
+                "unknown-field",
+                f"'{name}' can be tested in a silence's condition only",
+                "a rule knows its own name and targets; `router silence add` mutes by them",
+            )
+            return None
         if info is None:
             where = "" if not scope.events else f" for {scope.describe()}"
             self.checking.error(
@@ -324,7 +332,10 @@ def run_field(checking: Checking, ref: n.Field, scope: Scope) -> Optional[FieldI
 
 
 def warn_outside_runs(checking: Checking, ref: n.Field, scope: Scope) -> None:
-    """A warning when some of the rule's events belong to no run."""
+    """A warning when some of the rule's events belong to no run (a
+    silence's condition applies to any event: outside runs it is false)."""
+    if scope.extra:
+        return
     outside = [e for e in scope.events or ("any",) if e not in RUN_EVENTS]
     if outside:
         checking.warning(

@@ -30,7 +30,7 @@ from router.trust import Untrusted, pickle_problem, write_private
 
 Parsed = tuple[n.RuleFile, list[Diagnostic]]
 #: Bumped when the syntax tree changes shape (with the router's version).
-FORMAT = 5
+FORMAT = 6
 
 
 class ParseCache:

@@ -32,21 +32,28 @@ class FieldInfo:
 
 
 class Scope:
-    """The fields a rule's events carry. ``events`` empty means ``any``."""
+    """The fields a rule's events carry. ``events`` empty means ``any``.
+    ``extra``: fields besides the events' (a silence's ``rule`` and
+    ``target``), by name and type."""
 
-    def __init__(self, events: Iterable[str]) -> None:
+    def __init__(self, events: Iterable[str], extra: Optional[dict[str, str]] = None) -> None:
         self.events = tuple(events)
+        self.extra = dict(extra or {})
         names = self.events or tuple(spec.name for spec in CATALOG)
         self._per_event = {name: fields_of(name) for name in names}
         self.all_fields: dict[str, list[FieldSpec]] = {}
         for specs in self._per_event.values():
             for name, spec in specs.items():
                 self.all_fields.setdefault(name, []).append(spec)
+        for name, kind in self.extra.items():
+            self.all_fields[name] = [FieldSpec(name, kind, f"the notification's {name}")]
 
     def lookup(self, name: str) -> Optional[FieldInfo]:
         specs = self.all_fields.get(name)
         if specs is None:
             return None
+        if name in self.extra:
+            return FieldInfo(frozenset({self.extra[name]}), ())
         missing: tuple[str, ...] = ()
         if self.events:
             missing = tuple(e for e in self.events if name not in self._per_event[e])
@@ -58,6 +65,10 @@ class Scope:
 
 #: Every event's fields (a define is checked against any event).
 ANY_EVENT = Scope(())
+#: What a silence's condition may test: any event's fields, and the rule
+#: and target of the notification it would mute.
+SILENCE_FIELDS = ("rule", "target")
+SILENCE = Scope((), {name: "str" for name in SILENCE_FIELDS})
 
 
 @dataclass

@@ -72,6 +72,12 @@ def cmd_history(args: argparse.Namespace) -> int:
             f"#{entry.id} {entry.received:%Y-%m-%d %H:%M:%S} {entry.name} [{entry.status}]"
             f" {entry.identity.replace(chr(31), ' / ')}: rules {', '.join(acted) or '-'}"
         )
+        for decision in entry.decisions:
+            for muted in decision.get("silenced") or () if isinstance(decision, dict) else ():
+                print(
+                    f"    silenced by #{muted.get('silence')}: {decision.get('label')}"
+                    f" to {muted.get('target')} (not sent)"
+                )
         for step in entry.steps:
             for line in _describe_result(step):
                 print(f"    {line}")

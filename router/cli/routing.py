@@ -94,13 +94,35 @@ def read_invocations(path: Path) -> list[tuple[int, list[str], Optional[str]]]:
     return invocations
 
 
-def _tick_at(ruleset: Any, store: Any, when: Any, config: Any) -> list[str]:
+def _tick_at(ruleset: Any, store: Any, when: Any, config: Any) -> tuple[list[str], list[Any]]:
     """The timers due at ``when`` (a replay line's time), fired in the
-    replay's store; the rules that fired."""
+    replay's store: the rules that fired, and what silences muted."""
     from router.timers import tick
 
     report = tick(ruleset, store, now=when.timestamp(), run_timeout=config.run_timeout)
-    return [fired.rule for fired in report.fired]
+    return [fired.rule for fired in report.fired], [m for f in report.fired for m in f.muted]
+
+
+def _replay_store(config: Any) -> Any:
+    """A throwaway store for a dry replay (previous, streaks, throttles and
+    runs follow the replay, nothing is kept), holding the real store's
+    silences, so that the replay honours them as the router would."""
+    from router.store import Store, open_existing_store
+
+    store = Store.in_memory()
+    real = open_existing_store(config)
+    if real is not None:
+        with real:
+            store.silences.copy(real.silences.every())
+    return store
+
+
+def _silenced(muted: list[Any]) -> dict[str, int]:
+    """Rule -> the silence that muted its notification (the first one)."""
+    shown: dict[str, int] = {}
+    for item in muted:
+        shown.setdefault(item.rule, item.silence)
+    return shown
 
 
 def read_expectations(path: Path) -> list[list[str]]:
@@ -119,7 +141,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     from router.dispatch import process
     from router.events import event_from_argv
-    from router.store import Store
 
     config = load_config(args)
     try:
@@ -153,7 +174,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_ERRORS
-    store = Store.in_memory()  # previous/streak/throttle follow the replay, nothing is kept
+    store = _replay_store(config)
     fired_all: list[list[str]] = []
     differences = 0
     lines: list[dict[str, Any]] = []
@@ -162,17 +183,21 @@ def cmd_replay(args: argparse.Namespace) -> int:
             when = datetime.fromisoformat(received) if received else None
             # The simulated clock: what the timers (expectations, schedules,
             # hung runs, run timeouts, digests) did by this line's time.
-            timers = _tick_at(ruleset, store, when, config) if when is not None else []
+            timers, muted = _tick_at(ruleset, store, when, config) if when else ([], [])
             line: dict[str, Any] = {"line": number}
             if argv:
                 event = event_from_argv(argv, date_order=config.date_order, received=when)
-                fired = process(event, ruleset, store, origin="replay").plan.matched
+                outcome = process(event, ruleset, store, origin="replay")
+                fired = outcome.plan.matched
+                muted += outcome.muted
                 line.update(event=event.name, fired=fired)
                 if timers:
                     line["timers"] = timers
             else:
                 fired = timers
                 line.update(event="clock", at=received, fired=fired)
+            if muted:
+                line["silenced"] = _silenced(muted)
             fired_all.append(fired)
             if expected is not None:
                 line["expected"] = expected[index]
@@ -187,6 +212,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         if line.get("timers"):
             print(f"line {line['line']}: (timers first) {', '.join(line['timers'])}")
         text = f"line {line['line']}: {line['event']}: {', '.join(line['fired']) or '-'}"
+        for rule, silence in line.get("silenced", {}).items():
+            text += f"  ({rule}: silenced by #{silence})"
         if line.get("differs"):
             text += f"   EXPECTED: {', '.join(line['expected']) or '-'}"
         print(text)

@@ -111,6 +111,11 @@ class Ruleset:
         self._expect_candidates: dict[str, list[CompiledRule]] = {}
 
     @property
+    def date_order(self) -> str:
+        """How Retrospect's dates read here (conditions comparing dates use it)."""
+        return self._date_order
+
+    @property
     def size(self) -> int:
         """How many rules, expectations included (as ``router check`` counts them)."""
         return self._size

@@ -194,6 +194,16 @@ class Builder(Transformer):
         return tuple(children)
 
     @v_args(meta=True)
+    def rule_field(self, meta, children) -> n.Field:
+        """``rule`` in a silence's condition: the name of the rule notifying."""
+        return n.Field(("rule",), self.mspan(meta))
+
+    @v_args(meta=True)
+    def target_field(self, meta, children) -> n.Field:
+        """``target`` in a silence's condition: the target notified."""
+        return n.Field(("target",), self.mspan(meta))
+
+    @v_args(meta=True)
     def by_run(self, meta, children) -> n.Field:
         """``by run``: the event's run (its id) as a key."""
         return n.Field(("run",), self.mspan(meta))

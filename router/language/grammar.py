@@ -68,6 +68,8 @@ class Grammar:
                 lexer="contextual",
                 propagate_positions=True,
                 maybe_placeholders=False,
+                # A silence's condition is parsed on its own (parse_condition).
+                start=["start", "condition"],
                 cache=cache,
             )
             if cache and os.name == "posix":

@@ -71,7 +71,7 @@ def parse_text(text: str, path: str = "<rules>") -> tuple[n.RuleFile, list[Diagn
     rule_file = n.RuleFile(path=path, text=text)
     builder = Builder(path)
     try:
-        tree = lark_parser().parse(text)
+        tree = lark_parser().parse(text, start="start")
     except UnexpectedInput:
         pass
     else:
@@ -82,7 +82,7 @@ def parse_text(text: str, path: str = "<rules>") -> tuple[n.RuleFile, list[Diagn
     for start, end in split_statements(text):
         piece = _padded_piece(text, start, end)
         try:
-            tree = lark_parser().parse(piece)
+            tree = lark_parser().parse(piece, start="start")
         except UnexpectedInput as exc:
             following = None
             if end < len(text):
@@ -92,6 +92,20 @@ def parse_text(text: str, path: str = "<rules>") -> tuple[n.RuleFile, list[Diagn
             continue
         rule_file.statements.extend(builder.transform(tree))
     return rule_file, diagnostics + builder.diagnostics
+
+
+def parse_condition(text: str, path: str) -> tuple[Optional[n.Condition], list[Diagnostic]]:
+    """One condition on its own (a silence's), its positions counted from its
+    first character. Never raises for bad input."""
+    builder = Builder(path)
+    try:
+        tree = lark_parser().parse(text, start="condition")
+    except UnexpectedInput as exc:
+        return None, [syntax_diagnostic(path, text, exc, whole="condition")]
+    if not text.strip():
+        return None, [Diagnostic(path, 1, 1, 1, 1, ERROR, "syntax", "the condition is empty")]
+    condition = builder.transform(tree)
+    return condition, builder.diagnostics
 
 
 def parse_file(path: Path, display: Optional[str] = None) -> tuple[n.RuleFile, list[Diagnostic]]:

@@ -22,13 +22,15 @@ _WORDS = {
     "SIZE": "a size (like 500KB, 2GB)",
     "COMPARE": "a comparison (==, !=, <, <=, >, >=)",
     "REGEX": "'=~'",
-    "$END": "the end of the file",
 }
 _ACTIONS = {keyword.upper() for keyword in KIND_NAMES}
 #: "notify, run, abort, log, stop"
 _ACTION_WORDS = ", ".join(KIND_NAMES)
 _OPERATORS = {"COMPARE", "MATCHES", "REGEX", "CONTAINS", "_IN", "BETWEEN", "EXISTS", "_NOT"}
 _STATEMENTS = {"TARGET", "DEFINE", "RULE", "ON", "EXPECT"}
+#: Fields a condition may also start with (``run.X``; ``rule`` and ``target``
+#: in silences): part of "a condition" or "a field", never listed apart.
+_SILENCE_FIELDS = {"RUN_FIELD", "RULE", "TARGET"}
 
 
 def _keyword(parser: Lark, name: str) -> Optional[str]:
@@ -43,8 +45,9 @@ def _keyword(parser: Lark, name: str) -> Optional[str]:
     return match.group(1) if match else None
 
 
-def describe_expected(parser: Lark, expected: set) -> str:
-    """Lark's expected-terminal set, as an admin would say it."""
+def describe_expected(parser: Lark, expected: set, whole: str = "file") -> str:
+    """Lark's expected-terminal set, as an admin would say it (``whole``: what
+    is being parsed, for "the end of the file")."""
     expected = set(expected)
     phrases: list[str] = []
     if {"NAME", "NUMBER", "STRING", "LPAR"} <= expected:
@@ -61,7 +64,7 @@ def describe_expected(parser: Lark, expected: set) -> str:
             "FALSE",
             "LSQB",
             "_NOT",
-        }
+        } | _SILENCE_FIELDS
     if {"COMPARE", "MATCHES"} <= expected:
         phrases.append("an operator (==, !=, <, >, matches, =~, contains, in, between, exists)")
         expected -= _OPERATORS | {"DOT"}
@@ -78,7 +81,7 @@ def describe_expected(parser: Lark, expected: set) -> str:
             "FALSE",
             "LSQB",
             "NAME",
-        }
+        } | _SILENCE_FIELDS
     if expected >= _ACTIONS:
         phrases.append(f"an action ({_ACTION_WORDS})")
         expected -= _ACTIONS
@@ -88,10 +91,15 @@ def describe_expected(parser: Lark, expected: set) -> str:
     words = set()
     for name in expected:
         keyword = _keyword(parser, name)
+        if name == "$END":
+            words.add(f"the end of the {whole}")
+            continue
         words.add(f"'{keyword}'" if keyword is not None else _WORDS.get(name, name.lower()))
     phrases.extend(sorted(words))
     if len(phrases) > 6:
         phrases = phrases[:6] + ["..."]
+    if not phrases:
+        return "something else"
     if len(phrases) == 1:
         return phrases[0]
     return ", ".join(phrases[:-1]) + " or " + phrases[-1]
@@ -126,16 +134,36 @@ def _expected_terminals(exc: UnexpectedInput) -> set:
     )
 
 
+def _accepted_before(parser: Lark, text: str, position: int, whole: str) -> set:
+    """What the parser accepts after ``text[:position]``: asked afresh when
+    the error came up from inside a chain of reductions (a keyword that ends
+    a condition in a rule, past the end of a condition on its own), where
+    Lark's own answer is empty."""
+    try:
+        interactive = parser.parse_interactive(
+            text[:position], start="condition" if whole == "condition" else "start"
+        )
+        interactive.exhaust_lexer()
+        return set(interactive.accepts())
+    except Exception:  # noqa: BLE001 - then the message just says less
+        return set()
+
+
 #: A number glued to letters that make it no literal: ``5x``, ``90sec``, ``2GiB``.
 _BAD_LITERAL = re.compile(r"-?\d+(?:\.\d+)?[A-Za-z_]\w*")
 
 
 def syntax_diagnostic(
-    path: str, text: str, exc: UnexpectedInput, following: Optional[tuple[str, int]] = None
+    path: str,
+    text: str,
+    exc: UnexpectedInput,
+    following: Optional[tuple[str, int]] = None,
+    whole: str = "file",
 ) -> Diagnostic:
     """``exc`` in words. ``text`` may be one statement cut from a file; then
     ``following`` is the keyword (and its line) that starts the next one, so
-    running out of text is not called the end of the file."""
+    running out of text is not called the end of the file. ``whole``: what
+    ``text`` is ("file", or "condition" for a silence's)."""
     parser = lark_parser()
     line, column = exc.line, exc.column
     if isinstance(exc, UnexpectedCharacters):
@@ -164,7 +192,7 @@ def syntax_diagnostic(
         message = f"unexpected character {char!r}"
         allowed = _expected_terminals(exc)
         if allowed:
-            message += f", expected {describe_expected(parser, allowed)}"
+            message += f", expected {describe_expected(parser, allowed, whole)}"
         return Diagnostic(path, line, column, line, column + 1, ERROR, "syntax", message, hint)
 
     token = getattr(exc, "token", None)
@@ -172,7 +200,8 @@ def syntax_diagnostic(
     if isinstance(exc, UnexpectedEOF) or token is None or token.type == "$END":
         lines = text.rstrip().splitlines() or [""]
         line, column = len(lines), len(lines[-1]) + 1
-        message = f"unexpected end of file, expected {describe_expected(parser, expected)}"
+        said = describe_expected(parser, expected, whole)
+        message = f"unexpected end of {whole}, expected {said}"
         if following is not None:
             word, word_line = following
             message = (
@@ -181,8 +210,10 @@ def syntax_diagnostic(
             )
         return Diagnostic(path, line, column, line, column + 1, ERROR, "syntax", message)
     assert isinstance(exc, UnexpectedToken)
+    if not expected:
+        expected = _accepted_before(parser, text, token.start_pos, whole)
     found = token.value if len(token.value) <= 40 else token.value[:37] + "..."
-    message = f"unexpected '{found}', expected {describe_expected(parser, expected)}"
+    message = f"unexpected '{found}', expected {describe_expected(parser, expected, whole)}"
     hint = None
     if token.type in _ACTIONS | _STATEMENTS and {"NAME", "NUMBER", "STRING"} <= expected:
         # `where` with nothing (or half a condition) before the next action.

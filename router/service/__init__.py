@@ -42,7 +42,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, TypeVar
 
 from router.config import Config, ConfigError
 from router.dispatch import (
@@ -68,6 +68,7 @@ from router.store import ensure_private_dir as _ensure_private_dir
 from router.watch import RulesWatcher
 
 log = logging.getLogger("router.service")
+T = TypeVar("T")
 
 
 class Service:
@@ -189,6 +190,15 @@ class Service:
     def _store(self) -> Store:
         assert self.store is not None, "the service is not started"
         return self.store
+
+    @property
+    def date_order(self) -> str:
+        return self.config.date_order
+
+    def use_store(self, work: Callable[[Store], T]) -> T:
+        """``work(store)``, one at a time with the events (``/silences``)."""
+        with self._ingest_lock:
+            return work(self._store())
 
     # ------------------------------------------------------------------
     # Events

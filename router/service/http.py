@@ -4,7 +4,8 @@
 ``POST /events`` with ``{event, args, host, received}`` for remote engines
 and clients (answered with the event's local steps, which the caller must
 perform on its machine, and may report with ``POST /events/N/steps``),
-``GET /healthz``, ``GET /livez`` and ``GET /metrics``. Steps are reported
+``GET /healthz``, ``GET /livez``, ``GET /metrics``, and silences (``GET``
+and ``POST /silences``, ``DELETE /silences/ID``). Steps are reported
 once, by the holder of the one-time ``steps_token`` in the reply to
 ``POST /events`` (only its hash is stored).
 
@@ -32,10 +33,12 @@ import socket
 import sys
 import threading
 import time
+import urllib.parse
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Optional
 
+from router import silencing
 from router.events import parse_int
 from router.service.client_limits import ClientLimits, Refusal
 from router.service.intake import IntakeOwner, serve_in_thread
@@ -44,6 +47,7 @@ from router.service.requests import (
     READ_TIMEOUT,
     RequestError,
     http_event,
+    http_silence,
     http_steps,
     parse_json_object,
     reply_for,
@@ -86,6 +90,7 @@ def is_loopback(host: str) -> bool:
 
 
 _STEPS_PATH = re.compile(r"/events/([0-9]+)/steps")
+_SILENCE_PATH = re.compile(r"/silences/([0-9]+)")
 #: What a refused steps report is answered with.
 _STEPS_REFUSED = {NO_EVENT: 404, WRONG_TOKEN: 403, ALREADY_REPORTED: 409}
 
@@ -123,6 +128,8 @@ class _HttpHandler(BaseHTTPRequestHandler):
     timeout = READ_TIMEOUT  # for writes; reads are bounded by REQUEST_DEADLINE
     #: Bytes of a refused body still on their way (see ``finish``).
     refused_body = 0
+    #: The request's query string, parsed (``GET /silences?all=1``).
+    query: dict[str, list[str]] = {}
 
     def setup(self) -> None:
         super().setup()
@@ -185,7 +192,8 @@ class _HttpHandler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         """Authorize, route, read the body, then take a request slot: a slow
         sender holds its own thread until the deadline, never a slot."""
-        path = self.path.split("?", 1)[0]
+        path, _, query = self.path.partition("?")
+        self.query = urllib.parse.parse_qs(query)
         try:
             if not self._authorized():
                 raise RequestError("a bearer token is required (Authorization: Bearer ...)", 401)
@@ -211,6 +219,8 @@ class _HttpHandler(BaseHTTPRequestHandler):
             ("GET", "/livez"): self._livez,
             ("GET", "/metrics"): self._metrics,
             ("POST", "/events"): self._post_event,
+            ("GET", "/silences"): self._get_silences,
+            ("POST", "/silences"): self._post_silence,
         }
         route = routes.get((method, path))
         if route is not None:
@@ -219,7 +229,11 @@ class _HttpHandler(BaseHTTPRequestHandler):
         if match and method == "POST":
             event_id = parse_int(match.group(1))  # None: beyond any event id
             return lambda body: self._post_steps(event_id, body)
-        if path in ("/healthz", "/livez", "/metrics", "/events") or match:
+        silence = _SILENCE_PATH.fullmatch(path)
+        if silence and method == "DELETE":
+            silence_id = parse_int(silence.group(1))
+            return lambda body: self._delete_silence(silence_id)
+        if path in ("/healthz", "/livez", "/metrics", "/events", "/silences") or match or silence:
             raise RequestError(f"{method} is not allowed on {path}", 405)
         raise RequestError(f"no such resource: {path}", 404)
 
@@ -281,6 +295,51 @@ class _HttpHandler(BaseHTTPRequestHandler):
         if done != STEPS_RECORDED:
             raise RequestError(f"event #{event_id}: {done}", _STEPS_REFUSED[done])
         self._reply(200, {"ok": True})
+
+    def _get_silences(self, _body: dict[str, Any]) -> None:
+        """The silences in force or to come; ``?all=1``: the expired ones too."""
+        every = self.query.get("all", ["0"])[-1] not in ("0", "", "false", "no")
+        now = time.time()
+        silences = self.server.owner.use_store(lambda store: silencing.listed(store, every, now))
+        self._reply(200, {"ok": True, "silences": [s.record(now) for s in silences]})
+
+    def _post_silence(self, body: dict[str, Any]) -> None:
+        """A new silence, checked as ``router silence add`` checks one."""
+        request = http_silence(body, self.client_address[0])
+        owner = self.server.owner
+        now = time.time()
+        try:
+            starts, ends = silencing.window(
+                now, request.duration, request.until, request.starts, owner.date_order
+            )
+            added = owner.use_store(
+                lambda store: silencing.add(
+                    store,
+                    request.condition,
+                    starts,
+                    ends,
+                    request.comment,
+                    request.created_by,
+                    now,
+                )
+            )
+        except silencing.SilenceRefused as exc:
+            raise RequestError(str(exc)) from None
+        reply = {"ok": True, "id": added.silence.id, "silence": added.silence.record(now)}
+        self._reply(201, {**reply, "warnings": added.warnings})
+
+    def _delete_silence(self, silence_id: Optional[int]) -> None:
+        """End a silence now (it is kept, for history)."""
+        now = time.time()
+        try:
+            if silence_id is None:
+                raise LookupError("no such silence")
+            silence = self.server.owner.use_store(
+                lambda store: silencing.expire(store, silence_id, now)
+            )
+        except LookupError as exc:
+            raise RequestError(str(exc), 404) from None
+        self._reply(200, {"ok": True, "silence": silence.record(now)})
 
     def _healthz(self, _body: dict[str, Any]) -> None:
         """200 when healthy, 503 when degraded: a load balancer or a probe

@@ -9,10 +9,13 @@ an owner of its own.
 from __future__ import annotations
 
 import threading
-from typing import Any, Optional, Protocol
+from typing import Any, Callable, Optional, Protocol, TypeVar
 
 from router.dispatch import Outcome
 from router.service.requests import EventRequest
+from router.store import Store
+
+T = TypeVar("T")
 
 
 class IntakeOwner(Protocol):
@@ -44,6 +47,13 @@ class IntakeOwner(Protocol):
 
     def metrics_text(self) -> str:
         """``GET /metrics``: the Prometheus exposition text."""
+        ...
+
+    #: How Retrospect's dates read (a silence's ``until``).
+    date_order: str
+
+    def use_store(self, work: Callable[[Store], T]) -> T:
+        """``work(store)``, in turn with the events (``/silences``)."""
         ...
 
 

@@ -54,6 +54,8 @@ class Metrics:
     targets: set[str] = field(default_factory=set)
     fallbacks: int = 0
     admin_reports: int = 0
+    #: Notifications a silence kept from being sent (events' and timers').
+    silenced: int = 0
     #: Expect and digest firings journaled (by this service or a handler).
     timers: Counter[str] = field(default_factory=Counter)
     #: The last journal entry counted.
@@ -74,6 +76,9 @@ class Metrics:
     ) -> None:
         """One journal entry; ``rules``: the labels of the rules in force."""
         with self._lock:
+            for decision in decisions:
+                if isinstance(decision, dict) and isinstance(decision.get("silenced"), list):
+                    self.silenced += len(decision["silenced"])
             if name in OWN_EVENTS:
                 if name in TIMERS:
                     self.timers[name] += 1
@@ -156,6 +161,12 @@ class Metrics:
                 (f'{{target="{_label(t)}",outcome="{o}"}}', v)
                 for (t, o), v in sorted(self.notifications.items())
             ],
+        )
+        metric(
+            "notifications_silenced_total",
+            "counter",
+            "Notifications a silence kept from being sent, journaled since the service started.",
+            [("", self.silenced)],
         )
         metric("outbox_depth", "gauge", "Outbox rows waiting to be sent.", [("", depth)])
         metric("outbox_dead", "gauge", "Dead letters kept in the outbox.", [("", dead)])

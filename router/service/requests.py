@@ -42,6 +42,9 @@ SOCKET_EVENT_FIELDS = frozenset({"op", "uid", "argv", "host", "received", "token
 SOCKET_STEPS_FIELDS = frozenset({"op", "event_id", "results", "token"})
 HTTP_EVENT_FIELDS = frozenset({"event", "args", "host", "received", "uid"})
 HTTP_STEPS_FIELDS = frozenset({"results", "steps_token"})
+HTTP_SILENCE_FIELDS = frozenset({"condition", "for", "until", "starts", "comment", "created_by"})
+#: The longest ``for``/``until``/``starts`` and ``created_by`` of a silence.
+MAX_WHEN, MAX_AUTHOR = 64, 200
 
 
 class RequestError(Exception):
@@ -122,6 +125,36 @@ def http_steps(body: dict[str, Any]) -> StepsReport:
     if not isinstance(token, str) or not token:
         raise RequestError("steps_token (from the reply to POST /events) is required", 403)
     return StepsReport(results, token)
+
+
+@dataclass(frozen=True)
+class SilenceRequest:
+    """A silence as ``POST /silences`` asked for it (its condition and times
+    are checked by ``router.silencing``, as for ``router silence add``)."""
+
+    condition: str
+    duration: Optional[str]
+    until: Optional[str]
+    starts: Optional[str]
+    comment: str
+    created_by: str
+
+
+def http_silence(body: dict[str, Any], client_host: str) -> SilenceRequest:
+    """``POST /silences``: ``{condition, for | until, starts?, comment?,
+    created_by?}``; who added it is said with the client's address."""
+    check_keys(body, HTTP_SILENCE_FIELDS)
+    if "condition" not in body:
+        raise RequestError("condition is required")
+    condition = _text(body["condition"], "condition", 4096, empty=False)
+    when = {
+        key: None if body.get(key) is None else _text(body[key], key, MAX_WHEN)
+        for key in ("for", "until", "starts")
+    }
+    comment = _text(body.get("comment", ""), "comment", 1000)
+    author = _text(body.get("created_by", ""), "created_by", MAX_AUTHOR)
+    by = f"{author} (http {client_host})" if author else f"http {client_host}"
+    return SilenceRequest(condition, when["for"], when["until"], when["starts"], comment, by)
 
 
 # ---------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The router's state: journal, outbox, and what rules remember.
 
 ``Store`` is the one door: its parts (``journal``, ``outbox``, ``state``,
-``meta``) each own their tables, and ``record`` is the one write per event,
+``meta``, ``runs``, ``silences``) each own their tables, and ``record`` is the one write per event,
 across them, in one transaction, before any notification is attempted (an
 event that was received is never lost, a notification that was decided is
 never lost). Which database holds the state is the backend's business
@@ -47,6 +47,7 @@ from router.store.records import (
     decode_fields,
     encode_fields,
 )
+from router.store.silences import Silences
 from router.store.state import RuleState
 from router.trust import require_private_dir
 
@@ -120,6 +121,7 @@ class Store:
         self.state = RuleState(db)
         self.meta = Meta(db)
         self.runs = run_rows.Runs(db)
+        self.silences = Silences(db)
 
     @classmethod
     def open(cls, state_dir: Path) -> Store:

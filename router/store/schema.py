@@ -137,6 +137,26 @@ def _v2(tx: Transaction) -> None:
         tx.execute(tx.dialect.ddl(statement))
 
 
+#: Version 3: silences (router/engine/silences.py), expired ones kept.
+V3 = (
+    """CREATE TABLE IF NOT EXISTS silences (
+        id {id},
+        condition TEXT NOT NULL,
+        starts {real} NOT NULL,
+        ends {real} NOT NULL,
+        comment TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        created {real} NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS silences_current ON silences (ends)",
+)
+
+
+def _v3(tx: Transaction) -> None:
+    for statement in V3:
+        tx.execute(tx.dialect.ddl(statement))
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -147,6 +167,7 @@ class Migration:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "the journal, the outbox, throttles, expectations and digests", _v1),
     Migration(2, "runs: one backup's events as one story", _v2),
+    Migration(3, "silences: notifications muted for a while", _v3),
 )
 LATEST = MIGRATIONS[-1].version
 
