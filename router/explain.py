@@ -10,12 +10,14 @@ records, sends or runs anything.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Optional
 
 from router.catalog import fields_of
 from router.dispatch import Outcome
+from router.engine import ExpectHit
 from router.steps import describe
 from router.templates import duration_filter
+from router.timers import next_due
 
 
 def _type_name(outcome: Outcome, name: str, value: Any) -> str:
@@ -53,8 +55,12 @@ def _window(seconds: float) -> str:
     return duration_filter(seconds)
 
 
-def report(outcome: Outcome) -> dict[str, Any]:
-    """Everything ``router test`` says about one event, as plain data."""
+def report(
+    outcome: Outcome, collected: Optional[dict[tuple[str, str], int]] = None
+) -> dict[str, Any]:
+    """Everything ``router test`` says about one event, as plain data.
+    ``collected``: how many events each (digest rule, key) already holds."""
+    collected = collected or {}
     event = outcome.event
     plan = outcome.plan
     fields = dict(event.fields, streak=outcome.streak)
@@ -79,6 +85,7 @@ def report(outcome: Outcome) -> dict[str, Any]:
                 else digest.rule.digest.window.total_seconds(),
                 "key": digest.key,
                 "targets": [name for action in digest.actions for name, _ in action.targets],
+                "collected": collected.get((decision.label, digest.key), 0),
             }
         rules.append(entry)
     urls: dict[tuple[str, str], list[str]] = {}
@@ -98,10 +105,7 @@ def report(outcome: Outcome) -> dict[str, Any]:
         "run": _plain(plan.fields.get("run")),
         "rules": rules,
         "stopped_by": plan.stopped_by,
-        "expectations": [
-            {"rule": hit.rule.label, "key": hit.key.replace("\x1f", " / ")}
-            for hit in plan.expect_matches
-        ],
+        "expectations": [_expectation(hit, event) for hit in plan.expect_matches],
         "notifications": [
             {
                 "rule": note.rule,
@@ -122,6 +126,34 @@ def report(outcome: Outcome) -> dict[str, Any]:
     }
 
 
+def _expectation(hit: ExpectHit, event: Any) -> dict[str, Any]:
+    """An expectation this event meets, and when it next wants a match."""
+    entry: dict[str, Any] = {"rule": hit.rule.label, "key": hit.key.replace("\x1f", " / ")}
+    rule = hit.rule.rule
+    if rule.at is not None:
+        entry["at"] = str(rule.at.value)
+        entry["tz"] = str(rule.tz.value) if rule.tz is not None else None
+    due = next_due(hit.rule, event.fields["received"].timestamp())
+    if due is not None:
+        entry["next"] = {"expected": _plain(due[0]), "deadline": _plain(due[1])}
+    return entry
+
+
+def _expectation_line(hit: dict[str, Any]) -> str:
+    key = f" ({hit['key']})" if hit["key"] else ""
+    line = f"  {hit['rule']}: expects this event: its window{key} starts again"
+    due = hit.get("next")
+    if due is None:
+        return line
+    schedule = ""
+    if "at" in hit:
+        schedule = f' (at "{hit["at"]}"' + (f" tz {hit['tz']})" if hit["tz"] else ")")
+    return (
+        f"{line}; next expected {due['expected'][:16]}{schedule},"
+        f" missed if none by {due['deadline'][:16]}"
+    )
+
+
 def _shown(field: dict[str, Any]) -> str:
     value, kind = field["value"], field["type"]
     if kind == "duration" and isinstance(value, (int, float)):
@@ -139,15 +171,17 @@ def _rule_line(entry: dict[str, Any]) -> str:
     digest = entry.get("digest")
     if digest is not None:
         key = f", key {digest['key']!r}" if digest["key"] else ""
+        held = f" (with {digest['collected']} collected so far)" if digest["collected"] else ""
         if digest["window"] == "run":
             return (
                 f"  {entry['rule']}: matched: its notification to {', '.join(digest['targets'])}"
-                f" waits in the digest of run {digest['key']}, sent as one when the run ends"
+                f" waits in the digest of run {digest['key']}{held}, sent as one when the"
+                " run ends"
             )
         return (
             f"  {entry['rule']}: matched: its notification to {', '.join(digest['targets'])}"
-            f" waits in a digest ({_window(digest['window'])}{key}), sent as one when the"
-            " window closes"
+            f" waits in a digest ({_window(digest['window'])}{key}){held}, sent as one when"
+            " the window closes"
         )
     if "silenced_by" in entry:
         return f"  {entry['rule']}: matched, silenced by #{entry['silenced_by']}"
@@ -171,9 +205,9 @@ def _run_lines(run: Any) -> list[str]:
     return lines
 
 
-def text(outcome: Outcome) -> str:
+def text(outcome: Outcome, collected: Optional[dict[tuple[str, str], int]] = None) -> str:
     """The report as ``router test`` prints it."""
-    data = report(outcome)
+    data = report(outcome, collected)
     event = data["event"]
     lines = [
         "(a dry run: nothing is sent, run, written or recorded)",
@@ -190,9 +224,7 @@ def text(outcome: Outcome) -> str:
     lines.extend(_rule_line(entry) for entry in data["rules"])
     if data["stopped_by"]:
         lines.append(f"  (stop in {data['stopped_by']}: later rules do not see the event)")
-    for hit in data["expectations"]:
-        key = f" ({hit['key']})" if hit["key"] else ""
-        lines.append(f"  {hit['rule']}: expects this event: its window{key} starts again")
+    lines.extend(_expectation_line(hit) for hit in data["expectations"])
     lines.append("")
     lines.append("notifications:" if data["notifications"] else "notifications: none now")
     for note in data["notifications"]:

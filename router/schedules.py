@@ -70,3 +70,12 @@ def latest_missed(
         if at > since:
             found = at
     return found
+
+
+def next_after(expression: str, where: Optional[tzinfo], after: float) -> Optional[float]:
+    """The first scheduled time after ``after`` (a POSIX time), or None."""
+    for scheduled in CronSim(expression, datetime.fromtimestamp(after, where)):
+        at = scheduled.timestamp()
+        if at > after:
+            return at
+    return None

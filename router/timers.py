@@ -54,7 +54,7 @@ from router.engine.silences import Muted, mark_silenced, mute
 from router.events import Event
 from router.rendering import Renderer, render_all
 from router.runs import SCRIPT, Run, overdue
-from router.schedules import latest_missed, zone
+from router.schedules import latest_missed, next_after, zone
 from router.steps import perform
 from router.store import DigestBatch, ExpectState, JournalEntry, OutboxItem, Store
 
@@ -266,6 +266,25 @@ def due_deadline(rule: CompiledRule, state: ExpectState, now: float) -> Optional
     if state.fired_for is not None and state.fired_for >= deadline - EPSILON:
         return None
     return deadline
+
+
+def next_due(rule: CompiledRule, matched: float) -> Optional[tuple[datetime, datetime]]:
+    """When an expect rule that an event matched at ``matched`` next wants a
+    match: (the time expected, the deadline after its grace), in the
+    schedule's zone; None for a rule that watches runs (``within``)."""
+    grace, where = _grace(rule), _zone(rule)
+    if rule.rule.at is not None:
+        expected = next_after(str(rule.rule.at.value), where, matched)
+    elif rule.rule.every is not None:
+        expected = matched + rule.rule.every.total_seconds()
+    else:
+        return None
+    if expected is None:
+        return None
+    return (
+        datetime.fromtimestamp(expected, where),
+        datetime.fromtimestamp(expected + grace, where),
+    )
 
 
 def _grace(rule: CompiledRule) -> float:

@@ -146,6 +146,8 @@ target sink = "json://{address}/"
 on EndScript where run.status == "failure" and run.failed_count > 0
   notify sink title "{{{{ run.script }}}} failed"
     body "{{{{ run.failed | map(attribute='source') | join(', ') }}}} of {{{{ run.source_count }}}}"
+target nowhere = "json://127.0.0.1:9/"
+rule "sources" on EndSource notify nowhere digest run
 """
 
 
@@ -181,6 +183,13 @@ def test_the_handler_keeps_runs_and_rules_see_them(tmp_path: Any, http_sink: Htt
     assert "  failed: ws3/D: lost" in shown
     report = json.loads(site.router("test", "--format", "json", "EndSource", "Monthly").out)
     assert report["run"]["script"] == "Monthly" and report["run"]["failed_count"] == 1
+    # ... and the run digest it would join, with what it holds already.
+    (digest,) = [r["digest"] for r in report["rules"] if r["rule"] == "sources"]
+    assert (digest["window"], digest["collected"]) == ("run", 1)
+    assert (
+        "(with 1 collected so far), sent as one when the run ends"
+        in site.router("test", "EndSource", "Monthly").out
+    )
 
 
 MEDIA_RULES = """\

@@ -139,3 +139,18 @@ def test_replay_runs_a_simulated_clock_and_test_takes_a_time(tmp_path) -> None: 
     assert "morning: matched" not in early.out and "morning: matched" in late.out
     bad = site.router("test", "--at", "someday", "EndScript", "Nightly")
     assert bad.code == 2 and "is not a time" in bad.err
+    # It shows the schedule an event meets, and when it next wants one:
+    # Friday 04:00 Paris meets Friday's 02:00, so Monday's is next.
+    friday = ("test", "--at", "2026-12-04 03:00", "EndScript", "Nightly", "0", "0", "ok")
+    assert "weeknights: expects this event: its window (" in site.router(*friday).out
+    assert (
+        'next expected 2026-12-07 02:00 (at "0 2 * * 1-5" tz Europe/Paris),'
+        " missed if none by 2026-12-07 05:00" in site.router(*friday).out
+    )
+    report = json.loads(site.router(friday[0], "--format", "json", *friday[1:]).out)
+    (weeknights,) = report["expectations"]
+    assert (weeknights["at"], weeknights["tz"]) == ("0 2 * * 1-5", "Europe/Paris")
+    assert weeknights["next"] == {
+        "expected": "2026-12-07 02:00:00+01:00",
+        "deadline": "2026-12-07 05:00:00+01:00",
+    }

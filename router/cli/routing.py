@@ -57,14 +57,30 @@ def cmd_test(args: argparse.Namespace) -> int:
     store = open_existing_store(config)
     try:
         outcome = process(event, ruleset, store, record=False, explain=True, run_env=config.run_env)
+        collected = _collected(store, outcome)
     finally:
         if store is not None:
             store.close()
     if args.format == "json":
-        print(json.dumps(explain.report(outcome), indent=2, ensure_ascii=False))
+        print(json.dumps(explain.report(outcome, collected), indent=2, ensure_ascii=False))
     else:
-        print(explain.text(outcome))
+        print(explain.text(outcome, collected))
     return EXIT_OK
+
+
+def _collected(store: Any, outcome: Any) -> dict[tuple[str, str], int]:
+    """How many events the digests this event would join hold already (the
+    windows still open at its time; a run's until the run ends)."""
+    digests = outcome.plan.digests
+    if store is None or not digests:
+        return {}
+    at = outcome.event.fields["received"].timestamp()
+    wanted = {(d.rule.label, d.key) for d in digests}
+    counts: dict[tuple[str, str], int] = {}
+    for batch in store.state.digests_of({label for label, _ in wanted}):
+        if (batch.rule, batch.key) in wanted and batch.window_end > at:
+            counts[(batch.rule, batch.key)] = len(batch.items)
+    return counts
 
 
 def read_invocations(path: Path) -> list[tuple[int, list[str], Optional[str]]]:
