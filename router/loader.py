@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # the checker pulls in Lark; a cached ruleset must load witho
 CACHE_NAME = locations.RULESET_CACHE_NAME
 #: Bumped when the pickled syntax tree changes shape, so a cache written by
 #: the same version of an older checkout is checked again, not trusted.
-CACHE_FORMAT = 8
+CACHE_FORMAT = 9
 _CACHE_VERSION = f"{__version__}/{CACHE_FORMAT}"
 RULE_SUFFIX = ".rules"
 

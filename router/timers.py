@@ -443,11 +443,8 @@ def _tick_digests(
 
 def _ended_run_digests(ruleset: Ruleset, store: Store) -> list[DigestBatch]:
     """The ``digest run`` windows whose run has ended (or was given up)."""
-    labels = [
-        rule.label for rule in ruleset.rules if rule.digest is not None and rule.digest.per_run
-    ]
     ended = []
-    for batch in store.state.digests_of(labels):
+    for batch in store.state.digests_of(ruleset.run_digest_labels()):
         run = store.runs.get(batch.key)
         if run is not None and not run.open:
             ended.append(batch)

@@ -109,6 +109,7 @@ class Ruleset:
         self._plain, self._expects = plain, expects
         self._candidates: dict[str, list[CompiledRule]] = {}
         self._expect_candidates: dict[str, list[CompiledRule]] = {}
+        self._run_digests: Optional[list[str]] = None
 
     @property
     def date_order(self) -> str:
@@ -169,6 +170,17 @@ class Ruleset:
                 else:
                     self._compile(index)
         return self
+
+    def run_digest_labels(self) -> list[str]:
+        """The labels of the ``digest run`` rules (the timers look at their
+        windows every tick; nothing compiled, worked out once)."""
+        if self._run_digests is None:
+            self._run_digests = [
+                rule.label
+                for rule in self._all
+                if any(o.kind == "digest" and o.per_run for o in rule.options)
+            ]
+        return self._run_digests
 
     def rule_named(self, label: str) -> Optional[CompiledRule]:
         """The rule labelled ``label`` (a digest's, when its window closes)."""
