@@ -81,7 +81,11 @@ def test_every_command_that_prints_records_speaks_json(site: Site) -> None:
     report = json.loads(site.router("test", "--format", "json", *failed).out)
     assert report["event"]["fields"]["error_code"] == {"type": "int", "value": -530}
     assert [r["rule"] for r in report["rules"] if r["matched"]] == ["failed"]
-    assert report["expectations"] == [{"rule": "site.rules:7", "key": f"{HOST} / Daily"}]
+    (expectation,) = report["expectations"]
+    assert (expectation["rule"], expectation["key"]) == ("site.rules:7", f"{HOST} / Daily")
+    assert set(expectation["next"]) == {"expected", "deadline"}  # a day after the event
+    received = report["event"]["fields"]["received"]["value"]
+    assert expectation["next"]["expected"][:10] > received[:10]
     assert report["notifications"][0]["urls"] == ["json://127.0.0.1:9/ops"]
     (row,) = json.loads(site.router("outbox", "--format", "json").out)
     assert (row["state"], row["url"], row["rule"]) == (
