@@ -261,7 +261,7 @@ RUN_FIELDS: tuple[FieldSpec, ...] = (
     _f("failed", "list", "the sources whose status is failure"),
     _f("failed_count", "int", "how many sources failed"),
     _f("source_count", "int", "how many sources ended"),
-    _f("errors", "int", "errors over the script and its sources"),
+    _f("errors", "int", "errors in the run: EndScript's count (its sources' included)"),
     _f("bytes", "int", "bytes backed up over the sources"),
     _f("files", "int", "files backed up over the sources"),
     _f("fatal", "dict", "the FatalBackupError's reason, error_code and error_message"),

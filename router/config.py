@@ -52,6 +52,15 @@ def _path(value: Any, base: str) -> Any:
     return Path(locations.resolve(base, value))
 
 
+def _days(value: Any, base: str) -> float:
+    """A number of days (``30``), or a duration (``"30d"``, ``"12h"``): seconds."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value) * 86400.0
+    if isinstance(value, str):
+        return _duration(value, base)
+    raise ValueError('must be a number of days, or a duration like "30d"')
+
+
 def _duration(value: Any, base: str) -> float:
     from router.units import seconds
 
@@ -139,6 +148,7 @@ KEYS: tuple[Key, ...] = (
     Key("event_log", _path, None, "where `log` without `to` writes (default: state_dir)"),
     Key("retention", _duration, 90 * 86400.0, "how long the journal keeps events"),
     Key("run_timeout", _duration, RUN_TIMEOUT, "a run silent this long is closed as incomplete"),
+    Key("status_forget", _days, 30 * 86400.0, "days unseen before leaving status and metrics"),
     Key("run_env", _names, (), "variables `run` programs get from the handler's environment"),
     Key("admin", _urls, (), "where the router reports its own trouble"),
     Key("listen", _text, None, "HOST:PORT for HTTP intake, /metrics, /healthz (default: none)"),
@@ -228,6 +238,7 @@ class Config(Settings):
         event_log: Path
         retention: float
         run_timeout: float
+        status_forget: float
         run_env: tuple[str, ...]
         admin: tuple[str, ...]
         listen: Optional[str]

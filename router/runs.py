@@ -101,7 +101,8 @@ class Run:
             "failed": [dict(s) for s in failed],
             "failed_count": len(failed),
             "source_count": len(self.sources),
-            "errors": self.script_errors + sum(_count(s.get("errors")) for s in self.sources),
+            # EndScript's count already takes in its sources' errors.
+            "errors": max(self.script_errors, sum(_count(s.get("errors")) for s in self.sources)),
             "bytes": sum(_count(s.get("bytes")) for s in self.sources),
             "files": sum(_count(s.get("files")) for s in self.sources),
             "media_requests": self.media_requests,

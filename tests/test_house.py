@@ -30,6 +30,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
             "router.commandline",
             "router.config",
             "router.schedules",
+            "router.exposition",
         ),
     ),
     ("events", ("router.events", "router.catalog", "router.runs")),
@@ -42,7 +43,16 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("loading", ("router.loader", "router.watch")),
     ("store", ("router.store",)),
     ("delivery", ("router.delivery", "router.spool")),
-    ("dispatch", ("router.dispatch", "router.timers", "router.explain", "router.silencing")),
+    (
+        "dispatch",
+        (
+            "router.dispatch",
+            "router.timers",
+            "router.explain",
+            "router.silencing",
+            "router.status",
+        ),
+    ),
     (
         "entry points",
         (

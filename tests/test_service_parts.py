@@ -284,6 +284,7 @@ def test_the_service_is_an_intake_owner(tmp_path: Path) -> None:
     """Service keeps the IntakeOwner's signatures (the servers only know those)."""
     members = [name for name in vars(IntakeOwner) if not name.startswith("_")]
     assert sorted(members) == [
+        "backup_status",
         "health",
         "ingest",
         "issue_steps_token",

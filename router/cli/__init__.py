@@ -18,6 +18,7 @@ from router.cli.runs import cmd_runs
 from router.cli.serving import cmd_init, cmd_serve
 from router.cli.shared import EXIT_BROKEN_PIPE, EXIT_OK, EXIT_STATUSES, EXIT_USAGE
 from router.cli.silences import add_parser as add_silence_parser
+from router.cli.status import add_parser as add_status_parser
 from router.config import ConfigError
 
 
@@ -120,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs.set_defaults(func=cmd_runs)
 
     add_silence_parser(sub)
+    add_status_parser(sub)
 
     outbox = sub.add_parser("outbox", help="queued notifications; 'outbox retry' sends again")
     outbox.add_argument("--dead", action="store_true", help="only dead letters")

@@ -63,6 +63,7 @@ from router.service.metrics import Metrics
 from router.service.requests import EventRequest
 from router.service.scheduler import DeliveryScheduler
 from router.service.timer_loop import TimerLoop
+from router.status import Status, gather, prometheus
 from router.store import Store, open_store
 from router.store import ensure_private_dir as _ensure_private_dir
 from router.watch import RulesWatcher
@@ -199,6 +200,13 @@ class Service:
         """``work(store)``, one at a time with the events (``/silences``)."""
         with self._ingest_lock:
             return work(self._store())
+
+    def backup_status(self) -> Status:
+        """Every backup at a glance, from the store and the rules in force."""
+        forget = self.config.status_forget
+        return self.use_store(
+            lambda store: gather(store, self.rules.ruleset, self._rules_status(), forget)
+        )
 
     # ------------------------------------------------------------------
     # Events
@@ -353,7 +361,8 @@ class Service:
             self.metrics.count_journal(store.journal, rules)
             depth = store.outbox.depth()
             dead = store.outbox.dead_count()
-        return self.metrics.render(rules, depth, dead, self._rules_status())
+        own = self.metrics.render(rules, depth, dead, self._rules_status())
+        return own + prometheus(self.backup_status())
 
 
 def _warm_up() -> None:

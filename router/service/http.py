@@ -22,6 +22,7 @@ processed at once, each taking its slot only once its body has been read.
 
 from __future__ import annotations
 
+import base64
 import collections
 import hmac
 import io
@@ -38,8 +39,9 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Optional
 
-from router import silencing
+from router import silencing, status
 from router.events import parse_int
+from router.service import pages
 from router.service.client_limits import ClientLimits, Refusal
 from router.service.intake import IntakeOwner, serve_in_thread
 from router.service.requests import (
@@ -163,12 +165,23 @@ class _HttpHandler(BaseHTTPRequestHandler):
         except OSError:
             pass  # the client went away, or took too long: nothing left to protect
 
-    def _reply(self, status: int, body: Any, content_type: str = "application/json") -> None:
+    def _reply(
+        self,
+        status: int,
+        body: Any,
+        content_type: str = "application/json",
+        headers: Optional[dict[str, str]] = None,
+    ) -> None:
         data = body if isinstance(body, bytes) else json.dumps(body).encode("utf-8") + b"\n"
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         if status == 401:
+            # Basic for a person's browser (any user name, the token as the
+            # password), Bearer for programs.
+            self.send_header("WWW-Authenticate", 'Basic realm="retro-router", charset="UTF-8"')
             self.send_header("WWW-Authenticate", 'Bearer realm="retro-router"')
         if status in (429, 503):
             self.send_header("Retry-After", "1")
@@ -185,9 +198,14 @@ class _HttpHandler(BaseHTTPRequestHandler):
             return True
         given = self.headers.get("Authorization", "")
         scheme, _, value = given.partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(
-            value.strip().encode(), token.encode()
-        )
+        if scheme.lower() == "basic":  # a browser: the token is the password
+            try:
+                value = base64.b64decode(value.strip(), validate=True).decode().partition(":")[2]
+            except (ValueError, UnicodeDecodeError):
+                return False
+        elif scheme.lower() != "bearer":
+            return False
+        return hmac.compare_digest(value.strip().encode(), token.encode())
 
     def _dispatch(self, method: str) -> None:
         """Authorize, route, read the body, then take a request slot: a slow
@@ -219,6 +237,9 @@ class _HttpHandler(BaseHTTPRequestHandler):
             ("GET", "/livez"): self._livez,
             ("GET", "/metrics"): self._metrics,
             ("POST", "/events"): self._post_event,
+            ("GET", "/"): self._status_page,
+            ("GET", "/api/status"): self._api_status,
+            ("GET", "/runs"): self._runs_page,
             ("GET", "/silences"): self._get_silences,
             ("POST", "/silences"): self._post_silence,
         }
@@ -233,7 +254,8 @@ class _HttpHandler(BaseHTTPRequestHandler):
         if silence and method == "DELETE":
             silence_id = parse_int(silence.group(1))
             return lambda body: self._delete_silence(silence_id)
-        if path in ("/healthz", "/livez", "/metrics", "/events", "/silences") or match or silence:
+        known = ("/", "/api/status", "/runs", "/healthz", "/livez", "/metrics", "/events")
+        if path in (*known, "/silences") or match or silence:
             raise RequestError(f"{method} is not allowed on {path}", 405)
         raise RequestError(f"no such resource: {path}", 404)
 
@@ -295,6 +317,41 @@ class _HttpHandler(BaseHTTPRequestHandler):
         if done != STEPS_RECORDED:
             raise RequestError(f"event #{event_id}: {done}", _STEPS_REFUSED[done])
         self._reply(200, {"ok": True})
+
+    def _status_page(self, _body: dict[str, Any]) -> None:
+        """Every backup at a glance; ``?fragment=1``: its body, for the refresh."""
+        nonce = pages.new_nonce()
+        data = status.as_json(self.server.owner.backup_status())
+        fragment = self.query.get("fragment", [""])[-1] == "1"
+        every = parse_int(self.query.get("refresh", [""])[-1])  # seconds, for a wall screen
+        html = pages.status_page(data, nonce, socket.gethostname(), fragment, every)
+        self._page(html, nonce)
+
+    def _api_status(self, _body: dict[str, Any]) -> None:
+        self._reply(200, status.as_json(self.server.owner.backup_status()))
+
+    def _runs_page(self, _body: dict[str, Any]) -> None:
+        """A backup's recent runs (``?host=H&script=S``), with their failed sources."""
+        host = self.query.get("host", [None])[-1]
+        script = self.query.get("script", [None])[-1]
+        runs = self.server.owner.use_store(
+            lambda store: store.runs.recent(limit=50, host=host, script=script)
+        )
+        nonce = pages.new_nonce()
+        self._page(pages.runs_page(runs, host, script, nonce), nonce)
+
+    def _page(self, html: str, nonce: str) -> None:
+        self._reply(
+            200,
+            html.encode("utf-8"),
+            "text/html; charset=utf-8",
+            {
+                "Content-Security-Policy": pages.content_security_policy(nonce),
+                "X-Content-Type-Options": "nosniff",
+                "Referrer-Policy": "no-referrer",
+                "Cache-Control": "no-store",
+            },
+        )
 
     def _get_silences(self, _body: dict[str, Any]) -> None:
         """The silences in force or to come; ``?all=1``: the expired ones too."""

@@ -13,6 +13,7 @@ from typing import Any, Callable, Optional, Protocol, TypeVar
 
 from router.dispatch import Outcome
 from router.service.requests import EventRequest
+from router.status import Status
 from router.store import Store
 
 T = TypeVar("T")
@@ -54,6 +55,10 @@ class IntakeOwner(Protocol):
 
     def use_store(self, work: Callable[[Store], T]) -> T:
         """``work(store)``, in turn with the events (``/silences``)."""
+        ...
+
+    def backup_status(self) -> Status:
+        """Every backup at a glance (the status page, ``/api/status``)."""
         ...
 
 

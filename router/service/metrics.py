@@ -21,6 +21,7 @@ from typing import Any
 
 from router.catalog import EVENTS
 from router.delivery import DeliveryReport
+from router.exposition import Sample, family
 from router.store.journal import Journal
 
 #: The router's own journal entries: timers' firings (expect, digest) and its
@@ -32,11 +33,6 @@ UNKNOWN_EVENT = "unknown"
 OTHER = "other"
 #: Distinct targets counted under their own (masked) URL.
 MAX_TARGETS = 200
-
-
-def _label(value: str) -> str:
-    """A Prometheus label value, escaped."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def event_label(name: str) -> str:
@@ -127,78 +123,72 @@ class Metrics:
             matches[label if label in rules else OTHER] += value
         lines: list[str] = []
 
-        def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, Any]]) -> None:
-            lines.append(f"# HELP router_{name} {help_text}")
-            lines.append(f"# TYPE router_{name} {kind}")
-            for labels, value in samples:
-                lines.append(f"router_{name}{labels} {value}")
+        def metric(name: str, kind: str, help_text: str, samples: list[Sample]) -> None:
+            lines.extend(family(f"router_{name}", kind, help_text, samples))
 
         metric(
             "events_total",
             "counter",
             "Events journaled since the service started, by event name"
             f' (names outside the catalog: "{UNKNOWN_EVENT}").',
-            [(f'{{event="{_label(k)}"}}', v) for k, v in sorted(self.events.items())],
+            [({"event": k}, v) for k, v in sorted(self.events.items())],
         )
         metric(
             "timers_fired_total",
             "counter",
             "Expect windows missed and digests sent, journaled since the service started.",
-            [(f'{{kind="{kind}"}}', self.timers[kind]) for kind in TIMERS],
+            [({"kind": kind}, self.timers[kind]) for kind in TIMERS],
         )
         metric(
             "rule_matches_total",
             "counter",
             f'Events a rule matched since the service started (rules not in force: "{OTHER}").',
-            [(f'{{rule="{_label(k)}"}}', v) for k, v in sorted(matches.items())],
+            [({"rule": k}, v) for k, v in sorted(matches.items())],
         )
         metric(
             "notifications_total",
             "counter",
             "Sends by this service, by masked target URL and outcome (sent, failed, dead;"
             f' past {MAX_TARGETS} targets: "{OTHER}").',
-            [
-                (f'{{target="{_label(t)}",outcome="{o}"}}', v)
-                for (t, o), v in sorted(self.notifications.items())
-            ],
+            [({"target": t, "outcome": o}, v) for (t, o), v in sorted(self.notifications.items())],
         )
         metric(
             "notifications_silenced_total",
             "counter",
             "Notifications a silence kept from being sent, journaled since the service started.",
-            [("", self.silenced)],
+            [({}, self.silenced)],
         )
-        metric("outbox_depth", "gauge", "Outbox rows waiting to be sent.", [("", depth)])
-        metric("outbox_dead", "gauge", "Dead letters kept in the outbox.", [("", dead)])
+        metric("outbox_depth", "gauge", "Outbox rows waiting to be sent.", [({}, depth)])
+        metric("outbox_dead", "gauge", "Dead letters kept in the outbox.", [({}, dead)])
         metric(
             "ruleset_last_reload_successful",
             "gauge",
             "1 if the last load of the rules succeeded, 0 if it had errors.",
-            [("", int(status["ok"]))],
+            [({}, int(status["ok"]))],
         )
         metric(
             "ruleset_last_reload_timestamp_seconds",
             "gauge",
             "When the rules were last loaded or found broken (Unix time).",
-            [("", f"{status['last_reload']:.3f}")],
+            [({}, round(status["last_reload"], 3))],
         )
-        metric("ruleset_rules", "gauge", "Rules in force.", [("", status["rules"])])
+        metric("ruleset_rules", "gauge", "Rules in force.", [({}, status["rules"])])
         metric(
             "ruleset_reloads_total",
             "counter",
             "Good rule edits swapped in since the service started.",
-            [("", status["reloads"])],
+            [({}, status["reloads"])],
         )
         metric(
             "handler_fallbacks_total",
             "counter",
             "Events handlers journaled on the inline path since the service started.",
-            [("", self.fallbacks)],
+            [({}, self.fallbacks)],
         )
         metric(
             "admin_reports_total",
             "counter",
             "Reports queued to the admin target since the service started.",
-            [("", self.admin_reports)],
+            [({}, self.admin_reports)],
         )
         return "\n".join(lines) + "\n"

@@ -1,11 +1,12 @@
 """The router's state: journal, outbox, and what rules remember.
 
 ``Store`` is the one door: its parts (``journal``, ``outbox``, ``state``,
-``meta``, ``runs``, ``silences``) each own their tables, and ``record`` is the one write per event,
-across them, in one transaction, before any notification is attempted (an
-event that was received is never lost, a notification that was decided is
-never lost). Which database holds the state is the backend's business
-(``router/store/sqlite.py``); nothing above the store writes SQL.
+``meta``, ``runs``, ``silences``, ``backups``) each own their tables, and
+``record`` is the one write per event, across them, in one transaction,
+before any notification is attempted (an event that was received is never
+lost, a notification that was decided is never lost). Which database holds
+the state is the backend's business (``router/store/sqlite.py``); nothing
+above the store writes SQL.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from pathlib import Path
 from typing import Callable, Optional, Protocol
 
 from router.runs import Run
+from router.store import backups, schema, sqlite
 from router.store import outbox as outbox_rows
 from router.store import runs as run_rows
-from router.store import schema, sqlite
 from router.store import state as rule_state
 from router.store.database import Database
 from router.store.journal import Journal, insert_event
@@ -122,6 +123,7 @@ class Store:
         self.meta = Meta(db)
         self.runs = run_rows.Runs(db)
         self.silences = Silences(db)
+        self.backups = backups.Backups(db)
 
     @classmethod
     def open(cls, state_dir: Path) -> Store:
@@ -185,6 +187,8 @@ class Store:
                 script = str(entry.fields.get("script", ""))
                 open_runs = run_rows.open_in(tx, entry.host, script, entry.name)
                 run_rows.save(tx, follow_run(open_runs))
+            if entry.name == "EndSource":
+                backups.note_source(tx, entry.host, entry.fields, entry.received.timestamp())
         entry.id = event_id
         return event_id, ids
 

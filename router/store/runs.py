@@ -14,13 +14,20 @@ from dataclasses import asdict
 from typing import Any, Optional
 
 from router.runs import Run
+from router.store import backups
 from router.store.database import Database, Transaction
 
 _COLUMNS = "data"
 
 
 def save(tx: Transaction, runs: Iterable[Run]) -> None:
-    """Insert or update each run."""
+    """Insert or update each run, and what its script last did (router/store/backups.py)."""
+    runs = list(runs)
+    was_open = {}
+    for run in runs:
+        row = tx.one("SELECT is_open FROM runs WHERE id = ?", (run.id,))
+        if row is not None:
+            was_open[run.id] = bool(row[0])
     for run in runs:
         tx.execute(
             "INSERT INTO runs (id, host, script, kind, is_open, started, last_seen, ended, data)"
@@ -39,6 +46,7 @@ def save(tx: Transaction, runs: Iterable[Run]) -> None:
                 json.dumps(asdict(run), default=str),
             ),
         )
+    backups.note_runs(tx, runs, was_open)
 
 
 def open_in(tx: Any, host: str, script: str, event: str) -> list[Run]:
@@ -55,11 +63,11 @@ def open_in(tx: Any, host: str, script: str, event: str) -> list[Run]:
         "  ORDER BY last_seen DESC, id DESC LIMIT 1)",
         (host, script, host, host),
     )
-    found = {run.id: run for run in (_run(row[0]) for row in rows)}
+    found = {run.id: run for run in (from_json(row[0]) for row in rows)}
     return sorted(found.values(), key=lambda run: (run.started, run.id))
 
 
-def _run(data: str) -> Run:
+def from_json(data: str) -> Run:
     return Run(**json.loads(data))
 
 
@@ -74,11 +82,11 @@ class Runs:
 
     def all_open(self) -> list[Run]:
         rows = self.db.all(f"SELECT {_COLUMNS} FROM runs WHERE is_open = 1 ORDER BY started, id")
-        return [_run(row[0]) for row in rows]
+        return [from_json(row[0]) for row in rows]
 
     def get(self, run_id: str) -> Optional[Run]:
         row = self.db.one(f"SELECT {_COLUMNS} FROM runs WHERE id = ?", (run_id,))
-        return _run(row[0]) if row is not None else None
+        return from_json(row[0]) if row is not None else None
 
     def recent(
         self, limit: int = 20, host: Optional[str] = None, script: Optional[str] = None
@@ -96,7 +104,7 @@ class Runs:
             " ORDER BY started DESC, id DESC LIMIT ?",
             (*params, limit),
         )
-        return [_run(row[0]) for row in rows]
+        return [from_json(row[0]) for row in rows]
 
     def end(self, runs: Iterable[Run]) -> list[Run]:
         """Keep runs given up (timed out); only those still open then, so two

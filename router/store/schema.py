@@ -157,6 +157,58 @@ def _v3(tx: Transaction) -> None:
         tx.execute(tx.dialect.ddl(statement))
 
 
+#: Version 4: what every backup last did (router/store/backups.py), filled
+#: from the runs kept so far.
+V4 = (
+    """CREATE TABLE IF NOT EXISTS backup_scripts (
+        host TEXT NOT NULL,
+        script TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        last_run TEXT NOT NULL,
+        last_started {real} NOT NULL,
+        last_ended {real},
+        last_status TEXT NOT NULL,
+        last_duration {real} NOT NULL,
+        last_errors {int} NOT NULL,
+        last_bytes {int} NOT NULL,
+        last_seen {real} NOT NULL,
+        last_success {real},
+        runs_success {int} NOT NULL,
+        runs_warning {int} NOT NULL,
+        runs_failure {int} NOT NULL,
+        runs_incomplete {int} NOT NULL,
+        PRIMARY KEY (host, script)
+    )""",
+    """CREATE TABLE IF NOT EXISTS backup_sources (
+        host TEXT NOT NULL,
+        script TEXT NOT NULL,
+        source TEXT NOT NULL,
+        client TEXT NOT NULL,
+        last_seen {real} NOT NULL,
+        last_status TEXT NOT NULL,
+        last_bytes {int},
+        last_success {real},
+        last_success_bytes {int},
+        PRIMARY KEY (host, script, source)
+    )""",
+    "CREATE INDEX IF NOT EXISTS backup_scripts_seen ON backup_scripts (last_seen)",
+    "CREATE INDEX IF NOT EXISTS backup_sources_seen ON backup_sources (last_seen)",
+)
+
+
+def _v4(tx: Transaction) -> None:
+    from router.store import backups, runs
+
+    for statement in V4:
+        tx.execute(tx.dialect.ddl(statement))
+    for (data,) in tx.all("SELECT data FROM runs ORDER BY started, id"):
+        run = runs.from_json(data)
+        backups.note_runs(tx, [run], {})
+        for source in run.sources:
+            fields = {**source, "script": run.script}
+            backups.note_source(tx, run.host, fields, run.last_seen)
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -168,6 +220,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "the journal, the outbox, throttles, expectations and digests", _v1),
     Migration(2, "runs: one backup's events as one story", _v2),
     Migration(3, "silences: notifications muted for a while", _v3),
+    Migration(4, "backups: what each script and source last did", _v4),
 )
 LATEST = MIGRATIONS[-1].version
 
