@@ -844,3 +844,63 @@ def test_holidays_mutes_the_pager_and_the_laptop_on_leave_with_silences(
     ]
     listed = site.router("silence", "list").stdout
     assert "holidays: mail only" in listed and "Ann on leave" in listed
+
+
+# ---------------------------------------------------------------------------
+# monitoring: the Prometheus alert rules and the Grafana dashboard
+# ---------------------------------------------------------------------------
+
+MONITORING = EXAMPLES / "monitoring"
+#: Every metric the router exports: its own and every backup's.
+METRICS = {
+    "retrospect_script_last_run_timestamp_seconds",
+    "retrospect_script_last_success_timestamp_seconds",
+    "retrospect_script_last_run_status",
+    "retrospect_script_last_run_duration_seconds",
+    "retrospect_script_last_run_errors",
+    "retrospect_source_last_success_timestamp_seconds",
+    "retrospect_source_last_bytes",
+    "retrospect_expect_overdue",
+    "retrospect_runs_total",
+    "router_ruleset_last_reload_successful",
+}
+
+
+def _metric_names(expression: str) -> set[str]:
+    import re
+
+    return set(re.findall(r"\b(?:retrospect|router)_[a-z_]+\b", expression))
+
+
+def test_the_alert_rules_and_dashboard_name_only_metrics_the_router_exports() -> None:
+    """Each name checked against the metrics tests/test_status.py parses."""
+    from router import status
+    from router.checker import check_text
+    from router.dispatch import process
+    from router.events import event_from_argv
+    from router.loader import build_ruleset
+    from router.store import Store
+
+    ruleset = build_ruleset(check_text('expect EndScript every 1d\n  log "late"\n'))
+    with Store.in_memory() as store:
+        for argv in (["StartScript", "N", "", ""], SQL_END, ["EndScript", "N", "0", "0", "ok"]):
+            process(event_from_argv(argv), ruleset, store)
+        store.state.arm_expects([("expect", "x")], 0.0)
+        seen = status.gather(store, ruleset, {"ok": True, "rules": 1, "errors": []}, 86400.0)
+        text = status.prometheus(seen)
+    exported = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")}
+    assert exported == {name for name in METRICS if name.startswith("retrospect_")}
+    exported.add("router_ruleset_last_reload_successful")
+    alerts = (MONITORING / "prometheus-alerts.yml").read_text(encoding="utf-8")
+    expressions = [line.split("expr:", 1)[1] for line in alerts.splitlines() if "expr:" in line]
+    assert len(expressions) == 5
+    for expression in expressions:
+        assert _metric_names(expression) and _metric_names(expression) <= exported, expression
+    dashboard = json.loads((MONITORING / "grafana-dashboard.json").read_text(encoding="utf-8"))
+    targets = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    assert len(targets) == len(dashboard["panels"]) >= 8
+    for expression in targets:
+        assert _metric_names(expression) and _metric_names(expression) <= exported, expression
+    assert {name for e in targets + expressions for name in _metric_names(e)} >= exported - {
+        "retrospect_script_last_run_timestamp_seconds"
+    }
