@@ -52,6 +52,17 @@ def _path(value: Any, base: str) -> Any:
     return Path(locations.resolve(base, value))
 
 
+#: The URL schemes of a state that is a PostgreSQL database (router/store/postgres.py).
+DATABASE_SCHEMES = ("postgresql://", "postgres://")
+
+
+def _state(value: Any, base: str) -> Any:
+    """``state``: a PostgreSQL URL (kept as text), or SQLite's directory."""
+    if isinstance(value, str) and value.startswith(DATABASE_SCHEMES):
+        return value
+    return _path(value, base)
+
+
 def _days(value: Any, base: str) -> float:
     """A number of days (``30``), or a duration (``"30d"``, ``"12h"``): seconds."""
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
@@ -144,6 +155,7 @@ RUN_TIMEOUT = 86400.0
 KEYS: tuple[Key, ...] = (
     Key("rules_dir", _path, None, "the *.rules files (default: the rules the router ships)"),
     Key("state_dir", _path, None, "journal, outbox, caches, spool (default: the user's data dir)"),
+    Key("state", _state, None, "the store: a postgresql:// URL, or SQLite's directory"),
     Key("date_order", _one_of(*DATE_ORDERS), "mdy", "how Retrospect's dates read"),
     Key("event_log", _path, None, "where `log` without `to` writes (default: state_dir)"),
     Key("retention", _duration, 90 * 86400.0, "how long the journal keeps events"),
@@ -234,6 +246,9 @@ class Config(Settings):
     if TYPE_CHECKING:  # the attributes, as the table makes them
         rules_dir: Path
         state_dir: Path
+        #: The PostgreSQL store's URL (None: SQLite in state_dir). Never shown.
+        state_url: Optional[str]
+        state: Any
         date_order: str
         event_log: Path
         retention: float
@@ -284,6 +299,7 @@ def load(explicit: Optional[str] = None) -> Config:
         else:
             _set(known, "", name, value, base, where, values, warnings)
     _environment_overrides(values)
+    _choose_store(values)
     if "event_log" not in raw:
         from pathlib import Path
 
@@ -339,6 +355,17 @@ def _set(
         raise ConfigError(f"{where}: {shown} {exc}, not {value!r}") from None
 
 
+def _choose_store(values: dict[str, Any]) -> None:
+    """``state``: a URL is the store (``state_url``), the state directory
+    still holding the local caches and spool; a directory is ``state_dir``."""
+    state = values.get("state")
+    values["state_url"] = None
+    if isinstance(state, str):
+        values["state_url"] = state
+    elif state is not None:
+        values["state_dir"] = state
+
+
 def _environment_overrides(values: dict[str, Any]) -> None:
     from pathlib import Path
 
@@ -348,6 +375,11 @@ def _environment_overrides(values: dict[str, Any]) -> None:
         values["state_dir"] = Path(locations.state_dir_of({}, ""))
     if os.environ.get("ROUTER_TOKEN"):
         values["token"] = os.environ["ROUTER_TOKEN"]
+    url = os.environ.get("ROUTER_STATE_URL")
+    if url:
+        if not url.startswith(DATABASE_SCHEMES):
+            raise ConfigError("ROUTER_STATE_URL must be a postgresql:// URL")
+        values["state"] = url
 
 
 def defaults() -> Config:
@@ -357,6 +389,7 @@ def defaults() -> Config:
     from pathlib import Path
 
     values["event_log"] = Path(values["state_dir"]) / locations.EVENT_LOG_NAME
+    values["state_url"] = None
     return Config(
         {**values, "delivery": Delivery.defaults(), "source": "built-in defaults", "warnings": []}
     )

@@ -13,7 +13,6 @@ million journal rows cost nothing here.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Optional
@@ -171,16 +170,10 @@ def _where(rule: CompiledRule, state: ExpectState) -> tuple[str, Optional[str]]:
 
 
 def _digests(store: Store) -> list[dict[str, Any]]:
-    batches = store.state.digests_of(_digest_rules(store))
     return [
         {"rule": b.rule, "key": b.key, "count": len(b.items), "window_end": b.window_end}
-        for b in batches
+        for b in store.state.pending_digests()
     ]
-
-
-def _digest_rules(store: Store) -> Iterable[str]:
-    rows = store.db.all("SELECT DISTINCT rule FROM digest_items")
-    return [str(row[0]) for row in rows]
 
 
 # ---------------------------------------------------------------------------

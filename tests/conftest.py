@@ -8,7 +8,7 @@ import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import pytest
 from helpers import Router
@@ -121,3 +121,24 @@ def router_at(tmp_path: Path):
     yield make
     for router in made:
         router.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """A real PostgreSQL server for the session (tests/postgres_server.py)."""
+    from postgres_server import REASON, Server, server_bin
+
+    bin_dir = server_bin()
+    if bin_dir is None:
+        if os.environ.get("ROUTER_REQUIRE_POSTGRES"):
+            pytest.fail(f"ROUTER_REQUIRE_POSTGRES is set, but: {REASON}")
+        pytest.skip(REASON)
+    server = Server(bin_dir).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: Any) -> str:
+    """The URL of a fresh database of the session's PostgreSQL server."""
+    return postgres_server.new_database()

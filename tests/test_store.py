@@ -122,12 +122,29 @@ def entry(name: str = "EndScript", identity: str = "Daily", status: str = "succe
     )
 
 
+def _postgres_integrity_error() -> type:
+    try:
+        import psycopg
+    except ImportError:
+        return sqlite3.IntegrityError
+    return psycopg.errors.IntegrityError
+
+
 def item(url: str = "json://127.0.0.1:1/x") -> OutboxItem:
     return OutboxItem("rule", "ops", url, "json://127.0.0.1:1/x", "title", "body", "info", "text")
 
 
-@pytest.fixture()
-def store(tmp_path: Path):
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path):
+    """The store on each backend: SQLite in a private directory, and a
+    database of a real PostgreSQL server."""
+    if request.param == "postgresql":
+        from router.store import postgres
+
+        url = request.getfixturevalue("postgres_url")
+        with Store(postgres.database(url)) as opened:
+            yield opened
+        return
     with Store.open(tmp_path / "state") as opened:
         yield opened
 
@@ -149,9 +166,11 @@ def test_an_existing_shared_state_directory_is_tightened(tmp_path: Path) -> None
     assert stat.S_IMODE(state.stat().st_mode) == 0o700
 
 
-def test_wal_mode_and_busy_timeout(store: Store) -> None:
+def test_wal_mode_and_busy_timeout(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "state")
     assert store.db.scalar("PRAGMA journal_mode") == "wal"
     assert store.db.scalar("PRAGMA busy_timeout") >= 5000
+    store.close()
 
 
 def test_journal_keeps_typed_fields_and_outbox_rows(store: Store) -> None:
@@ -170,7 +189,8 @@ def test_journal_and_outbox_are_one_transaction(store: Store) -> None:
     """If queueing a notification fails, the event is not half-recorded."""
     broken = item()
     broken.title = None  # type: ignore[assignment]  # NOT NULL: the insert fails
-    with pytest.raises(sqlite3.IntegrityError):
+    integrity = (sqlite3.IntegrityError, _postgres_integrity_error())
+    with pytest.raises(integrity):
         store.record(entry(), [item(), broken])
     assert store.journal.entries() == []
     assert store.outbox.rows() == []

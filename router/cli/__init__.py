@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 from router import __version__
 from router.cli.checking import cmd_check, cmd_events
+from router.cli.database import add_parser as add_db_parser
 from router.cli.history import cmd_history, cmd_outbox
 from router.cli.routing import cmd_replay, cmd_test
 from router.cli.runs import cmd_runs
@@ -122,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_silence_parser(sub)
     add_status_parser(sub)
+    add_db_parser(sub)
 
     outbox = sub.add_parser("outbox", help="queued notifications; 'outbox retry' sends again")
     outbox.add_argument("--dead", action="store_true", help="only dead letters")

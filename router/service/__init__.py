@@ -334,14 +334,18 @@ class Service:
         """``/healthz``: ``status`` is ``ok``, or ``degraded`` with the
         ``problems`` that make it so (the rules on disk are broken and the
         last good ones are in force): still serving, but someone should look."""
-        with self._ingest_lock:
-            depth = self._store().outbox.depth()
-        ruleset = self._rules_status()
         problems = []
+        depth = None
+        try:
+            with self._ingest_lock:
+                depth = self._store().outbox.depth()  # the database answers
+        except Exception as exc:  # noqa: BLE001 - not ready: say why, not a traceback
+            problems.append(f"the store ({self._store().where}) does not answer: {exc}")
+        ruleset = self._rules_status()
         if not ruleset["ok"]:
             problems.append("the rule files have errors; the last good rules are in force")
         return {
-            "status": "degraded" if problems else "ok",
+            "status": ("unavailable" if depth is None else "degraded") if problems else "ok",
             "ok": not problems,
             "problems": problems,
             "ruleset": ruleset,

@@ -1,4 +1,5 @@
-"""The timer loop: expect windows, digests and the journal's retention, every second.
+"""The timer loop: expect windows, digests, the journal's retention and the
+replicas' heartbeats, every second.
 
 ``router.timers.tick`` keeps its windows in the store, never in memory, so
 this loop holds nothing a restart could lose: it only says when to look.
@@ -78,6 +79,10 @@ class TimerLoop:
                 log.error("timers: %s", error)
             self._last_error = error
         self.store.apply_retention(self.retention)
+        # Replicas: say this one is alive, and take back the claims of one that is not.
+        self.store.outbox.heartbeat()
+        if self.store.outbox.release_abandoned_claims():
+            self.on_queued()
         return report
 
     def _run(self) -> None:

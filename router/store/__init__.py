@@ -5,8 +5,8 @@
 ``record`` is the one write per event, across them, in one transaction,
 before any notification is attempted (an event that was received is never
 lost, a notification that was decided is never lost). Which database holds
-the state is the backend's business (``router/store/sqlite.py``); nothing
-above the store writes SQL.
+the state is the backend's business (``router/store/sqlite.py``,
+``router/store/postgres.py``); nothing above the store writes SQL.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable, Optional, Protocol
 
 from router.runs import Run
-from router.store import backups, schema, sqlite
+from router.store import backups, postgres, schema, sqlite
 from router.store import outbox as outbox_rows
 from router.store import runs as run_rows
 from router.store import state as rule_state
@@ -92,20 +92,31 @@ def ensure_private_dir(path: Path) -> None:
 
 class HasStateDir(Protocol):
     """What ``open_store`` reads of the configuration (Config, or the
-    handler's FastSettings)."""
+    handler's FastSettings): the state directory, and perhaps ``state_url``."""
 
     state_dir: Path
 
 
+def _url(config: HasStateDir) -> Optional[str]:
+    return getattr(config, "state_url", None)
+
+
 def open_store(config: HasStateDir) -> Store:
-    """The store the configuration names, created if missing and brought up
+    """The store the configuration names (SQLite in the state directory, or
+    the PostgreSQL database of ``state``), created if missing and brought up
     to date: what every process that writes opens, once."""
+    url = _url(config)
+    if url:
+        return Store(postgres.database(url))
     return Store.open(Path(config.state_dir))
 
 
 def open_existing_store(config: HasStateDir) -> Optional[Store]:
     """The store the configuration names, or None when there is none yet:
     ``router test`` and ``router history`` read, and must create nothing."""
+    url = _url(config)
+    if url:
+        return Store(postgres.database(url))
     state_dir = Path(config.state_dir)
     return Store.open(state_dir) if sqlite.exists(state_dir) else None
 
@@ -116,7 +127,8 @@ class Store:
     def __init__(self, db: Database) -> None:
         """Open the store on ``db``, bringing its tables up to date."""
         self.db = db
-        schema.upgrade(db)
+        #: The schema versions this opening applied (``router db upgrade`` says them).
+        self.upgraded = schema.upgrade(db)
         self.journal = Journal(db)
         self.outbox = Outbox(db)
         self.state = RuleState(db)
@@ -184,6 +196,8 @@ class Store:
             rule_state.match_expects(tx, expect_matches)
             rule_state.collect(tx, event_id, digest_items)
             if follow_run is not None:
+                if tx.dialect.lock_key:  # replicas: one event at a time per host's runs
+                    tx.execute(tx.dialect.lock_key, (entry.host,))
                 script = str(entry.fields.get("script", ""))
                 open_runs = run_rows.open_in(tx, entry.host, script, entry.name)
                 run_rows.save(tx, follow_run(open_runs))

@@ -54,6 +54,10 @@ class Dialect:
     )
     #: Run first in the transaction that upgrades the schema: one at a time.
     lock_schema: str = ""
+    #: Holds a lock on one text key until the transaction ends (a host's
+    #: runs, changed by one event at a time); "" where every write
+    #: transaction is alone already (SQLite's BEGIN IMMEDIATE).
+    lock_key: str = ""
 
     def sql(self, text: str) -> str:
         return text.replace("?", self.marker) if self.marker != "?" else text
@@ -124,8 +128,10 @@ class Database:
         try:
             yield connection
         finally:
+            # A connection the server dropped (a restart, a failover) is not reused.
+            broken = getattr(connection, "broken", False) or getattr(connection, "closed", False)
             with self._lock:
-                keep = not self._closed and len(self._idle) < MAX_IDLE
+                keep = not self._closed and not broken and len(self._idle) < MAX_IDLE
                 if keep:
                     self._idle.append(connection)
             if not keep:

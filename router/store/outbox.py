@@ -24,6 +24,9 @@ from router.store.records import DEAD, PENDING, SENT, DueRow, OutboxItem, Outbox
 
 #: Who claims outbox rows from this process: ``host:pid``.
 CLAIMANT = f"{socket.gethostname()}:{os.getpid()}"
+#: A replica silent this long (seconds) is gone: the others take its claims back.
+REPLICA_SILENCE = 30.0
+_HEARTBEAT = "heartbeat:"
 _COLUMNS = (
     "rule, target, url, url_masked, title, body, type, format, id, event_id, state,"
     " attempts, created, next_attempt, last_error, sent_at"
@@ -110,17 +113,30 @@ class Outbox:
                 )
         return rows
 
-    def release_abandoned_claims(self) -> int:
-        """Give back the claims of deliverers on this machine that no longer
-        run (killed with -9, say), so their rows go out now instead of when
-        the lease would run out. Returns how many rows were freed."""
+    def heartbeat(self, now: Optional[float] = None) -> None:
+        """Say this deliverer (a service replica) is alive: its claims are
+        taken back by the others once it has been silent ``REPLICA_SILENCE``."""
+        now = time.time() if now is None else now
+        self.db.run(
+            "INSERT INTO meta (key, value) VALUES (?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (_HEARTBEAT + CLAIMANT, repr(now)),
+        )
+
+    def release_abandoned_claims(self, now: Optional[float] = None) -> int:
+        """Give back the claims of deliverers that are gone, so their rows go
+        out now instead of when the lease would run out: on this machine, a
+        process that no longer runs (killed with -9, say); on another, a
+        service replica whose heartbeat stopped ``REPLICA_SILENCE`` ago.
+        Returns how many rows were freed."""
+        now = time.time() if now is None else now
         host = CLAIMANT.rsplit(":", 1)[0]
         owners = self.db.all(
             "SELECT DISTINCT claimed_by FROM outbox WHERE state = ? AND claimed_until > ?"
-            " AND claimed_by LIKE ?",
-            (PENDING, time.time(), f"{host}:%"),
+            " AND claimed_by IS NOT NULL",
+            (PENDING, now),
         )
-        dead = [owner for (owner,) in owners if not _process_alive(int(owner.rsplit(":", 1)[1]))]
+        dead = [owner for (owner,) in owners if owner != CLAIMANT and self._gone(owner, host, now)]
         freed = 0
         for owner in dead:
             freed += self.db.run(
@@ -129,6 +145,16 @@ class Outbox:
                 (PENDING, owner),
             )
         return freed
+
+    def _gone(self, owner: str, host: str, now: float) -> bool:
+        owner_host, _, pid = owner.rpartition(":")
+        if owner_host == host and pid.isdigit():
+            return not _process_alive(int(pid))
+        seen = self.db.one("SELECT value FROM meta WHERE key = ?", (_HEARTBEAT + owner,))
+        try:
+            return seen is not None and now - float(seen[0]) > REPLICA_SILENCE
+        except ValueError:
+            return False
 
     def release(self, ids: Iterable[int]) -> None:
         """Give claimed rows back unchanged, no attempt counted: a deliverer

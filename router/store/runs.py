@@ -20,14 +20,17 @@ from router.store.database import Database, Transaction
 _COLUMNS = "data"
 
 
-def save(tx: Transaction, runs: Iterable[Run]) -> None:
-    """Insert or update each run, and what its script last did (router/store/backups.py)."""
+def save(tx: Transaction, runs: Iterable[Run], was_open: Optional[dict[str, bool]] = None) -> None:
+    """Insert or update each run, and what its script last did
+    (router/store/backups.py). ``was_open``: whether each run was open
+    before (default: as the table has it)."""
     runs = list(runs)
-    was_open = {}
-    for run in runs:
-        row = tx.one("SELECT is_open FROM runs WHERE id = ?", (run.id,))
-        if row is not None:
-            was_open[run.id] = bool(row[0])
+    if was_open is None:
+        was_open = {}
+        for run in runs:
+            row = tx.one("SELECT is_open FROM runs WHERE id = ?", (run.id,))
+            if row is not None:
+                was_open[run.id] = bool(row[0])
     for run in runs:
         tx.execute(
             "INSERT INTO runs (id, host, script, kind, is_open, started, last_seen, ended, data)"
@@ -60,7 +63,7 @@ def open_in(tx: Any, host: str, script: str, event: str) -> list[Run]:
         f"SELECT data FROM runs WHERE is_open = 1 AND host = ? AND script = ?"
         f" UNION ALL SELECT data FROM runs WHERE is_open = 1 AND host = ? AND kind IN ({kinds})"
         " UNION ALL SELECT * FROM (SELECT data FROM runs WHERE is_open = 1 AND host = ?"
-        "  ORDER BY last_seen DESC, id DESC LIMIT 1)",
+        "  ORDER BY last_seen DESC, id DESC LIMIT 1) AS latest",
         (host, script, host, host),
     )
     found = {run.id: run for run in (from_json(row[0]) for row in rows)}
@@ -112,8 +115,10 @@ class Runs:
         ended = []
         with self.db.transaction() as tx:
             for run in runs:
-                row = tx.one("SELECT is_open FROM runs WHERE id = ?", (run.id,))
-                if row is not None and row[0]:
-                    save(tx, [run])
+                # Claimed by the update: a replica giving up the same run waits, then skips it.
+                if tx.execute(
+                    "UPDATE runs SET is_open = 0 WHERE id = ? AND is_open = 1", (run.id,)
+                ).rowcount:
+                    save(tx, [run], was_open={run.id: True})
                     ended.append(run)
         return ended

@@ -155,6 +155,10 @@ class RuleState:
         now = time.time() if now is None else now
         return self._batches("WHERE window_end <= ?", (now,))
 
+    def pending_digests(self) -> list[DigestBatch]:
+        """Every digest window still collecting (``router status``)."""
+        return self._batches("", ())
+
     def digests_of(self, rules: Iterable[str]) -> list[DigestBatch]:
         """The digest windows of these rules, whenever they close (a
         ``digest run`` closes when its run ends)."""
