@@ -131,6 +131,16 @@ def _urls(value: Any, base: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(values))
 
 
+def _routers(value: Any, base: str) -> tuple[str, ...]:
+    """``forward``: central routers' base URLs, in the order to try them."""
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, list) or not all(
+        isinstance(v, str) and v.startswith(("https://", "http://")) for v in values
+    ):
+        raise ValueError('must be a list of router URLs, as in ["https://router1:8787"]')
+    return tuple(v.rstrip("/") for v in dict.fromkeys(values))
+
+
 class Key:
     """One setting: where it is, what it holds, its default, what it means."""
 
@@ -165,6 +175,13 @@ KEYS: tuple[Key, ...] = (
     Key("admin", _urls, (), "where the router reports its own trouble"),
     Key("listen", _text, None, "HOST:PORT for HTTP intake, /metrics, /healthz (default: none)"),
     Key("token", _text, None, "bearer token for HTTP (ROUTER_TOKEN wins)"),
+    Key("tls_cert", _path, None, "HTTPS: the listener's certificate chain (PEM)"),
+    Key("tls_key", _path, None, "HTTPS: the certificate's private key (PEM)"),
+    Key("insecure_http", _flag, False, "allow plain HTTP (tokens in clear) off loopback"),
+    Key("forward", _routers, (), "central routers this engine's handler sends events to"),
+    Key("forward_token", _text, None, "their bearer token (ROUTER_FORWARD_TOKEN wins)"),
+    Key("forward_ca", _path, None, "CA certificates (PEM) to verify them by (default: system's)"),
+    Key("forward_timeout", _duration, 10.0, "how long the handler tries them, in all"),
     Key("require_token", _flag, False, "require the token on loopback too"),
     Key("local_socket", _one_of(*SOCKET_KINDS), "auto", "unix, or tcp (a loopback port)"),
     Key("rate_limit", _rate, 100.0, "HTTP requests per second per client address (0: none)"),
@@ -258,6 +275,13 @@ class Config(Settings):
         admin: tuple[str, ...]
         listen: Optional[str]
         token: Optional[str]
+        tls_cert: Optional[Path]
+        tls_key: Optional[Path]
+        insecure_http: bool
+        forward: tuple[str, ...]
+        forward_token: Optional[str]
+        forward_ca: Optional[Path]
+        forward_timeout: float
         require_token: bool
         local_socket: str
         rate_limit: float
@@ -375,6 +399,8 @@ def _environment_overrides(values: dict[str, Any]) -> None:
         values["state_dir"] = Path(locations.state_dir_of({}, ""))
     if os.environ.get("ROUTER_TOKEN"):
         values["token"] = os.environ["ROUTER_TOKEN"]
+    if os.environ.get("ROUTER_FORWARD_TOKEN"):
+        values["forward_token"] = os.environ["ROUTER_FORWARD_TOKEN"]
     url = os.environ.get("ROUTER_STATE_URL")
     if url:
         if not url.startswith(DATABASE_SCHEMES):

@@ -15,7 +15,13 @@ from helpers import Router
 from sinks import HttpSink, SmtpSink
 
 #: Settings a developer's or a CI machine may have that must never reach a test.
-MACHINE_VARIABLES = ("ROUTER_STATE_DIR", "ROUTER_RULES_DIR", "ROUTER_STATE_URL", "ROUTER_TOKEN")
+MACHINE_VARIABLES = (
+    "ROUTER_STATE_DIR",
+    "ROUTER_RULES_DIR",
+    "ROUTER_STATE_URL",
+    "ROUTER_TOKEN",
+    "ROUTER_FORWARD_TOKEN",
+)
 #: What every router process started by a test gets unless the test says
 #: otherwise: its own (empty) router.toml, home and data directories.
 ISOLATING = ("ROUTER_CONFIG", "HOME", "XDG_DATA_HOME", "XDG_CONFIG_HOME")

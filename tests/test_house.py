@@ -42,7 +42,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("checker", ("router.checker",)),
     ("loading", ("router.loader", "router.watch")),
     ("store", ("router.store",)),
-    ("delivery", ("router.delivery", "router.spool")),
+    ("delivery", ("router.delivery", "router.spool", "router.forwarding")),
     (
         "dispatch",
         (

@@ -538,7 +538,10 @@ def test_a_token_is_required_when_http_is_not_on_loopback(router_at) -> None:
     assert "needs a bearer token" in refused.log()
 
     router = router_at(
-        rules, f'listen = "0.0.0.0:{port}"', env={"ROUTER_TOKEN": "s3cret-token"}, name="ok"
+        rules,
+        f'listen = "0.0.0.0:{port}"\ninsecure_http = true',  # no TLS: said explicitly
+        env={"ROUTER_TOKEN": "s3cret-token"},
+        name="ok",
     ).start()
     body = {"event": "EndApp", "args": ["1/1/2024 10:00"]}
     assert call(port, "POST", "/events", body)[0] == 401

@@ -13,6 +13,7 @@ from typing import Any, Optional
 from router import __version__
 from router.cli.checking import cmd_check, cmd_events
 from router.cli.database import add_parser as add_db_parser
+from router.cli.forwarding import add_parser as add_forward_parser
 from router.cli.history import cmd_history, cmd_outbox
 from router.cli.routing import cmd_replay, cmd_test
 from router.cli.runs import cmd_runs
@@ -124,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_silence_parser(sub)
     add_status_parser(sub)
     add_db_parser(sub)
+    add_forward_parser(sub)
 
     outbox = sub.add_parser("outbox", help="queued notifications; 'outbox retry' sends again")
     outbox.add_argument("--dead", action="store_true", help="only dead letters")
@@ -144,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--poll", action="store_true", help="poll the rules directory (network file systems)"
     )
+    serve.add_argument("--tls-cert", metavar="FILE", help="HTTPS: the certificate chain (PEM)")
+    serve.add_argument("--tls-key", metavar="FILE", help="HTTPS: its private key (PEM)")
     serve.set_defaults(func=cmd_serve)
 
     completion = sub.add_parser("completion", help="shell completion: source its output")

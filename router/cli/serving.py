@@ -33,4 +33,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from router.service import serve
 
-    return serve(load_config(args), listen=args.listen, poll=args.poll)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        print("router serve: --tls-cert and --tls-key go together", file=sys.stderr)
+        return 2
+    tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
+    return serve(load_config(args), listen=args.listen, poll=args.poll, tls=tls)

@@ -51,6 +51,12 @@ def handle(
     except settings.ConfigError as exc:
         problems.append(f"configuration: {exc}; using the defaults")
         config = settings.defaults()
+    if config.forward:  # an engine of a fleet: the central routers decide
+        from router.handler import forward
+
+        for problem in problems:
+            say(problem)
+        return forward.handle(args, config, uid or "", started)
     event = event_from_argv(args, date_order=config.date_order)
     store: Optional[Any] = None
     try:

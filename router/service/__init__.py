@@ -58,6 +58,7 @@ from router.events import event_from_argv
 from router.loader import use_caches
 from router.service.client_limits import ClientLimits
 from router.service.http import HttpServer
+from router.service.listening import tls_of
 from router.service.local_socket import LocalServer
 from router.service.metrics import Metrics
 from router.service.requests import EventRequest
@@ -79,7 +80,14 @@ class Service:
     hand it events and steps reports, and ask it for health and metrics.
     """
 
-    def __init__(self, config: Config, *, listen: Optional[str] = None, poll: bool = False):
+    def __init__(
+        self,
+        config: Config,
+        *,
+        listen: Optional[str] = None,
+        poll: bool = False,
+        tls: Optional[tuple[str, str]] = None,
+    ):
         self.config = config
         self.state_dir = Path(config.state_dir)
         self.admin = list(config.admin)
@@ -88,7 +96,10 @@ class Service:
         limits = ClientLimits(rate=config.rate_limit, max_per_client=config.max_client_connections)
         token, require_token = config.token, config.require_token
         self.local = LocalServer(self, self.state_dir, config.local_socket)
-        self.http = HttpServer(self, listen, token, require_token, limits) if listen else None
+        self.http = None
+        if listen:
+            context, insecure = tls_of(config, tls), config.insecure_http
+            self.http = HttpServer(self, listen, token, require_token, limits, context, insecure)
 
         #: Set when a stop is asked for (a signal); the servers watch it.
         self.stopping = threading.Event()
@@ -333,25 +344,9 @@ class Service:
     def health(self) -> dict[str, Any]:
         """``/healthz``: ``status`` is ``ok``, or ``degraded`` with the
         ``problems`` that make it so (the rules on disk are broken and the
-        last good ones are in force): still serving, but someone should look."""
-        problems = []
-        depth = None
-        try:
-            with self._ingest_lock:
-                depth = self._store().outbox.depth()  # the database answers
-        except Exception as exc:  # noqa: BLE001 - not ready: say why, not a traceback
-            problems.append(f"the store ({self._store().where}) does not answer: {exc}")
-        ruleset = self._rules_status()
-        if not ruleset["ok"]:
-            problems.append("the rule files have errors; the last good rules are in force")
-        return {
-            "status": ("unavailable" if depth is None else "degraded") if problems else "ok",
-            "ok": not problems,
-            "problems": problems,
-            "ruleset": ruleset,
-            "outbox_depth": depth,
-            "uptime_seconds": round(time.time() - self.started, 3),
-        }
+        last good ones are in force: still serving, but someone should
+        look), or ``unavailable`` while the store does not answer."""
+        return _health(self)
 
     def _rule_labels(self) -> set[str]:
         return set(self.rules.ruleset.labels)
@@ -369,6 +364,27 @@ class Service:
         return own + prometheus(self.backup_status())
 
 
+def _health(service: Service) -> dict[str, Any]:
+    problems = []
+    depth = None
+    try:
+        with service._ingest_lock:
+            depth = service._store().outbox.depth()  # the database answers
+    except Exception as exc:  # noqa: BLE001 - not ready: say why, not a traceback
+        problems.append(f"the store ({service._store().where}) does not answer: {exc}")
+    ruleset = service._rules_status()
+    if not ruleset["ok"]:
+        problems.append("the rule files have errors; the last good rules are in force")
+    return {
+        "status": ("unavailable" if depth is None else "degraded") if problems else "ok",
+        "ok": not problems,
+        "problems": problems,
+        "ruleset": ruleset,
+        "outbox_depth": depth,
+        "uptime_seconds": round(time.time() - service.started, 3),
+    }
+
+
 def _warm_up() -> None:
     """Import what the first event and the first send need, before they come."""
     try:
@@ -384,7 +400,13 @@ def _warm_up() -> None:
 # ---------------------------------------------------------------------------
 
 
-def serve(config: Config, *, listen: Optional[str] = None, poll: bool = False) -> int:
+def serve(
+    config: Config,
+    *,
+    listen: Optional[str] = None,
+    poll: bool = False,
+    tls: Optional[tuple[str, str]] = None,
+) -> int:
     """Run the service until SIGTERM or SIGINT. Returns the exit status."""
     logging.basicConfig(
         level=logging.INFO,
@@ -398,7 +420,7 @@ def serve(config: Config, *, listen: Optional[str] = None, poll: bool = False) -
     apprise_log.propagate = False
     apprise_log.addHandler(logging.NullHandler())
     try:
-        service = Service(config, listen=listen, poll=poll)
+        service = Service(config, listen=listen, poll=poll, tls=tls)
     except (ConfigError, ValueError, RuntimeError) as exc:
         log.error("cannot start: %s", exc)
         return 2

@@ -26,11 +26,11 @@ import base64
 import collections
 import hmac
 import io
-import ipaddress
 import json
 import logging
 import re
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -44,6 +44,7 @@ from router.events import parse_int
 from router.service import pages
 from router.service.client_limits import ClientLimits, Refusal
 from router.service.intake import IntakeOwner, serve_in_thread
+from router.service.listening import is_loopback, parse_listen
 from router.service.requests import (
     MAX_BODY,
     READ_TIMEOUT,
@@ -70,25 +71,6 @@ MAX_HTTP_REQUESTS = 32
 #: A refused connection is kept (reading and discarding) at most this long,
 #: and at most this many are.
 REFUSED_LINGER, MAX_LINGERING = 1.0, 256
-
-
-def parse_listen(value: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) as a bind address."""
-    host, sep, port = str(value).strip().rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"listen must be HOST:PORT, not {value!r}")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return host, int(port)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a name: it may resolve to anything, so it is not loopback
 
 
 _STEPS_PATH = re.compile(r"/events/([0-9]+)/steps")
@@ -134,6 +116,9 @@ class _HttpHandler(BaseHTTPRequestHandler):
     query: dict[str, list[str]] = {}
 
     def setup(self) -> None:
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.settimeout(REQUEST_DEADLINE)
+            self.request.do_handshake()  # a failure is the client's: handle_error says so
         super().setup()
         self.rfile.close()  # replaced: every read is bounded by the deadline
         deadline = time.monotonic() + REQUEST_DEADLINE
@@ -455,6 +440,7 @@ class _HttpServer(ThreadingHTTPServer):
         owner: IntakeOwner,
         token: Optional[str],
         limits: ClientLimits,
+        tls: Optional[ssl.SSLContext] = None,
     ) -> None:
         self.owner = owner
         self.token = token
@@ -467,6 +453,12 @@ class _HttpServer(ThreadingHTTPServer):
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _HttpHandler)
+        if tls is not None:
+            # The handshake happens in the request's thread, within its
+            # deadline (``_HttpHandler.setup``), never in the accepting one.
+            self.socket = tls.wrap_socket(
+                self.socket, server_side=True, do_handshake_on_connect=False
+            )
 
     def process_request(self, request: Any, client_address: Any) -> None:
         """A connection gets a thread only within the client's and the
@@ -530,6 +522,8 @@ class HttpServer:
         token: Optional[str],
         require_token: bool,
         limits: ClientLimits,
+        tls: Optional[ssl.SSLContext] = None,
+        insecure_http: bool = False,
     ) -> None:
         self.host, self.port = parse_listen(listen)
         self.limits = limits
@@ -540,6 +534,12 @@ class HttpServer:
             raise RuntimeError(
                 f"HTTP {where} needs a bearer token: set token in router.toml or ROUTER_TOKEN"
             )
+        if not self.loopback and tls is None and not insecure_http:
+            raise RuntimeError(
+                f"HTTP on {self.host} (not loopback) without TLS would carry the token in clear:"
+                " set tls_cert and tls_key (or --tls-cert, --tls-key), or insecure_http = true"
+            )
+        self.tls = tls
         self.owner = owner
         self.token = token if self.token_required else None
         self._server: Optional[_HttpServer] = None
@@ -554,10 +554,12 @@ class HttpServer:
         host, port = self.address
         shown = f"[{host}]" if ":" in host else host
         auth = "bearer token required" if self.token else "no token (loopback)"
-        return f"http://{shown}:{port} ({auth})"
+        return f"{'https' if self.tls else 'http'}://{shown}:{port} ({auth})"
 
     def start(self) -> None:
-        self._server = _HttpServer((self.host, self.port), self.owner, self.token, self.limits)
+        self._server = _HttpServer(
+            (self.host, self.port), self.owner, self.token, self.limits, self.tls
+        )
         self._thread = serve_in_thread(self._server, "router-http")
 
     def stop_accepting(self) -> None:
