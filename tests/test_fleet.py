@@ -160,3 +160,31 @@ def test_healthz_is_ready_only_while_the_database_answers(router_at: Any) -> Non
         router.close()
     finally:
         server.stop()
+
+
+def test_the_handler_and_the_commands_use_the_database_of_router_state_url(
+    tmp_path: Any, postgres_url: str
+) -> None:
+    """No service: the inline handler journals in PostgreSQL, and the commands
+    read it; the URL's password is never printed."""
+    from helpers import Site
+
+    site = Site(tmp_path)
+    site.write_rules('rule "log" on any log "{{ event }}"\n')
+    url = postgres_url.replace("postgres@", "postgres:hunter2@")  # trust auth ignores it
+    site.env["ROUTER_STATE_URL"] = url
+    upgraded = site.router("db", "upgrade")
+    assert upgraded.code == 0 and "schema at version 4 (the latest)" in upgraded.out
+    assert "hunter2" not in upgraded.out and ":****@" in upgraded.out
+    again = site.router("db", "upgrade")
+    assert "applied" not in again.out  # versioned, idempotent
+    assert site.router("silence", "add", 'client == "LAPTOP-7"', "--for", "1h").out == "1\n"
+    end = ["EndSource", "Nightly", "LAPTOP-7/C", "C:", "LAPTOP-7", "1", "1", "1:00"]
+    assert site.handler(*end, "", "", "", "Set A", "Normal", "C:", "1", "-1028", "gone").code == 0
+    (entry,) = site.history()
+    assert entry["event"] == "EndSource"
+    status = json.loads(site.router("status", "--format", "json").out)
+    assert [s["source"] for s in status["sources"]] == ["LAPTOP-7/C"]
+    assert [s["id"] for s in status["silences"]] == [1]
+    assert not (site.state / "router.sqlite3").exists()  # the database holds it all
+    assert all("hunter2" not in output for output in site.outputs)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import doc_blocks
@@ -72,8 +73,15 @@ def state(tmp_path: Path) -> Path:
     return tmp_path / "state"
 
 
-@pytest.fixture()
-def store(state: Path) -> Iterator[Store]:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, state: Path) -> Iterator[Store]:
+    """The timers on each backend: SQLite, and a real PostgreSQL server's database."""
+    if request.param == "postgresql":
+        from router.store import postgres
+
+        with Store(postgres.database(request.getfixturevalue("postgres_url"))) as opened:
+            yield opened
+        return
     with Store.open(state) as opened:
         yield opened
 
@@ -541,9 +549,15 @@ def test_tick_reports_instead_of_raising(store: Store) -> None:
 
 def test_tick_with_nothing_to_do_writes_nothing(store: Store) -> None:
     rules = ruleset(DIGEST)
-    with store.db.connection() as connection:
-        before = connection.total_changes
+    tables = ("events", "outbox", "expect_state", "digest_items", "runs", "throttle")
+
+    def written() -> Any:
+        if store.db.dialect.name == "sqlite":  # every write counts, same values or not
+            with store.db.connection() as connection:
+                return connection.total_changes
+        return [store.db.all(f"SELECT * FROM {table} ORDER BY 1") for table in tables]
+
+    before = written()
     for hours in (0, 1, 2):
         assert tick(rules, store, now=ts(hours)) == TickReport(ts(hours))
-    with store.db.connection() as connection:
-        assert connection.total_changes == before
+    assert written() == before
