@@ -288,8 +288,11 @@ class _HttpHandler(BaseHTTPRequestHandler):
         owner = self.server.owner
         outcome = owner.ingest(request, origin="http")
         reply = reply_for(outcome)
+        # Only an event with local steps has outcomes to report (and most have none).
         reply["steps_token"] = (
-            None if outcome.event_id is None else owner.issue_steps_token(outcome.event_id)
+            owner.issue_steps_token(outcome.event_id)
+            if outcome.event_id is not None and outcome.steps
+            else None
         )
         self._reply(200, reply)
 

@@ -200,7 +200,9 @@ class Store:
                     tx.execute(tx.dialect.lock_key, (entry.host,))
                 script = str(entry.fields.get("script", ""))
                 open_runs = run_rows.open_in(tx, entry.host, script, entry.name)
-                run_rows.save(tx, follow_run(open_runs))
+                # What follow_run changes was open (it is among them) or is new.
+                was_open = {run.id: True for run in open_runs}
+                run_rows.save(tx, follow_run(open_runs), was_open)
             if entry.name == "EndSource":
                 backups.note_source(tx, entry.host, entry.fields, entry.received.timestamp())
         entry.id = event_id

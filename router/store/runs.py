@@ -20,17 +20,11 @@ from router.store.database import Database, Transaction
 _COLUMNS = "data"
 
 
-def save(tx: Transaction, runs: Iterable[Run], was_open: Optional[dict[str, bool]] = None) -> None:
+def save(tx: Transaction, runs: Iterable[Run], was_open: dict[str, bool]) -> None:
     """Insert or update each run, and what its script last did
-    (router/store/backups.py). ``was_open``: whether each run was open
-    before (default: as the table has it)."""
+    (router/store/backups.py). ``was_open``: the runs that were open before
+    (the caller read them in this transaction); any other is new."""
     runs = list(runs)
-    if was_open is None:
-        was_open = {}
-        for run in runs:
-            row = tx.one("SELECT is_open FROM runs WHERE id = ?", (run.id,))
-            if row is not None:
-                was_open[run.id] = bool(row[0])
     for run in runs:
         tx.execute(
             "INSERT INTO runs (id, host, script, kind, is_open, started, last_seen, ended, data)"
