@@ -38,6 +38,7 @@ from router.store import (
     OutboxItem,
     Store,
     ThrottleUpdate,
+    token_hash,
 )
 
 
@@ -59,6 +60,9 @@ class Outcome:
     outbox_ids: list[int] = field(default_factory=list)
     #: Notifications a silence kept from being sent (not in ``outbox``).
     muted: list[Muted] = field(default_factory=list)
+    #: The one-time token with which its HTTP sender reports its local
+    #: steps (None: no steps, or not received over HTTP).
+    steps_token: Optional[str] = None
 
 
 # ---------------------------------------------------------------------------
@@ -118,10 +122,13 @@ def process(
     origin: str = "handler",
     uid: Optional[str] = None,
     run_env: tuple[str, ...] = (),
+    steps_token: Optional[str] = None,
 ) -> Outcome:
     """Evaluate and render ``event``; when ``record``, journal it with its
     outbox rows in one transaction. ``store`` None means no history (a dry
-    run on a machine with no state yet, or a store that cannot be used)."""
+    run on a machine with no state yet, or a store that cannot be used).
+    ``steps_token``: kept (hashed) with an event that has local steps, for
+    its HTTP sender to report their outcomes with."""
     identity = identity_of(event)
     errors = list(extra_errors or [])
     history = History()
@@ -157,7 +164,7 @@ def process(
     outcome = Outcome(event, plan, identity, plan.streak, notifications, steps, items, errors)
     outcome.muted = muted
     if record and store is not None:
-        record_outcome(store, outcome, origin, uid)
+        record_outcome(store, outcome, origin, uid, steps_token)
     return outcome
 
 
@@ -179,21 +186,32 @@ def silencer_at(
     return silencer
 
 
-def record_outcome(store: Store, outcome: Outcome, origin: str, uid: Optional[str] = None) -> None:
+def record_outcome(
+    store: Store,
+    outcome: Outcome,
+    origin: str,
+    uid: Optional[str] = None,
+    steps_token: Optional[str] = None,
+) -> None:
     """Journal an outcome with its outbox rows, throttles, expect matches and
-    digest items, in one transaction (idempotent per ``uid``)."""
+    digest items, in one transaction (idempotent per ``uid``), and the hash
+    of ``steps_token`` when it has local steps."""
     # What expectations and digests keep of the event: its fields and streak
     # (its run is kept once, in the runs table).
     fields = {k: v for k, v in outcome.plan.fields.items() if k != "run"}
     event = outcome.event
+    entry = journal_entry(outcome, origin, uid)
+    if steps_token and outcome.steps:
+        entry.steps_token = token_hash(steps_token)
     outcome.event_id, outcome.outbox_ids = store.record(
-        journal_entry(outcome, origin, uid),
+        entry,
         outcome.outbox,
         throttle_updates(outcome.plan),
         expect_matches=expect_matches(outcome.plan, fields),
         digest_items=digest_items(outcome.plan, fields),
         follow_run=lambda open_runs: follow(event.name, event.fields, open_runs).changed,
     )
+    outcome.steps_token = steps_token if entry.steps_token else None
 
 
 def journal_entry(outcome: Outcome, origin: str, uid: Optional[str] = None) -> JournalEntry:

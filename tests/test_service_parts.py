@@ -206,10 +206,10 @@ class Owner:
     def ingest(self, request: EventRequest, *, origin: str) -> Outcome:
         self.requests.append((request, origin))
         event = event_from_argv(request.argv, host=request.host, received=request.received)
-        return process(event, self.rules, self.store, origin=origin, uid=request.uid)
-
-    def issue_steps_token(self, event_id: int) -> Optional[str]:
-        return "t0ken" if self.store.journal.set_steps_token(event_id, "t0ken") else None
+        token = "t0ken" if origin == "http" else None
+        return process(
+            event, self.rules, self.store, origin=origin, uid=request.uid, steps_token=token
+        )
 
     def record_steps(
         self, event_id: int, results: list[dict[str, Any]], steps_token: Optional[str] = None
@@ -287,7 +287,6 @@ def test_the_service_is_an_intake_owner(tmp_path: Path) -> None:
         "backup_status",
         "health",
         "ingest",
-        "issue_steps_token",
         "metrics_text",
         "record_steps",
         "use_store",

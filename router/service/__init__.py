@@ -251,18 +251,13 @@ class Service:
                 origin=origin,
                 uid=request.uid,
                 run_env=self.config.run_env,
+                # Over HTTP, a one-time token to report the local steps with
+                # (its hash journaled with the event, in the same transaction).
+                steps_token=secrets.token_urlsafe(24) if origin == "http" else None,
             )
         if outcome.outbox_ids:
             self.wake_delivery()
         return outcome
-
-    def issue_steps_token(self, event_id: int) -> Optional[str]:
-        """A one-time token for reporting the steps of an event received over
-        HTTP (the store keeps only its hash); None if its steps cannot be
-        reported any more (reported already, or not received over HTTP)."""
-        token = secrets.token_urlsafe(24)
-        with self._ingest_lock:
-            return token if self._store().journal.set_steps_token(event_id, token) else None
 
     def record_steps(
         self, event_id: int, results: list[dict[str, Any]], steps_token: Optional[str] = None

@@ -289,11 +289,7 @@ class _HttpHandler(BaseHTTPRequestHandler):
         outcome = owner.ingest(request, origin="http")
         reply = reply_for(outcome)
         # Only an event with local steps has outcomes to report (and most have none).
-        reply["steps_token"] = (
-            owner.issue_steps_token(outcome.event_id)
-            if outcome.event_id is not None and outcome.steps
-            else None
-        )
+        reply["steps_token"] = outcome.steps_token
         self._reply(200, reply)
 
     def _post_steps(self, event_id: Optional[int], body: dict[str, Any]) -> None:

@@ -28,11 +28,8 @@ class IntakeOwner(Protocol):
 
     def ingest(self, request: EventRequest, *, origin: str) -> Outcome:
         """Evaluate, render and journal one event; ``origin`` says which way
-        it came in (``service``: the local socket, ``http``)."""
-        ...
-
-    def issue_steps_token(self, event_id: int) -> Optional[str]:
-        """A one-time token with which an HTTP client reports the event's steps."""
+        it came in (``service``: the local socket, ``http``: then the
+        outcome's ``steps_token`` is the one its steps are reported with)."""
         ...
 
     def record_steps(

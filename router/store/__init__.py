@@ -23,7 +23,7 @@ from router.store import outbox as outbox_rows
 from router.store import runs as run_rows
 from router.store import state as rule_state
 from router.store.database import Database
-from router.store.journal import Journal, insert_event
+from router.store.journal import Journal, insert_event, renew_steps_token
 from router.store.meta import Meta
 from router.store.outbox import Outbox
 from router.store.records import (
@@ -47,6 +47,7 @@ from router.store.records import (
     ThrottleUpdate,
     decode_fields,
     encode_fields,
+    token_hash,
 )
 from router.store.silences import Silences
 from router.store.state import RuleState
@@ -77,6 +78,7 @@ __all__ = [
     "ensure_private_dir",
     "open_existing_store",
     "open_store",
+    "token_hash",
 ]
 
 #: The journal is pruned at most this often (seconds), by whoever comes first.
@@ -188,6 +190,8 @@ class Store:
                 known = tx.one("SELECT id FROM events WHERE uid = ?", (entry.uid,))
                 if known is not None:
                     entry.id = int(known[0])
+                    if entry.steps_token and not renew_steps_token(tx, entry.id, entry.steps_token):
+                        entry.steps_token = None  # its steps were reported: no new token
                     rows = tx.all("SELECT id FROM outbox WHERE event_id = ?", (entry.id,))
                     return entry.id, [int(r[0]) for r in rows]
             event_id = insert_event(tx, entry)

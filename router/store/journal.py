@@ -42,8 +42,8 @@ def insert_event(tx: Transaction, entry: JournalEntry) -> int:
     """Write ``entry`` (within the caller's transaction); its id."""
     return tx.insert(
         "INSERT INTO events (received, name, identity, status, streak, host, origin,"
-        " fields, args, warnings, decisions, steps, errors, uid)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " fields, args, warnings, decisions, steps, errors, uid, steps_token)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             entry.received.isoformat(),
             entry.name,
@@ -59,7 +59,21 @@ def insert_event(tx: Transaction, entry: JournalEntry) -> int:
             _json(entry.steps),
             _json(entry.errors),
             entry.uid,
+            entry.steps_token,
         ),
+    )
+
+
+def renew_steps_token(tx: Any, event_id: int, hashed: str) -> bool:
+    """Give an event journaled over HTTP a new steps token (its hash), unless
+    its steps were reported already; whether it took."""
+    return (
+        tx.execute(
+            "UPDATE events SET steps_token = ? WHERE id = ? AND origin = 'http'"
+            " AND steps_reported IS NULL",
+            (hashed, event_id),
+        ).rowcount
+        == 1
     )
 
 
@@ -95,12 +109,8 @@ class Journal:
         client that posted it. Only the token's hash is kept. False (nothing
         changed) when the event was not received over HTTP or its steps
         were reported already."""
-        changed = self.db.run(
-            "UPDATE events SET steps_token = ? WHERE id = ? AND origin = 'http'"
-            " AND steps_reported IS NULL",
-            (token_hash(token), event_id),
-        )
-        return changed == 1
+        with self.db.transaction() as tx:
+            return renew_steps_token(tx, event_id, token_hash(token))
 
     def record_steps(
         self, event_id: int, steps: list[dict[str, Any]], steps_token: Optional[str] = None

@@ -121,6 +121,8 @@ class JournalEntry:
     #: offered twice (the service journaled it, then its answer was lost and the
     #: handler fell back to the inline path), it is journaled once.
     uid: Optional[str] = None
+    #: The hash of the one-time token its HTTP sender reports its steps with.
+    steps_token: Optional[str] = None
     id: Optional[int] = None
 
 
