@@ -63,6 +63,18 @@ def perform(steps: list[Step], event_log: Any) -> tuple[list[dict[str, Any]], bo
     return outcomes, aborted
 
 
+def perform_sent(wanted: list[Any], event_log: Any) -> tuple[list[dict[str, Any]], bool]:
+    """The local steps a router sent back (as JSON) performed here, as
+    ``perform`` does; steps that cannot even be read become one error
+    outcome, never an exception (the event is journaled already)."""
+    try:
+        return perform([Step.from_json(step) for step in wanted], event_log)
+    except Exception as exc:
+        return [
+            {"kind": "error", "outcome": "error", "error": f"{type(exc).__name__}: {exc}"}
+        ], False
+
+
 MAX_RESULTS = 500
 #: The text fields a result may have, and how long each may be.
 RESULT_TEXTS = {

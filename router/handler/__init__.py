@@ -175,16 +175,9 @@ def via_service(config: Any, args: list[str], uid: str) -> Optional[int]:
         wanted = reply.get("steps")
         if not wanted:
             return 0  # most events: nothing to do here (router.steps not even imported)
-        try:
-            from router.steps import Step, perform
+        from router.steps import perform_sent
 
-            steps = [Step.from_json(step) for step in wanted]
-            results, aborted = perform(steps, config.event_log)
-        except Exception as exc:
-            results = [
-                {"kind": "error", "outcome": "error", "error": f"{type(exc).__name__}: {exc}"}
-            ]
-            aborted = False
+        results, aborted = perform_sent(wanted, config.event_log)
         if results and not client.report_steps(event_id, results):
             from router.handler.outcomes import record_in_journal
 

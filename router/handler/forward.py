@@ -33,25 +33,14 @@ def handle(args: list[str], config: Any, uid: str, started: float) -> int:
         except forwarding.NotForwarded as exc:
             problems = [str(exc)]
         else:
-            results, aborted = _perform(taken.steps, config)
+            from router.steps import perform_sent
+
+            results, aborted = perform_sent(taken.steps, config.event_log)
             if results and not forwarding.report(taken, results, config, deadline + 5):
                 say("the steps' outcomes could not be reported to the central router")
             return 1 if aborted else 0
     say("no central router took the event (" + "; ".join(problems) + "): decided here")
     return _decide_here(args, body, config, received)
-
-
-def _perform(wanted: list[dict[str, Any]], config: Any) -> tuple[list[dict[str, Any]], bool]:
-    if not wanted:
-        return [], False
-    from router.steps import Step, perform
-
-    try:
-        return perform([Step.from_json(step) for step in wanted], config.event_log)
-    except Exception as exc:  # noqa: BLE001 - reported, never a traceback
-        return [
-            {"kind": "error", "outcome": "error", "error": f"{type(exc).__name__}: {exc}"}
-        ], False
 
 
 def _decide_here(args: list[str], body: dict[str, Any], config: Any, received: datetime) -> int:
@@ -71,7 +60,10 @@ def _decide_here(args: list[str], body: dict[str, Any], config: Any, received: d
         loaded = load_ruleset(config.rules_dir, config.state_dir, config.date_order)
         event = event_from_argv(args, date_order=config.date_order, received=received)
         outcome = process(event, loaded.ruleset, None, record=False, run_env=config.run_env)
-        results, aborted = _perform([s.to_json() for s in outcome.steps], config)
+        if outcome.steps:
+            from router.steps import perform
+
+            results, aborted = perform(outcome.steps, config.event_log)
     except Exception as exc:  # noqa: BLE001 - the event is still kept
         say(f"the local rules could not decide: {type(exc).__name__}: {exc}")
     try:
