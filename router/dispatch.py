@@ -154,18 +154,34 @@ def process(
 
     plan = evaluate(ruleset, event, history, throttles, explain=explain)
     notifications, steps, render_errors = render_plan(ruleset, plan, history, run_env)
-    to_send, muted = notifications, []
-    if notifications:
-        now = event.fields["received"].timestamp()
-        silencer = silencer_at(ruleset, store, now, errors)
-        to_send, muted = mute(notifications, plan.fields, silencer)
-    items, problems = outbox_items(ruleset, to_send)
-    errors += plan.errors + render_errors + problems
+    errors += plan.errors + render_errors
+    now = event.fields["received"].timestamp()
+    items, muted = queued(ruleset, store, notifications, plan.fields, now, errors)
     outcome = Outcome(event, plan, identity, plan.streak, notifications, steps, items, errors)
     outcome.muted = muted
     if record and store is not None:
         record_outcome(store, outcome, origin, uid, steps_token)
     return outcome
+
+
+def queued(
+    ruleset: Ruleset,
+    store: Optional[Store],
+    notifications: list[Notification],
+    fields: dict[str, Any],
+    now: float,
+    errors: list[str],
+) -> tuple[list[OutboxItem], list[Muted]]:
+    """The outbox items of the notifications no silence in force at ``now``
+    mutes, and the muted ones: what an event and every timer firing queue.
+    Problems (a broken silence, an unresolvable target) go to ``errors``."""
+    muted: list[Muted] = []
+    if notifications:
+        silencer = silencer_at(ruleset, store, now, errors)
+        notifications, muted = mute(notifications, fields, silencer)
+    items, problems = outbox_items(ruleset, notifications)
+    errors.extend(problems)
+    return items, muted
 
 
 def silencer_at(

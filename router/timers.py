@@ -41,7 +41,7 @@ from router.actions import Notification, Step
 from router.actions.notify import TYPE_FOR_STATUS
 from router.catalog import canonical_name
 from router.config import RUN_TIMEOUT
-from router.dispatch import outbox_items, silencer_at
+from router.dispatch import queued
 from router.engine import (
     CompiledRule,
     History,
@@ -50,13 +50,13 @@ from router.engine import (
     Ruleset,
     static_expect_key,
 )
-from router.engine.silences import Muted, mark_silenced, mute
+from router.engine.silences import Muted, mark_silenced
 from router.events import Event
 from router.rendering import Renderer, render_all
 from router.runs import SCRIPT, Run, overdue
 from router.schedules import latest_missed, next_after, zone
 from router.steps import perform
-from router.store import DigestBatch, ExpectState, JournalEntry, OutboxItem, Store
+from router.store import DigestBatch, ExpectState, JournalEntry, Store
 
 #: Deadlines are sums of floats read back from SQLite: equal within this.
 EPSILON = 1e-6
@@ -382,9 +382,7 @@ def fire_expect(
             )
     notifications, steps = render_all(renderer, allowed)
     errors = renderer.errors + skipped
-    notifications, muted = mute(notifications, fields, silencer_at(ruleset, store, now, errors))
-    items, problems = outbox_items(ruleset, notifications)
-    errors += problems
+    items, muted = queued(ruleset, store, notifications, fields, now, errors)
     identity = rule.label + (f"\x1f{state.key}" if state.key else "")
     overdue = extra["overdue"]
     entry = JournalEntry(
@@ -505,13 +503,7 @@ def flush_digest(
                 f" event{'s' if count != 1 else ''} was not sent"
             )
         errors.extend(renderer.errors)
-    items: list[OutboxItem] = []
-    muted: list[Muted] = []
-    if notifications:
-        silencer = silencer_at(ruleset, store, now, errors)
-        notifications, muted = mute(notifications, last, silencer)
-        items, problems = outbox_items(ruleset, notifications)
-        errors.extend(problems)
+    items, muted = queued(ruleset, store, notifications, last, now, errors)
     statuses = [str(e.get("status", "info")) for e in events]
     entry = JournalEntry(
         received=datetime.fromtimestamp(now),
