@@ -15,6 +15,7 @@ from typing import Any, Optional
 from router.catalog import fields_of
 from router.dispatch import Outcome
 from router.engine import ExpectHit
+from router.engine.silences import silenced_rules
 from router.steps import describe
 from router.templates import duration_filter
 from router.timers import next_due
@@ -65,9 +66,7 @@ def report(
     plan = outcome.plan
     fields = dict(event.fields, streak=outcome.streak)
     digests = {d.rule.label: d for d in plan.digests}
-    muted_rules: dict[str, int] = {}
-    for muted in outcome.muted:
-        muted_rules.setdefault(muted.rule, muted.silence)
+    muted_rules = silenced_rules(outcome.muted)
     rules = []
     for decision in plan.decisions:
         entry: dict[str, Any] = {"rule": decision.label, "matched": decision.matched}

@@ -133,14 +133,6 @@ def _replay_store(config: Any) -> Any:
     return store
 
 
-def _silenced(muted: list[Any]) -> dict[str, int]:
-    """Rule -> the silence that muted its notification (the first one)."""
-    shown: dict[str, int] = {}
-    for item in muted:
-        shown.setdefault(item.rule, item.silence)
-    return shown
-
-
 def read_expectations(path: Path) -> list[list[str]]:
     """One line per invocation: the rules it fires, comma-separated; ``-`` for none."""
     expected = []
@@ -156,6 +148,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from datetime import datetime
 
     from router.dispatch import process
+    from router.engine.silences import silenced_rules
     from router.events import event_from_argv
 
     config = load_config(args)
@@ -213,7 +206,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 fired = timers
                 line.update(event="clock", at=received, fired=fired)
             if muted:
-                line["silenced"] = _silenced(muted)
+                line["silenced"] = silenced_rules(muted)
             fired_all.append(fired)
             if expected is not None:
                 line["expected"] = expected[index]

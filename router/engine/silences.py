@@ -144,6 +144,14 @@ def _iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp).isoformat(sep=" ", timespec="seconds")
 
 
+def silenced_rules(muted: Iterable[Muted]) -> dict[str, int]:
+    """Each muted rule and the first silence that muted it (for display)."""
+    shown: dict[str, int] = {}
+    for item in muted:
+        shown.setdefault(item.rule, item.silence)
+    return shown
+
+
 def mark_silenced(records: list[dict[str, Any]], muted: Iterable[Muted]) -> list[dict[str, Any]]:
     """Journal decisions with what silences muted: a muted rule's record
     carries ``silenced_by`` (the first silence's id) and ``silenced`` (each
