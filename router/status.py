@@ -133,7 +133,7 @@ def gather(
         sources=sources,
         open_runs=[r for r in store.runs.all_open() if r.kind != SERVER],
         silences=store.silences.current(now),
-        digests=_digests(store),
+        digests=_digests(store, ruleset),
         expectations=expectations,
         rules=rules,
     )
@@ -169,9 +169,17 @@ def _where(rule: CompiledRule, state: ExpectState) -> tuple[str, Optional[str]]:
     return host, None if script is None else str(script)
 
 
-def _digests(store: Store) -> list[dict[str, Any]]:
+def _digests(store: Store, ruleset: Optional[Ruleset]) -> list[dict[str, Any]]:
+    """The digests collecting: a ``digest run`` one closes when its run
+    ends (``window_end`` None), the others at their window's end."""
+    per_run = set(ruleset.run_digest_labels()) if ruleset is not None else set()
     return [
-        {"rule": b.rule, "key": b.key, "count": len(b.items), "window_end": b.window_end}
+        {
+            "rule": b.rule,
+            "key": b.key,
+            "count": len(b.items),
+            "window_end": None if b.rule in per_run else b.window_end,
+        }
         for b in store.state.pending_digests()
     ]
 
@@ -191,7 +199,7 @@ def _age(now: float, timestamp: Optional[float]) -> Optional[float]:
     return None if timestamp is None else round(max(0.0, now - timestamp), 3)
 
 
-def _expectation_json(e: Expectation, now: float) -> dict[str, Any]:
+def _expectation_json(e: Expectation) -> dict[str, Any]:
     return {
         "rule": e.rule,
         "host": e.host,
@@ -270,10 +278,9 @@ def as_json(status: Status) -> dict[str, Any]:
         ],
         "silences": [s.record(now) for s in status.silences],
         "digests": [
-            {**d, "window_end": _when(d["window_end"]) if d["window_end"] < 1e11 else "run end"}
-            for d in status.digests
+            {**d, "window_end": _when(d["window_end"]) or "run end"} for d in status.digests
         ],
-        "expectations": [_expectation_json(e, now) for e in status.expectations],
+        "expectations": [_expectation_json(e) for e in status.expectations],
         "rules": status.rules,
     }
 
