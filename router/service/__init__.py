@@ -208,9 +208,10 @@ class Service:
         return self.config.date_order
 
     def use_store(self, work: Callable[[Store], T]) -> T:
-        """``work(store)``, one at a time with the events (``/silences``)."""
-        with self._ingest_lock:
-            return work(self._store())
+        """``work(store)``, beside the events, not in turn with them: the
+        store serves many threads (a connection each), and the status page's
+        reads or a new silence need not hold up an event, nor wait for one."""
+        return work(self._store())
 
     def backup_status(self) -> Status:
         """Every backup at a glance, from the store and the rules in force."""

@@ -51,7 +51,7 @@ class IntakeOwner(Protocol):
     date_order: str
 
     def use_store(self, work: Callable[[Store], T]) -> T:
-        """``work(store)``, in turn with the events (``/silences``)."""
+        """``work(store)``, beside the events (``/silences``, the status page)."""
         ...
 
     def backup_status(self) -> Status:
