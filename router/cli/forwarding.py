@@ -9,6 +9,9 @@ from typing import Any
 
 from router.cli.shared import EXIT_ERRORS, EXIT_OK, EXIT_USAGE, load_config
 
+#: How long one ``router forward --flush`` keeps sending (seconds).
+FLUSH_BUDGET = 60.0
+
 
 def add_parser(sub: Any) -> None:
     forward = sub.add_parser("forward", help="an engine's spooled events to the central routers")
@@ -19,15 +22,15 @@ def add_parser(sub: Any) -> None:
 
 def cmd_forward(args: argparse.Namespace) -> int:
     import json
+    import time
 
     from router import forwarding
-    from router.handler.forward import flush_now
 
     config = load_config(args)
     if not config.forward:
         print("router forward: forward names no central router in router.toml", file=sys.stderr)
         return EXIT_USAGE
-    sent, problems = flush_now(config) if args.flush else (0, [])
+    sent, problems = forwarding.flush(config, time.time() + FLUSH_BUDGET) if args.flush else (0, [])
     waiting = len(forwarding.pending(config.state_dir))
     if args.format == "json":
         print(json.dumps({"forwarded": sent, "waiting": waiting, "problems": problems}))

@@ -10,7 +10,6 @@ centre's journal is where each event is counted, once.
 
 from __future__ import annotations
 
-import time
 from datetime import datetime
 from typing import Any
 
@@ -71,10 +70,3 @@ def _decide_here(args: list[str], body: dict[str, Any], config: Any, received: d
     except Exception as exc:  # noqa: BLE001 - said; Retrospect is never failed
         say(f"the event could not be kept for the central routers: {exc}")
     return 1 if aborted else 0
-
-
-def flush_now(config: Any, budget: float = 60.0) -> tuple[int, list[str]]:
-    """``router forward --flush``: the spool to the centre, in order."""
-    from router import forwarding
-
-    return forwarding.flush(config, time.time() + budget)
